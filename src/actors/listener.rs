@@ -1,0 +1,92 @@
+//! `ListenerActor`: runs the chain listener and supervises it.
+//!
+//! A retryable failure (RPC down, store busy, an actor lost) restarts the listener after an
+//! exponential backoff; the restart drops all in-memory actor state and reloads it from the
+//! store, which is consistent with the cursor by construction. A fatal failure (reorg deeper
+//! than the window, a block the node will not serve) stops the system with an error.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::chain::RetryPolicy;
+use crate::metrics as m;
+use crate::streams::listener::{Listener, ListenerError};
+
+/// The actor.
+pub struct ListenerActor {
+    listener: Option<Listener>,
+    restarts: u32,
+    backoff: RetryPolicy,
+    stop: Arc<AtomicBool>,
+    on_fatal: Option<tokio::sync::oneshot::Sender<String>>,
+}
+
+impl ListenerActor {
+    /// Wraps a listener; `on_fatal` receives the message of an unrecoverable error.
+    pub fn new(listener: Listener, stop: Arc<AtomicBool>, on_fatal: tokio::sync::oneshot::Sender<String>) -> Self {
+        ListenerActor {
+            listener: Some(listener),
+            restarts: 0,
+            backoff: RetryPolicy { initial: Duration::from_millis(200), max: Duration::from_secs(30), max_attempts: 0 },
+            stop,
+            on_fatal: Some(on_fatal),
+        }
+    }
+
+    fn spawn_run(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut listener) = self.listener.take() else { return };
+        let fut = async move {
+            let r = listener.run().await;
+            (listener, r)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(listener, r), act, ctx| {
+            act.listener = Some(listener);
+            match r {
+                Ok(()) => ctx.stop(),
+                Err(e) if e.is_retryable() && !act.stop.load(Ordering::Relaxed) => {
+                    act.restarts += 1;
+                    let d = act.backoff.backoff(act.restarts.min(10));
+                    metrics::counter!(m::LISTENER_RESTARTS_TOTAL, "reason" => reason(&e)).increment(1);
+                    tracing::warn!(target: "listener", actor = "listener", error = %e, restart_in_ms = d.as_millis() as u64, "listener failed; restarting from the store");
+                    ctx.run_later(d, |act, ctx| {
+                        if let Some(l) = act.listener.as_mut() {
+                            if let Err(e) = l.reset() {
+                                tracing::error!(target: "listener", error = %e, "reload from the store failed");
+                            }
+                        }
+                        act.spawn_run(ctx);
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(target: "listener", actor = "listener", error = %e, "listener stopped on an unrecoverable error");
+                    if let Some(tx) = act.on_fatal.take() {
+                        let _ = tx.send(e.to_string());
+                    }
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+}
+
+fn reason(e: &ListenerError) -> &'static str {
+    match e {
+        ListenerError::Chain(_) => "chain",
+        ListenerError::Pipeline(_) => "pipeline",
+        ListenerError::Store(_) => "store",
+        ListenerError::Unsplittable(..) => "unsplittable",
+        ListenerError::ReorgTooDeep { .. } => "reorg_too_deep",
+    }
+}
+
+impl Actor for ListenerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(target: "listener", actor = "listener", "started");
+        self.spawn_run(ctx);
+    }
+}

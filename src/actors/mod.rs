@@ -1,0 +1,6 @@
+//! Actors: one file per actor, each holding the actor, its messages and its handlers over plain
+//! logic that unit tests call directly.
+
+pub mod listener;
+pub mod proposal;
+pub mod voter_power;

@@ -1,0 +1,136 @@
+//! Wiring: starts govflow's parts in a documented order.
+//!
+//! 1. metrics recorder; 2. RPC client and chain-id check; 3. store; 4. discovery of the
+//! governor's token, timelock and modes (or the stored result); 5. start block; 6. pipeline
+//! with its proposal actors and voter-power shards; 7. listener actor; 8. HTTP API. Shutdown
+//! (SIGINT/SIGTERM) stops the listener between ranges and drains the HTTP server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use anyhow::{bail, Context as _};
+
+use crate::actors::listener::ListenerActor;
+use crate::chain::{discovery, RetryPolicy, RpcClient};
+use crate::config::Config;
+use crate::http::{self, ApiState};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::Store;
+use crate::streams::listener::{IndexerStatus, Listener, ListenerSettings};
+use crate::streams::pipeline::{ChainViews, Pipeline};
+
+/// Runs govflow until a signal or an unrecoverable error.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let prometheus = crate::metrics::install().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+    let retry = RetryPolicy { max_attempts: cfg.chain.rpc_max_attempts, ..RetryPolicy::default() };
+    let rpc = RpcClient::new(&cfg.chain.rpc_url, Duration::from_millis(cfg.chain.request_timeout_ms), retry)?;
+    let chain_id = rpc.chain_id().await.with_context(|| "cannot reach the RPC node (chain.rpc_url)".to_string())?;
+    if let Some(want) = cfg.chain.chain_id {
+        if want != chain_id {
+            bail!("chain.chain_id is {want} but the node at chain.rpc_url serves chain {chain_id}");
+        }
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(&cfg.store.data_dir).with_context(|| format!("opening store in {}", cfg.store.data_dir.display()))?,
+    );
+    let governor = cfg.governor();
+    let info = match store.info()? {
+        Some(i) if i.governor == governor && i.chain_id == chain_id => i,
+        _ => {
+            let i = discovery::discover(&rpc, chain_id, governor).await.context("discovering the governor")?;
+            store.init_info(&i)?;
+            i
+        }
+    };
+    tracing::info!(
+        target: "app",
+        chain_id,
+        governor = %info.governor,
+        name = %info.name,
+        token = %info.token,
+        timelock = ?info.timelock,
+        clock_mode = ?info.clock_mode,
+        counting_mode = %info.counting_mode,
+        "governor discovered"
+    );
+    let start_block = match cfg.chain.start_block {
+        Some(b) => b,
+        None => {
+            let mut contracts = vec![info.governor, info.token];
+            contracts.extend(info.timelock);
+            let b = discovery::deployment_block(&rpc, &contracts).await?;
+            tracing::info!(target: "app", start_block = b, "start block found from contract deployment");
+            b
+        }
+    };
+
+    let status = Arc::new(IndexerStatus::default());
+    status.chain_id.store(chain_id, Ordering::Relaxed);
+    let pipeline = Pipeline::new(
+        store.clone(),
+        info,
+        ChainViews::Rpc(rpc.clone()),
+        cfg.voter_power.shards,
+        cfg.voter_power.cache_accounts_per_shard,
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let settings = ListenerSettings {
+        start_block,
+        confirmations: cfg.chain.confirmations,
+        reorg_window: cfg.chain.reorg_window,
+        max_range: cfg.chain.max_log_range,
+        poll_interval: Duration::from_millis(cfg.chain.poll_interval_ms),
+        header_concurrency: cfg.chain.header_concurrency,
+        progress_interval: Duration::from_secs(cfg.chain.progress_interval_s),
+    };
+    let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone());
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
+    let _listener = ListenerActor::new(listener, stop.clone(), fatal_tx).start();
+
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let state = ApiState { store: store.clone(), status: status.clone(), metrics: Some(prometheus), http: cfg.http.clone() };
+    let (bound, server) = http::serve(state, cfg.listen(), async {
+        let _ = http_stop_rx.await;
+    })
+    .with_context(|| format!("cannot listen on http.listen = {}", cfg.http.listen))?;
+    tracing::info!(target: "app", listen = %bound, "API listening");
+    let server = tokio::spawn(server);
+
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!(target: "app", "shutting down");
+            Ok(())
+        }
+        r = fatal_rx => match r {
+            Ok(msg) => Err(anyhow::anyhow!("listener stopped: {msg}")),
+            Err(_) => Ok(()),
+        },
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = http_stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    outcome
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,380 @@
+//! Configuration: `config/*.toml`, then `GOVFLOW_<SECTION>_<KEY>` environment variables, then
+//! command-line flags. Every invalid or missing value is reported at once, with its path.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Address;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Chain and contracts.
+    pub chain: ChainConfig,
+    /// Storage.
+    pub store: StoreConfig,
+    /// HTTP API.
+    pub http: HttpConfig,
+    /// Voter-power shards.
+    pub voter_power: VoterPowerConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[chain]`: where to read governance from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// HTTP JSON-RPC endpoint of an EVM node (an archive node for history and discovery).
+    pub rpc_url: String,
+    /// Expected chain id; start-up fails when the node reports another. Unset: accept any.
+    pub chain_id: Option<u64>,
+    /// Governor contract address; the token and timelock are discovered from it.
+    pub governor: Option<String>,
+    /// First block to index. Unset: the first block at which the governor, its token and its
+    /// timelock all exist (found by binary search on `eth_getCode`).
+    pub start_block: Option<u64>,
+    /// Depth below the head at which a block counts as final. Newer data is served flagged
+    /// `provisional`.
+    pub confirmations: u64,
+    /// Blocks below the head kept reversible and checked for reorgs.
+    pub reorg_window: u64,
+    /// Largest `eth_getLogs` block range (shrinks by itself when the node refuses).
+    pub max_log_range: u64,
+    /// Pause between head polls once caught up, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Timeout of one RPC request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Attempts per RPC call before the listener restarts (0 = retry forever with backoff).
+    pub rpc_max_attempts: u32,
+    /// Parallel header requests.
+    pub header_concurrency: usize,
+    /// Seconds between backfill progress lines.
+    pub progress_interval_s: u64,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            chain_id: None,
+            governor: None,
+            start_block: None,
+            confirmations: 0,
+            reorg_window: 64,
+            max_log_range: 2_000,
+            poll_interval_ms: 1_000,
+            request_timeout_ms: 10_000,
+            rpc_max_attempts: 6,
+            header_concurrency: 8,
+            progress_interval_s: 5,
+        }
+    }
+}
+
+/// `[store]`: where data lives.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Backend: `embedded` (redb file in `data_dir`).
+    pub backend: String,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { backend: "embedded".into(), data_dir: PathBuf::from(".govflow") }
+    }
+}
+
+/// `[http]`: the REST API.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: String,
+    /// Page size when `limit` is not given.
+    pub default_page_size: usize,
+    /// Largest accepted `limit`.
+    pub max_page_size: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".into(), default_page_size: 50, max_page_size: 500 }
+    }
+}
+
+/// `[voter_power]`: the voter-power shard actors.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoterPowerConfig {
+    /// Number of shards of the address space, one actor each.
+    pub shards: usize,
+    /// Accounts cached per shard.
+    pub cache_accounts_per_shard: usize,
+}
+
+impl Default for VoterPowerConfig {
+    fn default() -> Self {
+        VoterPowerConfig { shards: 4, cache_accounts_per_shard: 100_000 }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `govflow=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "text".into(), level: "info".into() }
+    }
+}
+
+/// One problem with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted key path, e.g. `chain.confirmations`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found, reported together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration:\n{}", .0.iter().map(|i| format!("  - {}: {}", i.path, i.message)).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigIssue>);
+
+const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log"];
+
+fn check_section<T: for<'de> Deserialize<'de>>(name: &str, v: &toml::Value, issues: &mut Vec<ConfigIssue>) {
+    let Some(t) = v.as_table() else {
+        issues.push(ConfigIssue { path: name.into(), message: "must be a table".into() });
+        return;
+    };
+    for (k, val) in t {
+        let mut one = toml::Table::new();
+        one.insert(k.clone(), val.clone());
+        if let Err(e) = toml::Value::Table(one).try_into::<T>() {
+            let msg = e.to_string();
+            let msg = msg.lines().next().unwrap_or("").trim().to_string();
+            issues.push(ConfigIssue { path: format!("{name}.{k}"), message: msg });
+        }
+    }
+}
+
+/// Parses an environment or flag value into the TOML type it most likely means.
+fn scalar(s: &str) -> toml::Value {
+    if let Ok(i) = s.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match s {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(s.to_string()),
+    }
+}
+
+/// Keys that stay strings even when they look like numbers.
+const STRING_KEYS: &[&str] = &["chain.governor", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend"];
+
+/// Sets `section.key` in a TOML document.
+pub fn set(doc: &mut toml::Table, path: &str, value: &str) {
+    let Some((section, key)) = path.split_once('.') else { return };
+    let v = if STRING_KEYS.contains(&path) { toml::Value::String(value.to_string()) } else { scalar(value) };
+    let sec = doc.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(t) = sec.as_table_mut() {
+        t.insert(key.to_string(), v);
+    }
+}
+
+/// Builds the configuration from a file (optional), the environment and flag overrides
+/// (`("chain.rpc_url", "http://...")`), validating everything.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(&str, String)],
+) -> Result<Config, ConfigErrors> {
+    let mut issues = Vec::new();
+    let mut doc = toml::Table::new();
+    if let Some(f) = file {
+        match std::fs::read_to_string(f) {
+            Ok(s) => match s.parse::<toml::Table>() {
+                Ok(t) => doc = t,
+                Err(e) => issues.push(ConfigIssue { path: f.display().to_string(), message: e.to_string().replace('\n', " ") }),
+            },
+            Err(e) => issues.push(ConfigIssue { path: f.display().to_string(), message: e.to_string() }),
+        }
+    }
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("GOVFLOW_") else { continue };
+        let rest = rest.to_ascii_lowercase();
+        if let Some(section) = SECTIONS.iter().filter(|s| rest.starts_with(&format!("{s}_"))).max_by_key(|s| s.len()) {
+            let key = &rest[section.len() + 1..];
+            set(&mut doc, &format!("{section}.{key}"), &v);
+        }
+    }
+    for (path, v) in overrides {
+        set(&mut doc, path, v);
+    }
+    for (k, v) in &doc {
+        match k.as_str() {
+            "chain" => check_section::<ChainConfig>(k, v, &mut issues),
+            "store" => check_section::<StoreConfig>(k, v, &mut issues),
+            "http" => check_section::<HttpConfig>(k, v, &mut issues),
+            "voter_power" => check_section::<VoterPowerConfig>(k, v, &mut issues),
+            "log" => check_section::<LogConfig>(k, v, &mut issues),
+            other => issues.push(ConfigIssue { path: other.into(), message: format!("unknown section; expected one of {}", SECTIONS.join(", ")) }),
+        }
+    }
+    if !issues.is_empty() {
+        return Err(ConfigErrors(issues));
+    }
+    let cfg: Config = toml::Value::Table(doc)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigErrors(vec![ConfigIssue { path: "config".into(), message: e.to_string() }]))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+impl Config {
+    /// Semantic checks beyond types.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut issues = Vec::new();
+        let mut bad = |path: &str, message: String| issues.push(ConfigIssue { path: path.into(), message });
+        match &self.chain.governor {
+            None => bad("chain.governor", "required: the governor contract address (--governor or GOVFLOW_CHAIN_GOVERNOR)".into()),
+            Some(g) => {
+                if let Err(e) = Address::parse(g) {
+                    bad("chain.governor", format!("{g:?} is not an address: {e}"));
+                }
+            }
+        }
+        if !(self.chain.rpc_url.starts_with("http://") || self.chain.rpc_url.starts_with("https://")) {
+            bad("chain.rpc_url", "must be an http:// or https:// URL".into());
+        }
+        if self.chain.reorg_window == 0 {
+            bad("chain.reorg_window", "must be at least 1".into());
+        }
+        if self.chain.max_log_range == 0 {
+            bad("chain.max_log_range", "must be at least 1".into());
+        }
+        if self.chain.request_timeout_ms == 0 {
+            bad("chain.request_timeout_ms", "must be at least 1".into());
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            bad("http.listen", format!("{:?} is not HOST:PORT (e.g. 127.0.0.1:8080)", self.http.listen));
+        }
+        if self.http.default_page_size == 0 || self.http.default_page_size > self.http.max_page_size {
+            bad("http.default_page_size", "must be between 1 and http.max_page_size".into());
+        }
+        if self.voter_power.shards == 0 || self.voter_power.shards > 1024 {
+            bad("voter_power.shards", "must be between 1 and 1024".into());
+        }
+        if self.store.backend != "embedded" {
+            bad("store.backend", format!("{:?} is not available; this build has: embedded", self.store.backend));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bad("log.format", "must be text or json".into());
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(issues))
+        }
+    }
+
+    /// The governor address (validated).
+    pub fn governor(&self) -> Address {
+        self.chain.governor.as_deref().and_then(|g| Address::parse(g).ok()).unwrap_or_default()
+    }
+
+    /// The listen address (validated).
+    pub fn listen(&self) -> SocketAddr {
+        self.http.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOV: &str = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+
+    #[test]
+    fn chain_section_parses() {
+        let t: ChainConfig = toml::from_str("rpc_url = \"http://x:1\"\nconfirmations = 3\ngovernor = \"0x00\"").unwrap();
+        assert_eq!(t.confirmations, 3);
+        assert_eq!(t.reorg_window, 64);
+    }
+
+    #[test]
+    fn other_sections_parse() {
+        let s: StoreConfig = toml::from_str("data_dir = \"/tmp/x\"").unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        let h: HttpConfig = toml::from_str("listen = \"0.0.0.0:9\"").unwrap();
+        assert_eq!(h.max_page_size, 500);
+        let v: VoterPowerConfig = toml::from_str("shards = 8").unwrap();
+        assert_eq!(v.shards, 8);
+        let l: LogConfig = toml::from_str("format = \"json\"").unwrap();
+        assert_eq!(l.level, "info");
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[chain]\nconfirmations = \"many\"\nbogus = 1\n[http]\nlisten = 5\n[nope]\n").unwrap();
+        let e = load(Some(&f), vec![], &[]).unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"chain.confirmations"), "{e}");
+        assert!(paths.contains(&"chain.bogus"), "{e}");
+        assert!(paths.contains(&"http.listen"), "{e}");
+        assert!(paths.contains(&"nope"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_all_at_once() {
+        let e = load(None, vec![], &[("chain.rpc_url", "ftp://x".into()), ("http.listen", "nowhere".into())]).unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, vec!["chain.governor", "chain.rpc_url", "http.listen"]);
+    }
+
+    #[test]
+    fn env_then_flags_override_the_file() {
+        let env = vec![
+            ("GOVFLOW_CHAIN_GOVERNOR".to_string(), GOV.to_string()),
+            ("GOVFLOW_CHAIN_CONFIRMATIONS".to_string(), "5".to_string()),
+            ("GOVFLOW_VOTER_POWER_SHARDS".to_string(), "2".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = load(None, env, &[("chain.confirmations", "7".into())]).unwrap();
+        assert_eq!(c.chain.confirmations, 7);
+        assert_eq!(c.voter_power.shards, 2);
+        assert_eq!(c.governor(), Address::parse(GOV).unwrap());
+    }
+
+    #[test]
+    fn every_shipped_config_file_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) == Some("toml") {
+                load(Some(&p), vec![], &[("chain.governor", GOV.into())]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+}

@@ -1,0 +1,410 @@
+//! The `/v1` read handlers.
+
+use std::sync::atomic::Ordering;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use warp::http::StatusCode;
+
+use super::problem::Problem;
+use super::{json, ApiState, Req};
+use crate::domain::{parse_u256, Address, ClockMode, Proposal, ProposalStatus, UserVotingPower, Vote, U256};
+use crate::store::{ProposalQuery, ProposalSort, VoteQuery, VoteSort};
+
+type Resp = Result<warp::reply::Response, Problem>;
+
+const PROPOSAL_FIELDS: &[&str] = &[
+    "id", "proposalId", "title", "description", "proposer", "startBlock", "endBlock", "originalEndBlock", "status",
+    "forVotes", "againstVotes", "abstainVotes", "voteCount", "quorum", "targets", "values", "signatures", "calldatas",
+    "eta", "timelockOperationId", "created", "createdAt", "updatedAt", "updatedBlock", "executedAt", "metadataUri",
+    "totalVotes", "provisional", "clockMode", "history",
+];
+const VOTE_FIELDS: &[&str] = &[
+    "id", "proposalId", "voter", "support", "weight", "reason", "params", "blockNumber", "blockHash", "logIndex",
+    "transactionHash", "timestamp", "provisional",
+];
+
+fn limit(state: &ApiState, req: &Req<'_>) -> Result<usize, Problem> {
+    match req.param("limit") {
+        None => Ok(state.http.default_page_size),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if n >= 1 && n <= state.http.max_page_size => Ok(n),
+            _ => Err(Problem::bad_param("limit", format!("limit must be an integer from 1 to {}", state.http.max_page_size))),
+        },
+    }
+}
+
+fn order(req: &Req<'_>, default_desc: bool) -> Result<bool, Problem> {
+    match req.param("order") {
+        None => Ok(default_desc),
+        Some("asc") => Ok(false),
+        Some("desc") => Ok(true),
+        Some(o) => Err(Problem::bad_param("order", format!("order must be asc or desc, not {o:?}"))),
+    }
+}
+
+/// Opaque cursors: a tag byte (route, sort and direction) then the keyset key.
+fn encode_cursor(tag: u8, key: &[u8]) -> String {
+    let mut b = vec![tag];
+    b.extend_from_slice(key);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn decode_cursor(req: &Req<'_>, tag: u8) -> Result<Option<Vec<u8>>, Problem> {
+    let Some(c) = req.param("cursor") else { return Ok(None) };
+    let b = URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| Problem::bad_param("cursor", "cursor is not one this API issued"))?;
+    match b.split_first() {
+        Some((t, rest)) if *t == tag => Ok(Some(rest.to_vec())),
+        Some(_) => Err(Problem::bad_param("cursor", "cursor belongs to another listing, sort or order; start without it")),
+        None => Err(Problem::bad_param("cursor", "empty cursor")),
+    }
+}
+
+fn fields(req: &Req<'_>, allowed: &[&str]) -> Result<Option<Vec<String>>, Problem> {
+    let Some(f) = req.param("fields") else { return Ok(None) };
+    let list: Vec<String> = f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if list.is_empty() {
+        return Err(Problem::bad_param("fields", "fields must name at least one field"));
+    }
+    for name in &list {
+        if !allowed.contains(&name.as_str()) {
+            return Err(Problem::bad_param("fields", format!("unknown field {name:?}; known: {}", allowed.join(", "))));
+        }
+    }
+    Ok(Some(list))
+}
+
+fn project(v: Value, f: &Option<Vec<String>>) -> Value {
+    match (v, f) {
+        (Value::Object(o), Some(f)) => {
+            let mut out = Map::new();
+            for k in f {
+                if let Some(x) = o.get(k) {
+                    out.insert(k.clone(), x.clone());
+                }
+            }
+            Value::Object(out)
+        }
+        (v, _) => v,
+    }
+}
+
+fn proposal_id(req: &Req<'_>) -> Result<U256, Problem> {
+    let s = req.segments.get(2).copied().unwrap_or("");
+    parse_u256(s).map_err(|e| Problem::bad_param("proposalId", format!("{s:?}: {e}")))
+}
+
+fn address(req: &Req<'_>) -> Result<Address, Problem> {
+    let s = req.segments.get(2).copied().unwrap_or("");
+    Address::parse(s).map_err(|e| Problem::bad_param("address", format!("{s:?} is not an address: {e}")))
+}
+
+fn clock_mode(state: &ApiState) -> Result<ClockMode, Problem> {
+    Ok(state.store.info()?.map_or(ClockMode::BlockNumber, |i| i.clock_mode))
+}
+
+fn proposal_json(state: &ApiState, p: &Proposal, mode: ClockMode) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.insert("totalVotes".into(), Value::String(p.total_votes().to_string()));
+        o.insert("provisional".into(), Value::Bool(p.updated_block > state.status.finalized()));
+        o.insert("clockMode".into(), serde_json::to_value(mode).unwrap_or(Value::Null));
+    }
+    v
+}
+
+fn vote_json(state: &ApiState, v: &Vote) -> Value {
+    let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut j {
+        o.insert("provisional".into(), Value::Bool(v.block_number > state.status.finalized()));
+    }
+    j
+}
+
+fn u64_param(req: &Req<'_>, name: &str) -> Result<Option<u64>, Problem> {
+    req.param(name)
+        .map(|s| s.parse::<u64>().map_err(|_| Problem::bad_param(name, format!("{name} must be a non-negative integer"))))
+        .transpose()
+}
+
+fn time_param(req: &Req<'_>, name: &str) -> Result<Option<u64>, Problem> {
+    req.param(name)
+        .map(|s| {
+            crate::domain::time::parse(s)
+                .ok_or_else(|| Problem::bad_param(name, format!("{name} must be unix seconds or an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// `GET /v1/proposals`
+pub fn list_proposals(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&["status", "proposer", "createdFrom", "createdTo", "endFrom", "endTo", "sort", "order", "cursor", "limit", "fields"])?;
+    let statuses = match req.param("status") {
+        None => vec![],
+        Some(s) => s
+            .split(',')
+            .map(|x| {
+                ProposalStatus::parse(x.trim()).ok_or_else(|| {
+                    Problem::bad_param("status", format!("unknown status {x:?}; one or more of Pending, Active, Canceled, Defeated, Succeeded, Queued, Expired, Executed"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let proposer = req
+        .param("proposer")
+        .map(|s| Address::parse(s).map_err(|e| Problem::bad_param("proposer", format!("{s:?} is not an address: {e}"))))
+        .transpose()?;
+    let sort = match req.param("sort") {
+        None => ProposalSort::CreatedAt,
+        Some(s) => ProposalSort::parse(s).ok_or_else(|| {
+            Problem::bad_param("sort", format!("unknown sort {s:?}; one of createdAt, startBlock, endBlock, forVotes, totalVotes"))
+        })?,
+    };
+    let descending = order(req, true)?;
+    let tag = 0x10 | (sort as u8) << 1 | descending as u8;
+    let q = ProposalQuery {
+        statuses,
+        proposer,
+        created_from: time_param(req, "createdFrom")?,
+        created_to: time_param(req, "createdTo")?,
+        end_from: u64_param(req, "endFrom")?,
+        end_to: u64_param(req, "endTo")?,
+        sort,
+        descending,
+        after: decode_cursor(req, tag)?,
+        limit: limit(state, req)?,
+    };
+    let f = fields(req, PROPOSAL_FIELDS)?;
+    let page = state.store.list_proposals(&q)?;
+    let mode = clock_mode(state)?;
+    let items: Vec<Value> = page.items.iter().map(|p| project(proposal_json(state, p, mode), &f)).collect();
+    Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
+}
+
+/// `GET /v1/proposals/{proposalId}`
+pub fn proposal(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&["fields"])?;
+    let id = proposal_id(req)?;
+    let f = fields(req, PROPOSAL_FIELDS)?;
+    let p = state.store.proposal(&id)?.ok_or_else(|| Problem::not_found(format!("no proposal {id}")))?;
+    let mut v = proposal_json(state, &p, clock_mode(state)?);
+    if let Value::Object(o) = &mut v {
+        o.insert("history".into(), serde_json::to_value(state.store.history(&id)?).unwrap_or(Value::Null));
+    }
+    Ok(json(&project(v, &f)))
+}
+
+fn vote_query(state: &ApiState, req: &Req<'_>, route: u8) -> Result<(VoteQuery, u8), Problem> {
+    let sort = match req.param("sort") {
+        None | Some("block") => VoteSort::Block,
+        Some("weight") => VoteSort::Weight,
+        Some(s) => return Err(Problem::bad_param("sort", format!("unknown sort {s:?}; one of block, weight"))),
+    };
+    let descending = order(req, true)?;
+    let support = req
+        .param("support")
+        .map(|s| match s {
+            "0" | "against" => Ok(0u8),
+            "1" | "for" => Ok(1),
+            "2" | "abstain" => Ok(2),
+            _ => Err(Problem::bad_param("support", "support must be 0/against, 1/for or 2/abstain")),
+        })
+        .transpose()?;
+    let tag = route | (sort as u8) << 1 | descending as u8;
+    Ok((VoteQuery { sort, descending, support, after: decode_cursor(req, tag)?, limit: limit(state, req)? }, tag))
+}
+
+/// `GET /v1/proposals/{proposalId}/votes`
+pub fn proposal_votes(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&["sort", "order", "support", "cursor", "limit", "fields"])?;
+    let id = proposal_id(req)?;
+    let (q, tag) = vote_query(state, req, 0x20)?;
+    let f = fields(req, VOTE_FIELDS)?;
+    if state.store.proposal(&id)?.is_none() {
+        return Err(Problem::not_found(format!("no proposal {id}")));
+    }
+    let page = state.store.proposal_votes(&id, &q)?;
+    let items: Vec<Value> = page.items.iter().map(|v| project(vote_json(state, v), &f)).collect();
+    Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
+}
+
+/// `GET /v1/users/{address}/votes`
+pub fn user_votes(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&["order", "cursor", "limit", "fields"])?;
+    let a = address(req)?;
+    let (q, tag) = vote_query(state, req, 0x40)?;
+    let f = fields(req, VOTE_FIELDS)?;
+    let page = state.store.voter_votes(&a, &q)?;
+    let items: Vec<Value> = page.items.iter().map(|v| project(vote_json(state, v), &f)).collect();
+    Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
+}
+
+/// `GET /v1/users/{address}/voting-power`
+pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&["block", "proposalId", "fields"])?;
+    let a = address(req)?;
+    let indexed = state.status.indexed.load(Ordering::Relaxed);
+    let mode = clock_mode(state)?;
+    let block = u64_param(req, "block")?;
+    let pid = req
+        .param("proposalId")
+        .map(|s| parse_u256(s).map_err(|e| Problem::bad_param("proposalId", format!("{s:?}: {e}"))))
+        .transpose()?;
+    if block.is_some() && pid.is_some() {
+        return Err(Problem::bad_param("block", "give either block or proposalId, not both"));
+    }
+    let f = fields(req, &[
+        "user", "proposalId", "baseWeight", "nftBonus", "delegatedWeight", "totalWeight", "balance", "delegate",
+        "blockNumber", "timepoint", "timestamp", "provisional",
+    ])?;
+    let vp = if let Some(pid) = pid {
+        let p = state.store.proposal(&pid)?.ok_or_else(|| Problem::not_found(format!("no proposal {pid}")))?;
+        let s = p.start_block;
+        let cp = match mode {
+            ClockMode::BlockNumber => state.store.account_at_block(&a, s)?,
+            ClockMode::Timestamp => state.store.account_at_time(&a, s)?,
+        }
+        .unwrap_or_default();
+        let block = if mode == ClockMode::BlockNumber { s } else { cp.block_number };
+        let mut vp = UserVotingPower::from_power(a, &cp, block, s);
+        vp.proposal_id = Some(pid);
+        vp
+    } else if let Some(b) = block {
+        if b > indexed {
+            return Err(Problem::bad_param("block", format!("block {b} is not indexed yet (indexed up to {indexed})")));
+        }
+        let cp = state.store.account_at_block(&a, b)?.unwrap_or_default();
+        let tp = if mode == ClockMode::BlockNumber { b } else { cp.timestamp };
+        UserVotingPower::from_power(a, &cp, b, tp)
+    } else {
+        let cp = state.store.account(&a)?.unwrap_or_default();
+        let ts = state.store.block(indexed)?.map_or(cp.timestamp, |b| b.timestamp);
+        let tp = if mode == ClockMode::BlockNumber { indexed } else { ts };
+        UserVotingPower::from_power(a, &cp, indexed, tp)
+    };
+    let mut v = serde_json::to_value(&vp).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.insert("provisional".into(), Value::Bool(vp.block_number > state.status.finalized()));
+    }
+    Ok(json(&project(v, &f)))
+}
+
+/// `GET /v1/proposals/{proposalId}/execution-status`
+pub fn execution_status(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&[])?;
+    let id = proposal_id(req)?;
+    let p = state.store.proposal(&id)?.ok_or_else(|| Problem::not_found(format!("no proposal {id}")))?;
+    let op = match p.timelock_operation_id {
+        Some(op) => state.store.timelock_op(&op)?,
+        None => None,
+    };
+    let indexed = state.status.indexed.load(Ordering::Relaxed);
+    let now = state.store.block(indexed)?.map(|b| b.timestamp);
+    let grace = state.store.info()?.and_then(|i| i.grace_period_secs);
+    let execution_state = match p.status {
+        ProposalStatus::Executed => "executed",
+        ProposalStatus::Canceled => "canceled",
+        ProposalStatus::Expired => "expired",
+        ProposalStatus::Defeated => "defeated",
+        ProposalStatus::Pending | ProposalStatus::Active => "voting",
+        ProposalStatus::Succeeded => "awaitingQueue",
+        ProposalStatus::Queued => match (p.eta, now) {
+            (Some(eta), Some(now)) if now >= eta => "ready",
+            _ => "waiting",
+        },
+    };
+    let timelock = state.store.info()?.and_then(|i| i.timelock);
+    Ok(json(&json!({
+        "proposalId": id.to_string(),
+        "status": p.status,
+        "executionState": execution_state,
+        "eta": p.eta.map(crate::domain::time::format),
+        "expiresAt": match (p.eta, grace) { (Some(e), Some(g)) => Some(crate::domain::time::format(e + g)), _ => None },
+        "timelock": timelock,
+        "timelockOperationId": p.timelock_operation_id,
+        "operation": op,
+        "executedAt": p.executed_at.map(crate::domain::time::format),
+        "targets": p.targets,
+        "calldatas": p.calldatas,
+    })))
+}
+
+/// `GET /v1/proposals/stats`
+pub fn stats(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&[])?;
+    let s = state.store.stats()?;
+    let get = |k: &str| s.by_status.get(k).copied().unwrap_or(0);
+    let passed = get("Succeeded") + get("Queued") + get("Executed") + get("Expired");
+    let decided = passed + get("Defeated");
+    Ok(json(&json!({
+        "proposals": s.proposals,
+        "byStatus": s.by_status,
+        "activeProposals": get("Active"),
+        "votes": s.votes,
+        "uniqueVoters": s.unique_voters,
+        "accounts": s.accounts,
+        "eventsIndexed": s.events,
+        "averageVotesPerProposal": if s.proposals > 0 { s.votes as f64 / s.proposals as f64 } else { 0.0 },
+        "passRate": if decided > 0 { passed as f64 / decided as f64 } else { 0.0 },
+        "executionRate": if passed > 0 { get("Executed") as f64 / passed as f64 } else { 0.0 },
+    })))
+}
+
+/// `GET /v1/status`
+pub fn status(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&[])?;
+    let st = &state.status;
+    let info = state.store.info()?;
+    let head = st.head.load(Ordering::Relaxed);
+    let indexed = st.indexed.load(Ordering::Relaxed);
+    Ok(json(&json!({
+        "chainId": st.chain_id.load(Ordering::Relaxed),
+        "governor": info.as_ref().map(|i| i.governor),
+        "governorName": info.as_ref().map(|i| i.name.clone()),
+        "token": info.as_ref().map(|i| i.token),
+        "timelock": info.as_ref().and_then(|i| i.timelock),
+        "clockMode": info.as_ref().map(|i| i.clock_mode),
+        "countingMode": info.as_ref().map(|i| i.counting_mode.clone()),
+        "votingDelay": info.as_ref().map(|i| i.voting_delay),
+        "votingPeriod": info.as_ref().map(|i| i.voting_period),
+        "proposalThreshold": info.as_ref().map(|i| i.proposal_threshold.to_string()),
+        "startBlock": st.start_block.load(Ordering::Relaxed),
+        "headBlock": head,
+        "indexedBlock": indexed,
+        "finalizedBlock": st.finalized(),
+        "confirmations": st.confirmations.load(Ordering::Relaxed),
+        "lagBlocks": head.saturating_sub(indexed),
+        "caughtUp": st.caught_up.load(Ordering::Relaxed),
+        "rpcReachable": st.rpc_ok.load(Ordering::Relaxed),
+        "reorgsHandled": st.reorgs.load(Ordering::Relaxed),
+    })))
+}
+
+/// `GET /healthz`: the process answers.
+pub fn healthz(_state: &ApiState, _req: &Req<'_>) -> Resp {
+    Ok(json(&json!({ "status": "ok" })))
+}
+
+/// `GET /readyz`: caught up with the head and the node reachable.
+pub fn readyz(state: &ApiState, _req: &Req<'_>) -> Resp {
+    let caught_up = state.status.caught_up.load(Ordering::Relaxed);
+    let rpc = state.status.rpc_ok.load(Ordering::Relaxed);
+    if caught_up && rpc {
+        Ok(json(&json!({ "status": "ready" })))
+    } else {
+        let mut r = Problem::unavailable(if !rpc { "the chain node is unreachable" } else { "backfill in progress" }).response();
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        Ok(r)
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub fn metrics(state: &ApiState, _req: &Req<'_>) -> Resp {
+    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let mut r = warp::reply::Response::new(body.into());
+    r.headers_mut().insert("content-type", warp::http::HeaderValue::from_static("text/plain; version=0.0.4"));
+    Ok(r)
+}

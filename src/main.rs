@@ -1,0 +1,116 @@
+//! The `govflow` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "govflow", version, about = "Governance process service for OpenZeppelin Governor DAOs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct RunArgs {
+    /// HTTP JSON-RPC URL of the chain node [config: chain.rpc_url]
+    #[arg(long, env = "GOVFLOW_RPC_URL")]
+    rpc_url: Option<String>,
+    /// Governor contract address [config: chain.governor]
+    #[arg(long, env = "GOVFLOW_GOVERNOR")]
+    governor: Option<String>,
+    /// First block to index [config: chain.start_block]
+    #[arg(long, env = "GOVFLOW_START_BLOCK")]
+    start_block: Option<String>,
+    /// Blocks below the head before data counts as final [config: chain.confirmations]
+    #[arg(long, env = "GOVFLOW_CONFIRMATIONS")]
+    confirmations: Option<String>,
+    /// API listen address HOST:PORT [config: http.listen]
+    #[arg(long, env = "GOVFLOW_LISTEN")]
+    listen: Option<String>,
+    /// Directory of the embedded store [config: store.data_dir]
+    #[arg(long, env = "GOVFLOW_DATA_DIR")]
+    data_dir: Option<String>,
+    /// TOML configuration file (see config/govflow.toml)
+    #[arg(long, env = "GOVFLOW_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index a governor and serve the API.
+    Run(RunArgs),
+    /// Validate the configuration and print it as TOML.
+    CheckConfig(RunArgs),
+}
+
+fn load(args: &RunArgs) -> Result<govflow::config::Config, govflow::config::ConfigErrors> {
+    let mut overrides: Vec<(&str, String)> = Vec::new();
+    let pairs = [
+        ("chain.rpc_url", &args.rpc_url),
+        ("chain.governor", &args.governor),
+        ("chain.start_block", &args.start_block),
+        ("chain.confirmations", &args.confirmations),
+        ("http.listen", &args.listen),
+        ("store.data_dir", &args.data_dir),
+    ];
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            overrides.push((k, v.clone()));
+        }
+    }
+    // The flags' own variables (GOVFLOW_RPC_URL, ...) are read by clap; the generic
+    // GOVFLOW_<SECTION>_<KEY> variables are read here.
+    govflow::config::load(args.config.as_deref(), std::env::vars(), &overrides)
+}
+
+fn init_logging(cfg: &govflow::config::Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GOVFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig(args) => match load(&args) {
+            Ok(cfg) => {
+                println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("govflow: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run(args) => {
+            let cfg = match load(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("govflow: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&cfg);
+            let system = actix_rt::System::with_tokio_rt(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cannot start the tokio runtime")
+            });
+            match system.block_on(govflow::app::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("govflow: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Every metric govflow exports, named `govflow_<component>_<noun>_<unit>[_total]`.
+//!
+//! Labels are bounded sets (RPC method, error kind, status, route); never a proposal id or an
+//! address.
+
+/// Blocks indexed (committed). Counter.
+pub const LISTENER_BLOCKS_PROCESSED_TOTAL: &str = "govflow_listener_blocks_processed_total";
+/// Logs fetched from the node. Counter.
+pub const LISTENER_LOGS_FETCHED_TOTAL: &str = "govflow_listener_logs_fetched_total";
+/// Chain head as last seen. Gauge.
+pub const LISTENER_HEAD_BLOCK: &str = "govflow_listener_head_block";
+/// Last committed block. Gauge.
+pub const LISTENER_INDEXED_BLOCK: &str = "govflow_listener_indexed_block";
+/// Blocks left to backfill. Gauge.
+pub const LISTENER_BACKFILL_REMAINING_BLOCKS: &str = "govflow_listener_backfill_remaining_blocks";
+/// Backfill rate over the last progress interval. Gauge.
+pub const LISTENER_BACKFILL_RATE_BLOCKS_PER_SECOND: &str = "govflow_listener_backfill_rate_blocks_per_second";
+/// Current `eth_getLogs` range size. Gauge.
+pub const LISTENER_LOG_RANGE_BLOCKS: &str = "govflow_listener_log_range_blocks";
+/// Log ranges split after a refusal. Counter.
+pub const LISTENER_RANGE_SPLITS_TOTAL: &str = "govflow_listener_range_splits_total";
+/// Reorgs detected. Counter.
+pub const LISTENER_REORGS_TOTAL: &str = "govflow_listener_reorgs_total";
+/// Depth of the last reorg in blocks. Gauge.
+pub const LISTENER_REORG_DEPTH_BLOCKS: &str = "govflow_listener_reorg_depth_blocks";
+/// Listener restarts after an error. Counter, label `reason`.
+pub const LISTENER_RESTARTS_TOTAL: &str = "govflow_listener_restarts_total";
+
+/// RPC request duration. Histogram, label `method`.
+pub const CHAIN_RPC_DURATION_SECONDS: &str = "govflow_chain_rpc_duration_seconds";
+/// RPC errors. Counter, labels `method`, `kind`.
+pub const CHAIN_RPC_ERRORS_TOTAL: &str = "govflow_chain_rpc_errors_total";
+/// RPC retries. Counter, label `method`.
+pub const CHAIN_RPC_RETRIES_TOTAL: &str = "govflow_chain_rpc_retries_total";
+
+/// Logs that could not be decoded (unknown or malformed). Counter.
+pub const DECODE_UNDECODABLE_TOTAL: &str = "govflow_decode_undecodable_total";
+/// Events applied. Counter.
+pub const PIPELINE_EVENTS_TOTAL: &str = "govflow_pipeline_events_total";
+/// Votes applied. Counter.
+pub const PIPELINE_VOTES_TOTAL: &str = "govflow_pipeline_votes_total";
+/// Proposals created. Counter.
+pub const PIPELINE_PROPOSALS_CREATED_TOTAL: &str = "govflow_pipeline_proposals_created_total";
+/// Events about proposals never seen (start block too late). Counter.
+pub const PIPELINE_ORPHAN_EVENTS_TOTAL: &str = "govflow_pipeline_orphan_events_total";
+
+/// Live proposal actors. Gauge.
+pub const PROPOSAL_ACTORS_LIVE: &str = "govflow_proposal_actors_live";
+/// Proposal actors that died and were restarted from the store. Counter.
+pub const PROPOSAL_ACTOR_RESTARTS_TOTAL: &str = "govflow_proposal_actor_restarts_total";
+
+/// Store commit duration. Histogram.
+pub const STORE_COMMIT_DURATION_SECONDS: &str = "govflow_store_commit_duration_seconds";
+
+/// HTTP request duration. Histogram, labels `route`, `status`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "govflow_http_request_duration_seconds";
+/// HTTP requests. Counter, labels `route`, `status`.
+pub const HTTP_REQUESTS_TOTAL: &str = "govflow_http_requests_total";
+
+/// Installs the Prometheus recorder and describes every metric.
+pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(LISTENER_BLOCKS_PROCESSED_TOTAL, Unit::Count, "Blocks indexed and committed");
+    describe_counter!(LISTENER_LOGS_FETCHED_TOTAL, Unit::Count, "Logs fetched from the node");
+    describe_gauge!(LISTENER_HEAD_BLOCK, Unit::Count, "Chain head as last seen");
+    describe_gauge!(LISTENER_INDEXED_BLOCK, Unit::Count, "Last committed block");
+    describe_gauge!(LISTENER_BACKFILL_REMAINING_BLOCKS, Unit::Count, "Blocks left to backfill");
+    describe_gauge!(LISTENER_BACKFILL_RATE_BLOCKS_PER_SECOND, Unit::CountPerSecond, "Backfill rate");
+    describe_gauge!(LISTENER_LOG_RANGE_BLOCKS, Unit::Count, "Current eth_getLogs range size");
+    describe_counter!(LISTENER_RANGE_SPLITS_TOTAL, Unit::Count, "Log ranges split after a refusal");
+    describe_counter!(LISTENER_REORGS_TOTAL, Unit::Count, "Reorgs detected and rolled back");
+    describe_gauge!(LISTENER_REORG_DEPTH_BLOCKS, Unit::Count, "Depth of the last reorg");
+    describe_counter!(LISTENER_RESTARTS_TOTAL, Unit::Count, "Listener restarts after an error");
+    describe_histogram!(CHAIN_RPC_DURATION_SECONDS, Unit::Seconds, "RPC request duration");
+    describe_counter!(CHAIN_RPC_ERRORS_TOTAL, Unit::Count, "RPC errors");
+    describe_counter!(CHAIN_RPC_RETRIES_TOTAL, Unit::Count, "RPC retries");
+    describe_counter!(DECODE_UNDECODABLE_TOTAL, Unit::Count, "Logs that could not be decoded");
+    describe_counter!(PIPELINE_EVENTS_TOTAL, Unit::Count, "Governance events applied");
+    describe_counter!(PIPELINE_VOTES_TOTAL, Unit::Count, "Votes applied");
+    describe_counter!(PIPELINE_PROPOSALS_CREATED_TOTAL, Unit::Count, "Proposals created");
+    describe_counter!(PIPELINE_ORPHAN_EVENTS_TOTAL, Unit::Count, "Events about unknown proposals");
+    describe_gauge!(PROPOSAL_ACTORS_LIVE, Unit::Count, "Live proposal actors");
+    describe_counter!(PROPOSAL_ACTOR_RESTARTS_TOTAL, Unit::Count, "Proposal actors restarted");
+    describe_histogram!(STORE_COMMIT_DURATION_SECONDS, Unit::Seconds, "Store batch commit duration");
+    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request duration");
+    describe_counter!(HTTP_REQUESTS_TOTAL, Unit::Count, "HTTP requests");
+}

@@ -1,0 +1,727 @@
+//! The embedded backend, on redb.
+//!
+//! Why redb rather than fjall: govflow's write path is "one atomic transaction across a dozen
+//! tables plus the cursor, per batch of blocks", and its read path is ordered range scans
+//! served concurrently with that writer. redb gives exactly that in one file: serializable
+//! multi-table write transactions, MVCC readers that never block the writer, ordered B-trees,
+//! crash safety by copy-on-write with checksums, and no background compaction threads competing
+//! for the two cores. fjall's LSM trees would buy write amplification we do not need (a batch is
+//! already one large sequential transaction) at the cost of cross-keyspace atomicity being an
+//! extra layer.
+//!
+//! Every table maps bytes to bytes; keys are fixed-width big-endian tuples so that B-tree order
+//! is the query order, values are bincode.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::*;
+use crate::domain::u256_be;
+
+type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+const META: Def = TableDefinition::new("meta");
+const PROPOSALS: Def = TableDefinition::new("proposals");
+const BY_CREATED: Def = TableDefinition::new("proposals_by_created");
+const BY_STATUS: Def = TableDefinition::new("proposals_by_status");
+const BY_PROPOSER: Def = TableDefinition::new("proposals_by_proposer");
+const HISTORY: Def = TableDefinition::new("proposal_history");
+const VOTES: Def = TableDefinition::new("votes_by_proposal_block");
+const VOTE_OF: Def = TableDefinition::new("votes_by_proposal_voter");
+const VOTES_BY_WEIGHT: Def = TableDefinition::new("votes_by_proposal_weight");
+const VOTES_BY_VOTER: Def = TableDefinition::new("votes_by_voter");
+const ACCOUNTS: Def = TableDefinition::new("accounts");
+const POWER: Def = TableDefinition::new("voting_power_by_account_block");
+const TIMELOCK: Def = TableDefinition::new("timelock_operations");
+const EVENTS: Def = TableDefinition::new("events");
+const VOTERS: Def = TableDefinition::new("voters");
+const BLOCKS: Def = TableDefinition::new("blocks");
+const UNDO: Def = TableDefinition::new("undo");
+const BATCHES: Def = TableDefinition::new("reversible_batches");
+
+/// Tables whose writes are journaled for rollback, in journal-id order.
+const JOURNALED: [Def; 15] = [
+    META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTE_OF, VOTES_BY_WEIGHT, VOTES_BY_VOTER,
+    ACCOUNTS, POWER, TIMELOCK, EVENTS, VOTERS,
+];
+const T_META: usize = 0;
+const T_PROPOSALS: usize = 1;
+const T_BY_CREATED: usize = 2;
+const T_BY_STATUS: usize = 3;
+const T_BY_PROPOSER: usize = 4;
+const T_HISTORY: usize = 5;
+const T_VOTES: usize = 6;
+const T_VOTE_OF: usize = 7;
+const T_VOTES_BY_WEIGHT: usize = 8;
+const T_VOTES_BY_VOTER: usize = 9;
+const T_ACCOUNTS: usize = 10;
+const T_POWER: usize = 11;
+const T_TIMELOCK: usize = 12;
+const T_EVENTS: usize = 13;
+const T_VOTERS: usize = 14;
+
+const K_CURSOR: &[u8] = b"cursor";
+const K_INFO: &[u8] = b"info";
+const K_COUNTERS: &[u8] = b"counters";
+
+#[derive(Serialize, serde::Deserialize, Default)]
+struct Counters {
+    votes: u64,
+    events: u64,
+}
+
+fn be(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).expect("in-memory bincode serialization cannot fail for these types")
+}
+
+fn dec<T: DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    bincode::deserialize(b).map_err(|e| StoreError::Corrupt { table, message: e.to_string() })
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        v.extend_from_slice(p);
+    }
+    v
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut e = prefix.to_vec();
+    while let Some(last) = e.pop() {
+        if last < 0xff {
+            e.push(last + 1);
+            return e;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
+
+/// The embedded store.
+pub struct EmbeddedStore {
+    db: Database,
+    durable: bool,
+}
+
+struct Writer<'t> {
+    tables: Vec<Table<'t, &'static [u8], &'static [u8]>>,
+    undo: Table<'t, &'static [u8], &'static [u8]>,
+    journal: Option<(u64, u32)>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(tx: &'t WriteTransaction, journal_batch: Option<u64>) -> Result<Self, StoreError> {
+        let tables = JOURNALED.iter().map(|d| tx.open_table(*d).map_err(be)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Writer { tables, undo: tx.open_table(UNDO).map_err(be)?, journal: journal_batch.map(|b| (b, 0)) })
+    }
+
+    fn record(&mut self, t: usize, k: &[u8], old: Option<Vec<u8>>) -> Result<(), StoreError> {
+        if let Some((batch, seq)) = self.journal.as_mut() {
+            let key = cat(&[&batch.to_be_bytes(), &seq.to_be_bytes()]);
+            *seq += 1;
+            let mut rec = Vec::with_capacity(6 + k.len() + old.as_ref().map_or(0, Vec::len));
+            rec.push(t as u8);
+            rec.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            rec.extend_from_slice(k);
+            if let Some(o) = old {
+                rec.push(1);
+                rec.extend_from_slice(&o);
+            } else {
+                rec.push(0);
+            }
+            self.undo.insert(key.as_slice(), rec.as_slice()).map_err(be)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, t: usize, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tables[t].get(k).map_err(be)?.map(|g| g.value().to_vec()))
+    }
+
+    fn put(&mut self, t: usize, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        let old = self.tables[t].insert(k, v).map_err(be)?.map(|g| g.value().to_vec());
+        self.record(t, k, old)
+    }
+
+    fn del(&mut self, t: usize, k: &[u8]) -> Result<(), StoreError> {
+        let old = self.tables[t].remove(k).map_err(be)?.map(|g| g.value().to_vec());
+        if old.is_some() {
+            self.record(t, k, old)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, m: &Mutation, counters: &mut Counters) -> Result<(), StoreError> {
+        match m {
+            Mutation::Proposal(p) => {
+                let id = u256_be(&p.proposal_id);
+                let old: Option<Proposal> = match self.get(T_PROPOSALS, &id)? {
+                    Some(b) => Some(dec("proposals", &b)?),
+                    None => None,
+                };
+                let created = p.created.block_number.to_be_bytes();
+                match &old {
+                    Some(o) if o.status != p.status => {
+                        self.del(T_BY_STATUS, &cat(&[&[o.status as u8], &created, &id]))?;
+                        self.put(T_BY_STATUS, &cat(&[&[p.status as u8], &created, &id]), &[])?;
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.put(T_BY_STATUS, &cat(&[&[p.status as u8], &created, &id]), &[])?;
+                        self.put(T_BY_CREATED, &cat(&[&created, &id]), &[])?;
+                        self.put(T_BY_PROPOSER, &cat(&[&p.proposer.0, &created, &id]), &[])?;
+                    }
+                }
+                self.put(T_PROPOSALS, &id, &enc(p.as_ref()))?;
+            }
+            Mutation::History(h) => {
+                let k = cat(&[&u256_be(&h.proposal_id), &h.block_number.to_be_bytes(), &[h.status as u8]]);
+                self.put(T_HISTORY, &k, &enc(h))?;
+            }
+            Mutation::Vote(v) => {
+                let id = u256_be(&v.proposal_id);
+                let pos = cat(&[&v.block_number.to_be_bytes(), &v.log_index.to_be_bytes()]);
+                let k = cat(&[&id, &pos]);
+                if self.get(T_VOTES, &k)?.is_some() {
+                    return Ok(());
+                }
+                self.put(T_VOTES, &k, &enc(v.as_ref()))?;
+                self.put(T_VOTE_OF, &cat(&[&id, &v.voter.0]), &pos)?;
+                self.put(T_VOTES_BY_WEIGHT, &cat(&[&id, &u256_be(&v.weight), &pos]), &[])?;
+                self.put(T_VOTES_BY_VOTER, &cat(&[&v.voter.0, &pos]), &id)?;
+                let n = match self.get(T_VOTERS, &v.voter.0)? {
+                    Some(b) => u64::from_be_bytes(b.as_slice().try_into().unwrap_or([0; 8])),
+                    None => 0,
+                };
+                self.put(T_VOTERS, &v.voter.0, &(n + 1).to_be_bytes())?;
+                counters.votes += 1;
+            }
+            Mutation::Account { account, power } => {
+                let v = enc(power);
+                self.put(T_ACCOUNTS, &account.0, &v)?;
+                self.put(T_POWER, &cat(&[&account.0, &power.block_number.to_be_bytes()]), &v)?;
+            }
+            Mutation::TimelockOp(op) => {
+                self.put(T_TIMELOCK, &op.id.0, &enc(op.as_ref()))?;
+            }
+            Mutation::Info(info) => {
+                self.put(T_META, K_INFO, &enc(info.as_ref()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
+        let db = Database::create(dir.join("govflow.redb")).map_err(be)?;
+        let tx = db.begin_write().map_err(be)?;
+        for d in JOURNALED.iter().chain([BLOCKS, UNDO, BATCHES].iter()) {
+            tx.open_table(*d).map_err(be)?;
+        }
+        tx.commit().map_err(be)?;
+        Ok(EmbeddedStore { db, durable: true })
+    }
+
+    /// Skips the fsync at each commit (benchmarks and throwaway stores only: a crash may then
+    /// lose the last commits, though never tear one).
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        f(&tx).map_err(be)
+    }
+
+    fn get_raw(&self, def: Def, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| {
+            let t = tx.open_table(def)?;
+            Ok(t.get(k)?.map(|g| g.value().to_vec()))
+        })
+    }
+
+    fn load_proposals(&self, tx: &redb::ReadTransaction, ids: &[Vec<u8>]) -> Result<Vec<Proposal>, StoreError> {
+        let t = tx.open_table(PROPOSALS).map_err(be)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(g) = t.get(id.as_slice()).map_err(be)? {
+                out.push(dec("proposals", g.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_votes(&self, tx: &redb::ReadTransaction, keys: &[Vec<u8>]) -> Result<Vec<Vote>, StoreError> {
+        let t = tx.open_table(VOTES).map_err(be)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(g) = t.get(k.as_slice()).map_err(be)? {
+                out.push(dec("votes", g.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scans keys with `prefix` in order, after (or before, descending) the cursor key, calling
+    /// `f` with each key until it returns false.
+    fn scan(
+        tx: &redb::ReadTransaction,
+        def: Def,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        descending: bool,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let t = tx.open_table(def).map_err(be)?;
+        let end = prefix_end(prefix);
+        let iter = match (after, descending) {
+            (Some(a), false) => {
+                let mut lo = a.to_vec();
+                lo.push(0);
+                t.range(lo.as_slice()..end.as_slice()).map_err(be)?
+            }
+            (Some(a), true) => t.range(prefix..a).map_err(be)?,
+            (None, _) => t.range(prefix..end.as_slice()).map_err(be)?,
+        };
+        if descending {
+            for r in iter.rev() {
+                let (k, v) = r.map_err(be)?;
+                if !f(k.value(), v.value())? {
+                    break;
+                }
+            }
+        } else {
+            for r in iter {
+                let (k, v) = r.map_err(be)?;
+                if !f(k.value(), v.value())? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn proposal_sort_key(p: &Proposal, sort: ProposalSort) -> Vec<u8> {
+    let id = u256_be(&p.proposal_id);
+    match sort {
+        ProposalSort::CreatedAt => cat(&[&p.created.block_number.to_be_bytes(), &id]),
+        ProposalSort::StartBlock => cat(&[&p.start_block.to_be_bytes(), &id]),
+        ProposalSort::EndBlock => cat(&[&p.end_block.to_be_bytes(), &id]),
+        ProposalSort::ForVotes => cat(&[&u256_be(&p.for_votes), &id]),
+        ProposalSort::TotalVotes => cat(&[&u256_be(&p.total_votes()), &id]),
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn info(&self) -> Result<Option<GovernorInfo>, StoreError> {
+        self.get_raw(META, K_INFO)?.map(|b| dec("meta", &b)).transpose()
+    }
+
+    fn init_info(&self, info: &GovernorInfo) -> Result<(), StoreError> {
+        if let Some(old) = self.info()? {
+            if old.chain_id != info.chain_id || old.governor != info.governor {
+                return Err(StoreError::WrongDeployment {
+                    stored: format!("governor {} on chain {}", old.governor, old.chain_id),
+                    configured: format!("governor {} on chain {}", info.governor, info.chain_id),
+                });
+            }
+        }
+        let tx = self.db.begin_write().map_err(be)?;
+        tx.open_table(META).map_err(be)?.insert(K_INFO, enc(info).as_slice()).map_err(be)?;
+        tx.commit().map_err(be)
+    }
+
+    fn cursor(&self) -> Result<Option<Cursor>, StoreError> {
+        self.get_raw(META, K_CURSOR)?.map(|b| dec("meta", &b)).transpose()
+    }
+
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(be)?;
+        if !self.durable {
+            tx.set_durability(Durability::None);
+        }
+        {
+            let mut w = Writer::open(&tx, batch.reversible.then_some(batch.from))?;
+            if let Some(c) = w.get(T_META, K_CURSOR)? {
+                let c: Cursor = dec("meta", &c)?;
+                if batch.from != c.block + 1 {
+                    return Err(StoreError::Backend(format!(
+                        "batch starts at block {} but the cursor is at {}",
+                        batch.from, c.block
+                    )));
+                }
+            }
+            let mut counters: Counters = match w.get(T_META, K_COUNTERS)? {
+                Some(b) => dec("meta", &b)?,
+                None => Counters::default(),
+            };
+            for m in &batch.mutations {
+                w.apply(m, &mut counters)?;
+            }
+            for (hash, idx) in &batch.events {
+                w.put(T_EVENTS, &cat(&[&hash.0, &idx.to_be_bytes()]), &[])?;
+            }
+            counters.events += batch.events.len() as u64;
+            w.put(T_META, K_COUNTERS, &enc(&counters))?;
+            // The cursor itself is not journaled: rollback sets it explicitly.
+            w.tables[T_META].insert(K_CURSOR, enc(&Cursor { block: batch.to, hash: batch.to_hash }).as_slice()).map_err(be)?;
+        }
+        {
+            let mut blocks = tx.open_table(BLOCKS).map_err(be)?;
+            for b in &batch.blocks {
+                blocks.insert(b.number.to_be_bytes().as_slice(), enc(b).as_slice()).map_err(be)?;
+            }
+            let mut batches = tx.open_table(BATCHES).map_err(be)?;
+            if batch.reversible {
+                batches.insert(batch.from.to_be_bytes().as_slice(), batch.to.to_be_bytes().as_slice()).map_err(be)?;
+            }
+            if let Some(floor) = batch.prune_below {
+                let old: Vec<(u64, u64)> = batches
+                    .range(..floor.to_be_bytes().as_slice())
+                    .map_err(be)?
+                    .filter_map(|r| r.ok())
+                    .map(|(k, v)| {
+                        (
+                            u64::from_be_bytes(k.value().try_into().unwrap_or([0; 8])),
+                            u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])),
+                        )
+                    })
+                    .filter(|(_, to)| *to < floor)
+                    .collect();
+                let mut undo = tx.open_table(UNDO).map_err(be)?;
+                for (from, _) in old {
+                    batches.remove(from.to_be_bytes().as_slice()).map_err(be)?;
+                    let lo = from.to_be_bytes();
+                    let hi = (from + 1).to_be_bytes();
+                    undo.retain_in(lo.as_slice()..hi.as_slice(), |_, _| false).map_err(be)?;
+                }
+                blocks.retain_in(..floor.to_be_bytes().as_slice(), |_, _| false).map_err(be)?;
+            }
+        }
+        tx.commit().map_err(be)
+    }
+
+    fn rollback(&self, ancestor: u64) -> Result<Option<Cursor>, StoreError> {
+        let tx = self.db.begin_write().map_err(be)?;
+        let new_cursor;
+        {
+            let mut batches = tx.open_table(BATCHES).map_err(be)?;
+            let mut undone: Vec<(u64, u64)> = Vec::new();
+            for r in batches.iter().map_err(be)?.rev() {
+                let (k, v) = r.map_err(be)?;
+                let from = u64::from_be_bytes(k.value().try_into().unwrap_or([0; 8]));
+                let to = u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8]));
+                if to <= ancestor {
+                    break;
+                }
+                undone.push((from, to));
+            }
+            let meta = tx.open_table(META).map_err(be)?;
+            let cur: Option<Cursor> = meta.get(K_CURSOR).map_err(be)?.map(|g| dec("meta", g.value())).transpose()?;
+            drop(meta);
+            let Some(cur) = cur else { return Ok(None) };
+            if cur.block <= ancestor {
+                return Ok(Some(cur));
+            }
+            // The undone batches must cover every block from the ancestor to the cursor:
+            // blocks committed without a journal cannot be undone.
+            let mut expect_to = cur.block;
+            for (from, to) in &undone {
+                if *to != expect_to {
+                    return Err(StoreError::ReorgTooDeep { ancestor });
+                }
+                expect_to = from.saturating_sub(1);
+            }
+            let earliest = undone.last().map(|(f, _)| *f).ok_or(StoreError::ReorgTooDeep { ancestor })?;
+            if earliest > ancestor + 1 {
+                return Err(StoreError::ReorgTooDeep { ancestor });
+            }
+            let mut w = Writer::open(&tx, None)?;
+            for (from, _) in &undone {
+                let lo = from.to_be_bytes();
+                let hi = (from + 1).to_be_bytes();
+                let recs: Vec<Vec<u8>> = w
+                    .undo
+                    .range(lo.as_slice()..hi.as_slice())
+                    .map_err(be)?
+                    .map(|r| r.map(|(_, v)| v.value().to_vec()))
+                    .collect::<Result<_, _>>()
+                    .map_err(be)?;
+                for rec in recs.iter().rev() {
+                    let t = rec[0] as usize;
+                    let klen = u32::from_be_bytes(rec[1..5].try_into().unwrap_or([0; 4])) as usize;
+                    let k = &rec[5..5 + klen];
+                    let has_old = rec[5 + klen] == 1;
+                    if t >= JOURNALED.len() {
+                        return Err(StoreError::Corrupt { table: "undo", message: format!("table id {t}") });
+                    }
+                    if has_old {
+                        w.tables[t].insert(k, &rec[6 + klen..]).map_err(be)?;
+                    } else {
+                        w.tables[t].remove(k).map_err(be)?;
+                    }
+                }
+                w.undo.retain_in(lo.as_slice()..hi.as_slice(), |_, _| false).map_err(be)?;
+                batches.remove(lo.as_slice()).map_err(be)?;
+            }
+            let target = earliest - 1;
+            let mut blocks = tx.open_table(BLOCKS).map_err(be)?;
+            blocks.retain_in((target + 1).to_be_bytes().as_slice().., |_, _| false).map_err(be)?;
+            let rec: Option<BlockRecord> =
+                blocks.get(target.to_be_bytes().as_slice()).map_err(be)?.map(|g| dec("blocks", g.value())).transpose()?;
+            new_cursor = match rec {
+                Some(r) => Some(Cursor { block: r.number, hash: r.hash }),
+                None => None,
+            };
+            match &new_cursor {
+                Some(c) => {
+                    w.tables[T_META].insert(K_CURSOR, enc(c).as_slice()).map_err(be)?;
+                }
+                None => {
+                    w.tables[T_META].remove(K_CURSOR).map_err(be)?;
+                }
+            }
+        }
+        tx.commit().map_err(be)?;
+        Ok(new_cursor)
+    }
+
+    fn block(&self, number: u64) -> Result<Option<BlockRecord>, StoreError> {
+        self.get_raw(BLOCKS, &number.to_be_bytes())?.map(|b| dec("blocks", &b)).transpose()
+    }
+
+    fn recent_blocks(&self) -> Result<Vec<BlockRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let t = tx.open_table(BLOCKS).map_err(be)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(be)? {
+            let (_, v) = r.map_err(be)?;
+            out.push(dec("blocks", v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn seen_events(&self, ids: &[(B256, u64)]) -> Result<Vec<bool>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let t = tx.open_table(EVENTS).map_err(be)?;
+        ids.iter()
+            .map(|(h, i)| Ok(t.get(cat(&[&h.0, &i.to_be_bytes()]).as_slice()).map_err(be)?.is_some()))
+            .collect()
+    }
+
+    fn proposal(&self, id: &U256) -> Result<Option<Proposal>, StoreError> {
+        self.get_raw(PROPOSALS, &u256_be(id))?.map(|b| dec("proposals", &b)).transpose()
+    }
+
+    fn live_proposals(&self) -> Result<Vec<Proposal>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let mut ids = Vec::new();
+        for st in ProposalStatus::ALL.iter().filter(|s| !s.is_final()) {
+            Self::scan(&tx, BY_STATUS, &[*st as u8], None, false, |k, _| {
+                ids.push(k[9..].to_vec());
+                Ok(true)
+            })?;
+        }
+        self.load_proposals(&tx, &ids)
+    }
+
+    fn list_proposals(&self, q: &ProposalQuery) -> Result<Page<Proposal>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        // Pick the narrowest index for the candidate set.
+        let mut ids: Vec<Vec<u8>> = Vec::new();
+        if !q.statuses.is_empty() {
+            for st in &q.statuses {
+                Self::scan(&tx, BY_STATUS, &[*st as u8], None, false, |k, _| {
+                    ids.push(k[9..].to_vec());
+                    Ok(true)
+                })?;
+            }
+        } else if let Some(p) = &q.proposer {
+            Self::scan(&tx, BY_PROPOSER, &p.0, None, false, |k, _| {
+                ids.push(k[28..].to_vec());
+                Ok(true)
+            })?;
+        } else {
+            Self::scan(&tx, BY_CREATED, &[], None, false, |k, _| {
+                ids.push(k[8..].to_vec());
+                Ok(true)
+            })?;
+        }
+        let mut rows: Vec<(Vec<u8>, Proposal)> = self
+            .load_proposals(&tx, &ids)?
+            .into_iter()
+            .filter(|p| q.proposer.is_none_or(|a| p.proposer == a))
+            .filter(|p| q.created_from.is_none_or(|t| p.created_at >= t))
+            .filter(|p| q.created_to.is_none_or(|t| p.created_at <= t))
+            .filter(|p| q.end_from.is_none_or(|t| p.end_block >= t))
+            .filter(|p| q.end_to.is_none_or(|t| p.end_block <= t))
+            .map(|p| (proposal_sort_key(&p, q.sort), p))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        if q.descending {
+            rows.reverse();
+        }
+        if let Some(after) = &q.after {
+            rows.retain(|(k, _)| if q.descending { k.as_slice() < after.as_slice() } else { k.as_slice() > after.as_slice() });
+        }
+        let more = rows.len() > q.limit;
+        rows.truncate(q.limit);
+        let next = if more { rows.last().map(|(k, _)| k.clone()) } else { None };
+        Ok(Page { items: rows.into_iter().map(|(_, p)| p).collect(), next })
+    }
+
+    fn history(&self, id: &U256) -> Result<Vec<HistoryEntry>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let mut out: Vec<HistoryEntry> = Vec::new();
+        Self::scan(&tx, HISTORY, &u256_be(id), None, false, |_, v| {
+            out.push(dec("proposal_history", v)?);
+            Ok(true)
+        })?;
+        // Same-block changes (e.g. Succeeded and Queued) keep causal order, not enum order.
+        out.sort_by_key(|h| (h.block_number, h.transaction_hash.is_some(), status_rank(h.status)));
+        Ok(out)
+    }
+
+    fn vote(&self, id: &U256, voter: &Address) -> Result<Option<Vote>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let pid = u256_be(id);
+        let pos = tx.open_table(VOTE_OF).map_err(be)?.get(cat(&[&pid, &voter.0]).as_slice()).map_err(be)?.map(|g| g.value().to_vec());
+        match pos {
+            Some(pos) => Ok(self.load_votes(&tx, &[cat(&[&pid, &pos])])?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    fn proposal_votes(&self, id: &U256, q: &VoteQuery) -> Result<Page<Vote>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let pid = u256_be(id);
+        let (def, to_vote_key): (Def, fn(&[u8]) -> Vec<u8>) = match q.sort {
+            VoteSort::Block => (VOTES, |k: &[u8]| k.to_vec()),
+            // pid(32) | weight(32) | block(8) | log(8)
+            VoteSort::Weight => (VOTES_BY_WEIGHT, |k: &[u8]| cat(&[&k[..32], &k[64..80]])),
+        };
+        let after = q.after.as_ref().map(|a| cat(&[&pid, a]));
+        let mut keys: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut more = false;
+        let cap = q.limit;
+        let t_votes = tx.open_table(VOTES).map_err(be)?;
+        let mut out = Vec::new();
+        Self::scan(&tx, def, &pid, after.as_deref(), q.descending, |k, _| {
+            if out.len() == cap {
+                more = true;
+                return Ok(false);
+            }
+            let vk = to_vote_key(k);
+            if let Some(g) = t_votes.get(vk.as_slice()).map_err(be)? {
+                let v: Vote = dec("votes", g.value())?;
+                if q.support.is_none_or(|s| s == v.support) {
+                    keys.push((k[32..].to_vec(), vk));
+                    out.push(v);
+                }
+            }
+            Ok(true)
+        })?;
+        let next = if more { keys.last().map(|(c, _)| c.clone()) } else { None };
+        Ok(Page { items: out, next })
+    }
+
+    fn voter_votes(&self, voter: &Address, q: &VoteQuery) -> Result<Page<Vote>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let after = q.after.as_ref().map(|a| cat(&[&voter.0, a]));
+        let mut refs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut more = false;
+        Self::scan(&tx, VOTES_BY_VOTER, &voter.0, after.as_deref(), q.descending, |k, v| {
+            if refs.len() == q.limit {
+                more = true;
+                return Ok(false);
+            }
+            refs.push((k[20..].to_vec(), cat(&[v, &k[20..]])));
+            Ok(true)
+        })?;
+        let items = self.load_votes(&tx, &refs.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())?;
+        let next = if more { refs.last().map(|(c, _)| c.clone()) } else { None };
+        Ok(Page { items, next })
+    }
+
+    fn account(&self, account: &Address) -> Result<Option<AccountPower>, StoreError> {
+        self.get_raw(ACCOUNTS, &account.0)?.map(|b| dec("accounts", &b)).transpose()
+    }
+
+    fn account_at_block(&self, account: &Address, block: u64) -> Result<Option<AccountPower>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let t = tx.open_table(POWER).map_err(be)?;
+        let hi = cat(&[&account.0, &block.to_be_bytes()]);
+        let r = t.range(account.0.as_slice()..=hi.as_slice()).map_err(be)?.next_back();
+        match r {
+            Some(r) => Ok(Some(dec("voting_power", r.map_err(be)?.1.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn account_at_time(&self, account: &Address, ts: u64) -> Result<Option<AccountPower>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let mut found = None;
+        Self::scan(&tx, POWER, &account.0, None, true, |_, v| {
+            let p: AccountPower = dec("voting_power", v)?;
+            if p.timestamp <= ts {
+                found = Some(p);
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(found)
+    }
+
+    fn timelock_op(&self, id: &B256) -> Result<Option<TimelockOperation>, StoreError> {
+        self.get_raw(TIMELOCK, &id.0)?.map(|b| dec("timelock_operations", &b)).transpose()
+    }
+
+    fn stats(&self) -> Result<Stats, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let mut s = Stats::default();
+        for st in ProposalStatus::ALL {
+            let mut n = 0u64;
+            Self::scan(&tx, BY_STATUS, &[st as u8], None, false, |_, _| {
+                n += 1;
+                Ok(true)
+            })?;
+            s.by_status.insert(st.as_str().to_string(), n);
+            s.proposals += n;
+        }
+        let c: Counters = match tx.open_table(META).map_err(be)?.get(K_COUNTERS).map_err(be)? {
+            Some(g) => dec("meta", g.value())?,
+            None => Counters::default(),
+        };
+        s.votes = c.votes;
+        s.events = c.events;
+        s.unique_voters = tx.open_table(VOTERS).map_err(be)?.len().map_err(be)?;
+        s.accounts = tx.open_table(ACCOUNTS).map_err(be)?.len().map_err(be)?;
+        Ok(s)
+    }
+}
+
+/// Causal order of statuses within one block.
+fn status_rank(s: ProposalStatus) -> u8 {
+    match s {
+        ProposalStatus::Pending => 0,
+        ProposalStatus::Active => 1,
+        ProposalStatus::Succeeded | ProposalStatus::Defeated => 2,
+        ProposalStatus::Queued => 3,
+        ProposalStatus::Expired => 4,
+        ProposalStatus::Executed | ProposalStatus::Canceled => 5,
+    }
+}

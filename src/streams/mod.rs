@@ -1,0 +1,6 @@
+//! Streams: the chain listener, log decoding and the pipeline that turns ranges of blocks into
+//! atomic store batches.
+
+pub mod decode;
+pub mod listener;
+pub mod pipeline;

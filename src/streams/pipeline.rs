@@ -1,0 +1,593 @@
+//! The pipeline: turns one range of blocks (headers and logs) into one atomic store batch.
+//!
+//! Per range it decodes the logs, routes governor events to the proposal actors and token
+//! events to the voter-power shards, schedules the clock ticks at which proposals change status
+//! without an event (computed exactly, also in timestamp mode), fetches `quorum(snapshot)` when a
+//! proposal needs it, gathers every actor's writes and commits them with the cursor.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::actors::proposal::{
+    Apply, BlockPoint, EventAt, GovernorRules, LiveSummary, ProposalActor, ProposalError, ProposalInput, ProposalLogic,
+};
+use crate::actors::voter_power::{shard_of, ApplyPower, PowerInput, ResetPower, VoterPowerShard};
+use crate::chain::{ChainError, Header, RpcClient};
+use crate::domain::{
+    ids, metadata_uri_of, title_of, Address, ChainPoint, GovernorInfo, HexBytes, HistoryEntry, Proposal,
+    ProposalStatus, TimelockOperation, B256, U256,
+};
+use crate::metrics as m;
+use crate::store::{Batch, BlockRecord, Mutation, Store, StoreError};
+use crate::streams::decode::{self, GovEvent, RawLog, Setting};
+
+/// Pipeline failures.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Chain access failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// Store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A proposal's state machine refused an input.
+    #[error(transparent)]
+    Proposal(#[from] ProposalError),
+    /// An actor died while handling a message.
+    #[error("actor mailbox: {0}")]
+    Mailbox(#[from] MailboxError),
+    /// A header needed for the clock is missing (the chain moved under us).
+    #[error("block {0} has no header on the node")]
+    MissingHeader(u64),
+}
+
+impl PipelineError {
+    /// True when a retry of the same range may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PipelineError::Chain(e) => e.is_retryable() || matches!(e, ChainError::Exhausted { .. }),
+            PipelineError::Store(e) => e.is_retryable(),
+            PipelineError::Mailbox(_) | PipelineError::MissingHeader(_) => true,
+            PipelineError::Proposal(_) => false,
+        }
+    }
+}
+
+/// One range of blocks to index.
+#[derive(Clone, Debug, Default)]
+pub struct RangeData {
+    /// First block.
+    pub from: u64,
+    /// Last block.
+    pub to: u64,
+    /// Headers known for the range: at least every block with logs and `to`.
+    pub headers: BTreeMap<u64, Header>,
+    /// Logs, in chain order.
+    pub logs: Vec<RawLog>,
+    /// Journal the batch so a reorg can undo it.
+    pub reversible: bool,
+    /// Forget journals and headers below this block.
+    pub prune_below: Option<u64>,
+}
+
+/// What the pipeline asks of the chain beyond the logs themselves.
+#[derive(Clone)]
+pub enum ChainViews {
+    /// Read views and headers through RPC.
+    Rpc(RpcClient),
+    /// A synthetic chain (benchmarks): every quorum is this value, timestamps are `block * 12`.
+    Synthetic {
+        /// Quorum for every snapshot.
+        quorum: U256,
+    },
+}
+
+impl ChainViews {
+    async fn quorum(&self, governor: &Address, snapshot: u64) -> Result<U256, ChainError> {
+        match self {
+            ChainViews::Rpc(rpc) => rpc.view_uint(governor, "quorum(uint256)", &[U256::from(snapshot)], None).await,
+            ChainViews::Synthetic { quorum } => Ok(*quorum),
+        }
+    }
+
+    async fn header(&self, n: u64) -> Result<Option<Header>, ChainError> {
+        match self {
+            ChainViews::Rpc(rpc) => rpc.header(n).await,
+            ChainViews::Synthetic { .. } => Ok(Some(Header {
+                number: n,
+                hash: B256(decode::keccak256(&n.to_be_bytes())),
+                parent_hash: B256(decode::keccak256(&n.saturating_sub(1).to_be_bytes())),
+                timestamp: n * 12,
+            })),
+        }
+    }
+}
+
+/// What one processed range did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeOutcome {
+    /// Logs decoded and applied.
+    pub events: usize,
+    /// Logs skipped because already applied.
+    pub duplicates: usize,
+    /// Logs that did not decode.
+    pub undecodable: usize,
+    /// Events about proposals govflow has never seen.
+    pub orphans: usize,
+    /// Status changes written.
+    pub status_changes: usize,
+    /// The governor's timelock changed: index the new one from the next block on.
+    pub timelock_changed: Option<Address>,
+}
+
+struct Live {
+    addr: Addr<ProposalActor>,
+    summary: LiveSummary,
+}
+
+/// The pipeline and the actors it owns.
+pub struct Pipeline {
+    store: Arc<dyn Store>,
+    info: GovernorInfo,
+    rules: Arc<GovernorRules>,
+    views: ChainViews,
+    live: HashMap<U256, Live>,
+    shards: Vec<Addr<VoterPowerShard>>,
+    quorum_cache: HashMap<u64, U256>,
+    shard_count: usize,
+    cache_per_shard: usize,
+    actor_restarts: u64,
+}
+
+impl Pipeline {
+    /// A pipeline over `store`; live proposals are loaded and their actors started.
+    pub fn new(
+        store: Arc<dyn Store>,
+        info: GovernorInfo,
+        views: ChainViews,
+        shard_count: usize,
+        cache_per_shard: usize,
+    ) -> Result<Self, PipelineError> {
+        let rules = Arc::new(rules_of(&info));
+        let mut p = Pipeline {
+            store,
+            info,
+            rules,
+            views,
+            live: HashMap::new(),
+            shards: Vec::new(),
+            quorum_cache: HashMap::new(),
+            shard_count: shard_count.max(1),
+            cache_per_shard,
+            actor_restarts: 0,
+        };
+        p.reset()?;
+        Ok(p)
+    }
+
+    /// Drops every actor and reloads live state from the store (after a failed commit, a
+    /// rollback or a restart).
+    pub fn reset(&mut self) -> Result<(), PipelineError> {
+        self.live.clear();
+        for s in &self.shards {
+            s.do_send(ResetPower);
+        }
+        if self.shards.is_empty() {
+            self.shards = (0..self.shard_count)
+                .map(|i| VoterPowerShard::new(i, self.store.clone(), self.cache_per_shard).start())
+                .collect();
+        }
+        if let Some(info) = self.store.info()? {
+            self.info = info;
+            self.rules = Arc::new(rules_of(&self.info));
+        }
+        for p in self.store.live_proposals()? {
+            self.spawn(p);
+        }
+        metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
+        Ok(())
+    }
+
+    /// The governor's current settings.
+    pub fn info(&self) -> &GovernorInfo {
+        &self.info
+    }
+
+    /// Number of live proposal actors.
+    pub fn live_actors(&self) -> usize {
+        self.live.len()
+    }
+
+    fn spawn(&mut self, p: Proposal) {
+        let logic = ProposalLogic::new(p, self.rules.clone());
+        let summary = logic.summary();
+        let id = logic.p.proposal_id;
+        let addr = ProposalActor::new(logic).start();
+        self.live.insert(id, Live { addr, summary });
+    }
+
+    /// Indexes one range; commits it atomically with the cursor.
+    pub async fn process(&mut self, r: RangeData) -> Result<RangeOutcome, PipelineError> {
+        let mut out = RangeOutcome::default();
+        let to_header = *r.headers.get(&r.to).ok_or(PipelineError::MissingHeader(r.to))?;
+        // Idempotency on event identity: skip what an earlier commit already applied.
+        let identities: Vec<(B256, u64)> = r.logs.iter().map(|l| (l.block_hash, l.log_index)).collect();
+        let seen = self.store.seen_events(&identities)?;
+
+        let mut headers = r.headers.clone();
+        let mut created: Vec<Mutation> = Vec::new();
+        let mut inputs: BTreeMap<U256, Vec<(u64, u64, ProposalInput)>> = BTreeMap::new();
+        let mut power: Vec<Vec<(Address, BlockPoint, PowerInput)>> = vec![Vec::new(); self.shard_count];
+        let mut ops: HashMap<B256, TimelockOperation> = HashMap::new();
+        let mut scheduled_in_tx: HashMap<B256, B256> = HashMap::new();
+        let mut thresholds: BTreeMap<U256, Vec<u64>> = BTreeMap::new();
+        let mut info_changed = false;
+        let mut applied: Vec<(B256, u64)> = Vec::with_capacity(r.logs.len());
+
+        for (log, seen) in r.logs.iter().zip(seen) {
+            if seen {
+                out.duplicates += 1;
+                continue;
+            }
+            let (ev, meta) = match decode::decode(log) {
+                Ok(x) => x,
+                Err(e) => {
+                    out.undecodable += 1;
+                    metrics::counter!(m::DECODE_UNDECODABLE_TOTAL).increment(1);
+                    tracing::debug!(target: "pipeline", block = log.block_number, log_index = log.log_index, error = %e, "undecodable log skipped");
+                    continue;
+                }
+            };
+            let h = *headers.get(&meta.block_number).ok_or(PipelineError::MissingHeader(meta.block_number))?;
+            let bp = BlockPoint { number: h.number, timestamp: h.timestamp };
+            let at = EventAt { block: bp, block_hash: meta.block_hash, tx_hash: meta.tx_hash, log_index: meta.log_index };
+            let point = ChainPoint { block_number: bp.number, timestamp: bp.timestamp, transaction_hash: Some(meta.tx_hash) };
+            let from_governor = meta.address == self.info.governor;
+            let from_token = meta.address == self.info.token;
+            let from_timelock = Some(meta.address) == self.info.timelock;
+            applied.push((meta.block_hash, meta.log_index));
+            out.events += 1;
+            let mut push = |pid: U256, input: ProposalInput| {
+                inputs.entry(pid).or_default().push((bp.number, meta.log_index + 1, input));
+            };
+            match ev {
+                GovEvent::ProposalCreated { proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description } if from_governor => {
+                    if self.live.contains_key(&proposal_id) || self.store.proposal(&proposal_id)?.is_some() {
+                        continue;
+                    }
+                    let id = ids::proposal(self.info.chain_id, &self.info.governor, &proposal_id);
+                    let p = Proposal {
+                        id,
+                        proposal_id,
+                        title: title_of(&description),
+                        metadata_uri: metadata_uri_of(&description),
+                        description,
+                        proposer,
+                        start_block: vote_start,
+                        end_block: vote_end,
+                        original_end_block: vote_end,
+                        status: ProposalStatus::Pending,
+                        for_votes: U256::zero(),
+                        against_votes: U256::zero(),
+                        abstain_votes: U256::zero(),
+                        vote_count: 0,
+                        quorum: None,
+                        targets,
+                        values,
+                        signatures,
+                        calldatas: calldatas.into_iter().map(HexBytes).collect(),
+                        eta: None,
+                        timelock_operation_id: None,
+                        created: point,
+                        created_at: bp.timestamp,
+                        updated_at: bp.timestamp,
+                        updated_block: bp.number,
+                        executed_at: None,
+                    };
+                    created.push(Mutation::History(HistoryEntry {
+                        id: ids::history(&id, ProposalStatus::Pending, bp.number),
+                        proposal_id,
+                        status: ProposalStatus::Pending,
+                        timestamp: bp.timestamp,
+                        block_number: bp.number,
+                        transaction_hash: Some(meta.tx_hash),
+                    }));
+                    created.push(Mutation::Proposal(Box::new(p.clone())));
+                    thresholds.entry(proposal_id).or_default().extend([vote_start, vote_end]);
+                    out.status_changes += 1;
+                    self.spawn(p);
+                    metrics::counter!(m::PIPELINE_PROPOSALS_CREATED_TOTAL).increment(1);
+                }
+                GovEvent::VoteCast { voter, proposal_id, support, weight, reason, params } if from_governor => {
+                    metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
+                    push(proposal_id, ProposalInput::Vote { voter, support, weight, reason, params, at });
+                }
+                GovEvent::ProposalCanceled { proposal_id } if from_governor => push(proposal_id, ProposalInput::Canceled { at }),
+                GovEvent::ProposalExecuted { proposal_id } if from_governor => push(proposal_id, ProposalInput::Executed { at }),
+                GovEvent::ProposalQueued { proposal_id, eta } if from_governor => {
+                    let operation = scheduled_in_tx.get(&meta.tx_hash).copied();
+                    if let Some(op) = operation.and_then(|id| ops.get_mut(&id)) {
+                        op.proposal_id = Some(proposal_id);
+                    }
+                    push(proposal_id, ProposalInput::Queued { eta, operation, at });
+                }
+                GovEvent::ProposalExtended { proposal_id, extended_deadline } if from_governor => {
+                    thresholds.entry(proposal_id).or_default().push(extended_deadline);
+                    push(proposal_id, ProposalInput::Extended { deadline: extended_deadline, at });
+                }
+                GovEvent::SettingChanged { setting, new, .. } if from_governor || from_timelock => {
+                    match setting {
+                        Setting::VotingDelay => self.info.voting_delay = new.low_u64(),
+                        Setting::VotingPeriod => self.info.voting_period = new.low_u64(),
+                        Setting::ProposalThreshold => self.info.proposal_threshold = new,
+                        Setting::QuorumNumerator | Setting::TimelockMinDelay => {}
+                    }
+                    info_changed = true;
+                }
+                GovEvent::TimelockChange { new, .. } if from_governor => {
+                    self.info.timelock = (!new.is_zero()).then_some(new);
+                    out.timelock_changed = Some(new);
+                    info_changed = true;
+                }
+                GovEvent::CallScheduled { id, delay, .. } if from_timelock => {
+                    scheduled_in_tx.insert(meta.tx_hash, id);
+                    let op = match ops.remove(&id) {
+                        Some(op) => op,
+                        None => self.store.timelock_op(&id)?.unwrap_or(TimelockOperation {
+                            id,
+                            proposal_id: None,
+                            calls: 0,
+                            delay,
+                            scheduled: point,
+                            executed: None,
+                            cancelled: None,
+                        }),
+                    };
+                    let mut op = op;
+                    op.calls += 1;
+                    ops.insert(id, op);
+                }
+                GovEvent::CallExecuted { id, .. } | GovEvent::Cancelled { id } if from_timelock => {
+                    let executed = matches!(ev, GovEvent::CallExecuted { .. });
+                    let op = match ops.remove(&id) {
+                        Some(op) => Some(op),
+                        None => self.store.timelock_op(&id)?,
+                    };
+                    let Some(mut op) = op else { continue };
+                    if executed && op.executed.is_none() {
+                        op.executed = Some(point);
+                        if let Some(pid) = op.proposal_id {
+                            push(pid, ProposalInput::Executed { at });
+                        }
+                    } else if !executed && op.cancelled.is_none() {
+                        op.cancelled = Some(point);
+                        if let Some(pid) = op.proposal_id {
+                            push(pid, ProposalInput::Canceled { at });
+                        }
+                    }
+                    ops.insert(id, op);
+                }
+                GovEvent::CallSalt { .. } if from_timelock => {}
+                GovEvent::Transfer { from, to, value } if from_token => {
+                    if !from.is_zero() {
+                        power[shard_of(&from, self.shard_count)].push((from, bp, PowerInput::Debit(value)));
+                    }
+                    if !to.is_zero() {
+                        power[shard_of(&to, self.shard_count)].push((to, bp, PowerInput::Credit(value)));
+                    }
+                }
+                GovEvent::DelegateChanged { delegator, to, .. } if from_token => {
+                    let d = (!to.is_zero()).then_some(to);
+                    power[shard_of(&delegator, self.shard_count)].push((delegator, bp, PowerInput::Delegate(d)));
+                }
+                GovEvent::DelegateVotesChanged { delegate, new, .. } if from_token => {
+                    power[shard_of(&delegate, self.shard_count)].push((delegate, bp, PowerInput::Votes(new)));
+                }
+                _ => {
+                    // A known signature from a contract that does not emit it in this role.
+                    out.events -= 1;
+                    applied.pop();
+                    out.undecodable += 1;
+                    metrics::counter!(m::DECODE_UNDECODABLE_TOTAL).increment(1);
+                }
+            }
+        }
+
+        // Revive actors of stored proposals that received inputs (e.g. after passivation).
+        let targets: Vec<U256> = inputs.keys().copied().collect();
+        for pid in targets {
+            if !self.live.contains_key(&pid) {
+                match self.store.proposal(&pid)? {
+                    Some(p) => self.spawn(p),
+                    None => {
+                        let n = inputs.remove(&pid).map_or(0, |v| v.len());
+                        out.orphans += n;
+                        metrics::counter!(m::PIPELINE_ORPHAN_EVENTS_TOTAL).increment(n as u64);
+                        tracing::warn!(target: "pipeline", proposal_id = %pid, events = n, "events for a proposal created before the start block; set start_block earlier");
+                    }
+                }
+            }
+        }
+
+        // Clock ticks: the exact first block of the range whose clock passes each threshold.
+        let prev_point = match r.from.checked_sub(1) {
+            Some(p) => self.store.block(p)?.map(|b| BlockPoint { number: b.number, timestamp: b.timestamp }),
+            None => None,
+        };
+        for (pid, l) in &self.live {
+            let mut ts = thresholds.remove(pid).unwrap_or_default();
+            if !l.summary.status.is_final() {
+                ts.extend([l.summary.snapshot, l.summary.deadline]);
+            }
+            for t in ts {
+                if let Some(b) = self.crossing(&mut headers, r.from, r.to, prev_point, t, false).await? {
+                    inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
+                }
+            }
+            if let Some(exp) = l.summary.expires_at {
+                if let Some(b) = self.crossing(&mut headers, r.from, r.to, prev_point, exp, true).await? {
+                    inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
+                }
+            }
+        }
+
+        // Quorum at the snapshot, once the snapshot is in the past.
+        let end_clock = self.info.clock_mode.clock_of(to_header.number, to_header.timestamp);
+        let mut requests = Vec::new();
+        for pid in inputs.keys() {
+            let l = &self.live[pid];
+            let mut quorum = None;
+            if !l.summary.quorum_known && l.summary.snapshot < end_clock {
+                let s = l.summary.snapshot;
+                let q = match self.quorum_cache.get(&s) {
+                    Some(q) => *q,
+                    None => {
+                        let q = self.views.quorum(&self.info.governor, s).await?;
+                        self.quorum_cache.insert(s, q);
+                        q
+                    }
+                };
+                quorum = Some(q);
+            }
+            let mut items = inputs[pid].clone();
+            items.sort_by_key(|(b, order, _)| (*b, *order));
+            requests.push((*pid, l.addr.clone(), Apply { inputs: items.into_iter().map(|(_, _, i)| i).collect(), quorum }));
+        }
+
+        let proposal_replies = futures::future::join_all(requests.into_iter().map(|(pid, addr, msg)| async move {
+            (pid, addr.send(msg).await)
+        }));
+        let power_replies = futures::future::join_all(
+            self.shards.iter().zip(power).filter(|(_, v)| !v.is_empty()).map(|(s, v)| s.send(ApplyPower(v))),
+        );
+        let (proposal_replies, power_replies) = futures::join!(proposal_replies, power_replies);
+
+        let mut mutations = created;
+        let mut summaries = Vec::new();
+        for (pid, reply) in proposal_replies {
+            let applied = match reply {
+                Ok(r) => r?,
+                Err(e) => {
+                    self.actor_restarts += 1;
+                    metrics::counter!(m::PROPOSAL_ACTOR_RESTARTS_TOTAL).increment(1);
+                    return Err(e.into());
+                }
+            };
+            out.status_changes += applied.mutations.iter().filter(|m| matches!(m, Mutation::History(_))).count();
+            mutations.extend(applied.mutations);
+            summaries.push((pid, applied.summary));
+        }
+        for reply in power_replies {
+            mutations.extend(reply??);
+        }
+        mutations.extend(ops.into_values().map(|op| Mutation::TimelockOp(Box::new(op))));
+        if info_changed {
+            mutations.push(Mutation::Info(Box::new(self.info.clone())));
+        }
+
+        let batch = Batch {
+            from: r.from,
+            to: r.to,
+            to_hash: to_header.hash,
+            blocks: headers
+                .values()
+                .filter(|h| r.reversible || h.number == r.to)
+                .map(|h| BlockRecord { number: h.number, hash: h.hash, parent_hash: h.parent_hash, timestamp: h.timestamp })
+                .collect(),
+            events: applied,
+            mutations,
+            reversible: r.reversible,
+            prune_below: r.prune_below,
+        };
+        let store = self.store.clone();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || store.commit(&batch))
+            .await
+            .map_err(|e| StoreError::Backend(format!("commit task: {e}")))??;
+        metrics::histogram!(m::STORE_COMMIT_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+
+        for (pid, s) in summaries {
+            if s.status.is_final() {
+                self.live.remove(&pid);
+            } else if let Some(l) = self.live.get_mut(&pid) {
+                l.summary = s;
+            }
+        }
+        metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
+        metrics::counter!(m::PIPELINE_EVENTS_TOTAL).increment(out.events as u64);
+        Ok(out)
+    }
+
+    /// The first block in `[from, to]` whose clock passes `threshold` (`clock > threshold`, or
+    /// for expiry `timestamp >= threshold`), when that happens inside the range.
+    async fn crossing(
+        &self,
+        headers: &mut BTreeMap<u64, Header>,
+        from: u64,
+        to: u64,
+        prev: Option<BlockPoint>,
+        threshold: u64,
+        expiry: bool,
+    ) -> Result<Option<BlockPoint>, PipelineError> {
+        let mode = self.info.clock_mode;
+        let passes = |h: &Header| {
+            if expiry {
+                h.timestamp >= threshold
+            } else {
+                mode.clock_of(h.number, h.timestamp) > threshold
+            }
+        };
+        if !expiry && mode == crate::domain::ClockMode::BlockNumber {
+            let b = threshold.saturating_add(1);
+            if b < from || b > to {
+                return Ok(None);
+            }
+            let h = self.header(headers, b).await?;
+            return Ok(Some(BlockPoint { number: h.number, timestamp: h.timestamp }));
+        }
+        if let Some(p) = prev {
+            let ph = Header { number: p.number, hash: B256::default(), parent_hash: B256::default(), timestamp: p.timestamp };
+            if passes(&ph) {
+                return Ok(None);
+            }
+        }
+        let last = self.header(headers, to).await?;
+        if !passes(&last) {
+            return Ok(None);
+        }
+        let (mut lo, mut hi) = (from, to);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let h = self.header(headers, mid).await?;
+            if passes(&h) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        let h = self.header(headers, lo).await?;
+        Ok(Some(BlockPoint { number: h.number, timestamp: h.timestamp }))
+    }
+
+    async fn header(&self, headers: &mut BTreeMap<u64, Header>, n: u64) -> Result<Header, PipelineError> {
+        if let Some(h) = headers.get(&n) {
+            return Ok(*h);
+        }
+        let h = self.views.header(n).await?.ok_or(PipelineError::MissingHeader(n))?;
+        headers.insert(n, h);
+        Ok(h)
+    }
+}
+
+/// The shared rules of a deployment's proposals.
+pub fn rules_of(info: &GovernorInfo) -> GovernorRules {
+    GovernorRules {
+        chain_id: info.chain_id,
+        governor: info.governor,
+        clock_mode: info.clock_mode,
+        quorum_counting: info.quorum_counting,
+        grace_period_secs: info.grace_period_secs,
+    }
+}
