@@ -29,22 +29,20 @@ const BY_STATUS: Def = TableDefinition::new("proposals_by_status");
 const BY_PROPOSER: Def = TableDefinition::new("proposals_by_proposer");
 const HISTORY: Def = TableDefinition::new("proposal_history");
 const VOTES: Def = TableDefinition::new("votes_by_proposal_block");
-const VOTE_OF: Def = TableDefinition::new("votes_by_proposal_voter");
 const VOTES_BY_WEIGHT: Def = TableDefinition::new("votes_by_proposal_weight");
 const VOTES_BY_VOTER: Def = TableDefinition::new("votes_by_voter");
 const ACCOUNTS: Def = TableDefinition::new("accounts");
 const POWER: Def = TableDefinition::new("voting_power_by_account_block");
 const TIMELOCK: Def = TableDefinition::new("timelock_operations");
-const EVENTS: Def = TableDefinition::new("events");
 const VOTERS: Def = TableDefinition::new("voters");
 const BLOCKS: Def = TableDefinition::new("blocks");
 const UNDO: Def = TableDefinition::new("undo");
 const BATCHES: Def = TableDefinition::new("reversible_batches");
 
 /// Tables whose writes are journaled for rollback, in journal-id order.
-const JOURNALED: [Def; 15] = [
-    META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTE_OF, VOTES_BY_WEIGHT, VOTES_BY_VOTER,
-    ACCOUNTS, POWER, TIMELOCK, EVENTS, VOTERS,
+const JOURNALED: [Def; 13] = [
+    META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTES_BY_WEIGHT, VOTES_BY_VOTER,
+    ACCOUNTS, POWER, TIMELOCK, VOTERS,
 ];
 const T_META: usize = 0;
 const T_PROPOSALS: usize = 1;
@@ -53,14 +51,12 @@ const T_BY_STATUS: usize = 3;
 const T_BY_PROPOSER: usize = 4;
 const T_HISTORY: usize = 5;
 const T_VOTES: usize = 6;
-const T_VOTE_OF: usize = 7;
-const T_VOTES_BY_WEIGHT: usize = 8;
-const T_VOTES_BY_VOTER: usize = 9;
-const T_ACCOUNTS: usize = 10;
-const T_POWER: usize = 11;
-const T_TIMELOCK: usize = 12;
-const T_EVENTS: usize = 13;
-const T_VOTERS: usize = 14;
+const T_VOTES_BY_WEIGHT: usize = 7;
+const T_VOTES_BY_VOTER: usize = 8;
+const T_ACCOUNTS: usize = 9;
+const T_POWER: usize = 10;
+const T_TIMELOCK: usize = 11;
+const T_VOTERS: usize = 12;
 
 const K_CURSOR: &[u8] = b"cursor";
 const K_INFO: &[u8] = b"info";
@@ -158,64 +154,98 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    fn apply(&mut self, m: &Mutation, counters: &mut Counters) -> Result<(), StoreError> {
+    /// Turns a mutation into staged key writes (reads see earlier staged proposal rows).
+    fn stage(&mut self, m: &Mutation, st: &mut Staged) -> Result<(), StoreError> {
         match m {
             Mutation::Proposal(p) => {
                 let id = u256_be(&p.proposal_id);
-                let old: Option<Proposal> = match self.get(T_PROPOSALS, &id)? {
-                    Some(b) => Some(dec("proposals", &b)?),
-                    None => None,
+                let old: Option<Proposal> = match st.proposals.get(&id) {
+                    Some(o) => Some(o.clone()),
+                    None => match self.get(T_PROPOSALS, &id)? {
+                        Some(b) => Some(dec("proposals", &b)?),
+                        None => None,
+                    },
                 };
                 let created = p.created.block_number.to_be_bytes();
                 match &old {
                     Some(o) if o.status != p.status => {
-                        self.del(T_BY_STATUS, &cat(&[&[o.status as u8], &created, &id]))?;
-                        self.put(T_BY_STATUS, &cat(&[&[p.status as u8], &created, &id]), &[])?;
+                        st.del(T_BY_STATUS, cat(&[&[o.status as u8], &created, &id]));
+                        st.put(T_BY_STATUS, cat(&[&[p.status as u8], &created, &id]), vec![]);
                     }
                     Some(_) => {}
                     None => {
-                        self.put(T_BY_STATUS, &cat(&[&[p.status as u8], &created, &id]), &[])?;
-                        self.put(T_BY_CREATED, &cat(&[&created, &id]), &[])?;
-                        self.put(T_BY_PROPOSER, &cat(&[&p.proposer.0, &created, &id]), &[])?;
+                        st.put(T_BY_STATUS, cat(&[&[p.status as u8], &created, &id]), vec![]);
+                        st.put(T_BY_CREATED, cat(&[&created, &id]), vec![]);
+                        st.put(T_BY_PROPOSER, cat(&[&p.proposer.0, &created, &id]), vec![]);
                     }
                 }
-                self.put(T_PROPOSALS, &id, &enc(p.as_ref()))?;
+                st.put(T_PROPOSALS, id.to_vec(), enc(p.as_ref()));
+                st.proposals.insert(id, p.as_ref().clone());
             }
             Mutation::History(h) => {
                 let k = cat(&[&u256_be(&h.proposal_id), &h.block_number.to_be_bytes(), &[h.status as u8]]);
-                self.put(T_HISTORY, &k, &enc(h))?;
+                st.put(T_HISTORY, k, enc(h));
             }
             Mutation::Vote(v) => {
                 let id = u256_be(&v.proposal_id);
                 let pos = cat(&[&v.block_number.to_be_bytes(), &v.log_index.to_be_bytes()]);
                 let k = cat(&[&id, &pos]);
-                if self.get(T_VOTES, &k)?.is_some() {
+                // A replayed vote record changes nothing (identity = proposal, block, log index).
+                if st.votes.contains(&k) || self.get(T_VOTES, &k)?.is_some() {
                     return Ok(());
                 }
-                self.put(T_VOTES, &k, &enc(v.as_ref()))?;
-                self.put(T_VOTE_OF, &cat(&[&id, &v.voter.0]), &pos)?;
-                self.put(T_VOTES_BY_WEIGHT, &cat(&[&id, &u256_be(&v.weight), &pos]), &[])?;
-                self.put(T_VOTES_BY_VOTER, &cat(&[&v.voter.0, &pos]), &id)?;
-                let n = match self.get(T_VOTERS, &v.voter.0)? {
-                    Some(b) => u64::from_be_bytes(b.as_slice().try_into().unwrap_or([0; 8])),
-                    None => 0,
-                };
-                self.put(T_VOTERS, &v.voter.0, &(n + 1).to_be_bytes())?;
-                counters.votes += 1;
+                st.votes.insert(k.clone());
+                st.put(T_VOTES, k, enc(v.as_ref()));
+                st.put(T_VOTES_BY_WEIGHT, cat(&[&id, &u256_be(&v.weight), &pos]), vec![]);
+                st.put(T_VOTES_BY_VOTER, cat(&[&v.voter.0, &pos]), id.to_vec());
+                st.put(T_VOTERS, v.voter.0.to_vec(), vec![]);
+                st.counters.votes += 1;
             }
             Mutation::Account { account, power } => {
                 let v = enc(power);
-                self.put(T_ACCOUNTS, &account.0, &v)?;
-                self.put(T_POWER, &cat(&[&account.0, &power.block_number.to_be_bytes()]), &v)?;
+                st.put(T_POWER, cat(&[&account.0, &power.block_number.to_be_bytes()]), v.clone());
+                st.put(T_ACCOUNTS, account.0.to_vec(), v);
             }
             Mutation::TimelockOp(op) => {
-                self.put(T_TIMELOCK, &op.id.0, &enc(op.as_ref()))?;
+                st.put(T_TIMELOCK, op.id.0.to_vec(), enc(op.as_ref()));
             }
             Mutation::Info(info) => {
-                self.put(T_META, K_INFO, &enc(info.as_ref()))?;
+                st.put(T_META, K_INFO.to_vec(), enc(info.as_ref()));
             }
         }
         Ok(())
+    }
+
+    /// Applies staged writes sorted by table and key (stable, so the last write to a key
+    /// wins): B-tree inserts in key order touch each page once and stay in cache.
+    fn flush(&mut self, st: &mut Staged) -> Result<(), StoreError> {
+        let mut ops = std::mem::take(&mut st.ops);
+        ops.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (t, k, v) in ops {
+            match v {
+                Some(v) => self.put(t as usize, &k, &v)?,
+                None => self.del(t as usize, &k)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes of one batch, staged before they are applied in key order.
+#[derive(Default)]
+struct Staged {
+    ops: Vec<(u8, Vec<u8>, Option<Vec<u8>>)>,
+    proposals: std::collections::HashMap<[u8; 32], Proposal>,
+    votes: std::collections::HashSet<Vec<u8>>,
+    counters: Counters,
+}
+
+impl Staged {
+    fn put(&mut self, t: usize, k: Vec<u8>, v: Vec<u8>) {
+        self.ops.push((t as u8, k, Some(v)));
+    }
+    fn del(&mut self, t: usize, k: Vec<u8>) {
+        self.ops.push((t as u8, k, None));
     }
 }
 
@@ -365,18 +395,17 @@ impl Store for EmbeddedStore {
                     )));
                 }
             }
-            let mut counters: Counters = match w.get(T_META, K_COUNTERS)? {
-                Some(b) => dec("meta", &b)?,
-                None => Counters::default(),
-            };
+            let mut st = Staged::default();
+            if let Some(b) = w.get(T_META, K_COUNTERS)? {
+                st.counters = dec("meta", &b)?;
+            }
             for m in &batch.mutations {
-                w.apply(m, &mut counters)?;
+                w.stage(m, &mut st)?;
             }
-            for (hash, idx) in &batch.events {
-                w.put(T_EVENTS, &cat(&[&hash.0, &idx.to_be_bytes()]), &[])?;
-            }
-            counters.events += batch.events.len() as u64;
-            w.put(T_META, K_COUNTERS, &enc(&counters))?;
+            st.counters.events += batch.events.len() as u64;
+            let c = enc(&st.counters);
+            st.put(T_META, K_COUNTERS.to_vec(), c);
+            w.flush(&mut st)?;
             // The cursor itself is not journaled: rollback sets it explicitly.
             w.tables[T_META].insert(K_CURSOR, enc(&Cursor { block: batch.to, hash: batch.to_hash }).as_slice()).map_err(be)?;
         }
@@ -515,14 +544,6 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
-    fn seen_events(&self, ids: &[(B256, u64)]) -> Result<Vec<bool>, StoreError> {
-        let tx = self.db.begin_read().map_err(be)?;
-        let t = tx.open_table(EVENTS).map_err(be)?;
-        ids.iter()
-            .map(|(h, i)| Ok(t.get(cat(&[&h.0, &i.to_be_bytes()]).as_slice()).map_err(be)?.is_some()))
-            .collect()
-    }
-
     fn proposal(&self, id: &U256) -> Result<Option<Proposal>, StoreError> {
         self.get_raw(PROPOSALS, &u256_be(id))?.map(|b| dec("proposals", &b)).transpose()
     }
@@ -597,11 +618,19 @@ impl Store for EmbeddedStore {
     }
 
     fn vote(&self, id: &U256, voter: &Address) -> Result<Option<Vote>, StoreError> {
+        // A voter's votes are few: scan them, newest first, for this proposal.
         let tx = self.db.begin_read().map_err(be)?;
         let pid = u256_be(id);
-        let pos = tx.open_table(VOTE_OF).map_err(be)?.get(cat(&[&pid, &voter.0]).as_slice()).map_err(be)?.map(|g| g.value().to_vec());
-        match pos {
-            Some(pos) => Ok(self.load_votes(&tx, &[cat(&[&pid, &pos])])?.pop()),
+        let mut key = None;
+        Self::scan(&tx, VOTES_BY_VOTER, &voter.0, None, true, |k, v| {
+            if v == pid.as_slice() {
+                key = Some(cat(&[v, &k[20..]]));
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        match key {
+            Some(k) => Ok(self.load_votes(&tx, &[k])?.pop()),
             None => Ok(None),
         }
     }

@@ -55,6 +55,18 @@ impl StoreError {
     }
 }
 
+/// An event's identity within one chain: `(block_hash, log_index)`, with the block number
+/// so backends can keep identities in chain order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EventId {
+    /// Block number.
+    pub block_number: u64,
+    /// Block hash.
+    pub block_hash: B256,
+    /// Log index in the block.
+    pub log_index: u64,
+}
+
 /// Where indexing stands: the last block whose effects are committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
@@ -111,8 +123,8 @@ pub struct Batch {
     pub to_hash: B256,
     /// Headers to remember for reorg detection.
     pub blocks: Vec<BlockRecord>,
-    /// Identities `(block_hash, log_index)` of the events applied.
-    pub events: Vec<(B256, u64)>,
+    /// Identities of the events applied.
+    pub events: Vec<EventId>,
     /// The writes, in order.
     pub mutations: Vec<Mutation>,
     /// Journal previous values so the batch can be rolled back.
@@ -243,8 +255,6 @@ pub trait Store: Send + Sync + 'static {
     fn block(&self, number: u64) -> Result<Option<BlockRecord>, StoreError>;
     /// Remembered headers, ascending.
     fn recent_blocks(&self) -> Result<Vec<BlockRecord>, StoreError>;
-    /// Which of these event identities are already applied.
-    fn seen_events(&self, ids: &[(B256, u64)]) -> Result<Vec<bool>, StoreError>;
 
     /// One proposal.
     fn proposal(&self, id: &U256) -> Result<Option<Proposal>, StoreError>;

@@ -20,7 +20,7 @@ use crate::domain::{
     ProposalStatus, TimelockOperation, B256, U256,
 };
 use crate::metrics as m;
-use crate::store::{Batch, BlockRecord, Mutation, Store, StoreError};
+use crate::store::{Batch, BlockRecord, EventId, Mutation, Store, StoreError};
 use crate::streams::decode::{self, GovEvent, RawLog, Setting};
 
 /// Pipeline failures.
@@ -110,8 +110,6 @@ impl ChainViews {
 pub struct RangeOutcome {
     /// Logs decoded and applied.
     pub events: usize,
-    /// Logs skipped because already applied.
-    pub duplicates: usize,
     /// Logs that did not decode.
     pub undecodable: usize,
     /// Events about proposals govflow has never seen.
@@ -212,10 +210,8 @@ impl Pipeline {
     pub async fn process(&mut self, r: RangeData) -> Result<RangeOutcome, PipelineError> {
         let mut out = RangeOutcome::default();
         let to_header = *r.headers.get(&r.to).ok_or(PipelineError::MissingHeader(r.to))?;
-        // Idempotency on event identity: skip what an earlier commit already applied.
-        let identities: Vec<(B256, u64)> = r.logs.iter().map(|l| (l.block_hash, l.log_index)).collect();
-        let seen = self.store.seen_events(&identities)?;
-
+        // Exactly-once comes from the cursor: the store only accepts the range that follows
+        // the last committed block, and commits the range's effects with the cursor.
         let mut headers = r.headers.clone();
         let mut created: Vec<Mutation> = Vec::new();
         let mut inputs: BTreeMap<U256, Vec<(u64, u64, ProposalInput)>> = BTreeMap::new();
@@ -224,13 +220,9 @@ impl Pipeline {
         let mut scheduled_in_tx: HashMap<B256, B256> = HashMap::new();
         let mut thresholds: BTreeMap<U256, Vec<u64>> = BTreeMap::new();
         let mut info_changed = false;
-        let mut applied: Vec<(B256, u64)> = Vec::with_capacity(r.logs.len());
+        let mut applied: Vec<EventId> = Vec::with_capacity(r.logs.len());
 
-        for (log, seen) in r.logs.iter().zip(seen) {
-            if seen {
-                out.duplicates += 1;
-                continue;
-            }
+        for log in &r.logs {
             let (ev, meta) = match decode::decode(log) {
                 Ok(x) => x,
                 Err(e) => {
@@ -247,7 +239,7 @@ impl Pipeline {
             let from_governor = meta.address == self.info.governor;
             let from_token = meta.address == self.info.token;
             let from_timelock = Some(meta.address) == self.info.timelock;
-            applied.push((meta.block_hash, meta.log_index));
+            applied.push(EventId { block_number: meta.block_number, block_hash: meta.block_hash, log_index: meta.log_index });
             out.events += 1;
             let mut push = |pid: U256, input: ProposalInput| {
                 inputs.entry(pid).or_default().push((bp.number, meta.log_index + 1, input));

@@ -1,0 +1,269 @@
+//! Store conformance suite: the same tests for every backend (`store_suite!` generates them).
+//! Atomic batches with the cursor, rollback of reversible batches, pagination order, filters,
+//! idempotent replays.
+
+use std::sync::Arc;
+
+use govflow::domain::*;
+use govflow::store::*;
+
+fn proposal(n: u64, status: ProposalStatus, proposer: u8, created_block: u64) -> Proposal {
+    let pid = U256::from(n);
+    Proposal {
+        id: ids::proposal(1, &Address([1; 20]), &pid),
+        proposal_id: pid,
+        title: format!("P{n}"),
+        description: format!("P{n}"),
+        proposer: Address([proposer; 20]),
+        start_block: created_block + 1,
+        end_block: created_block + 10 + n,
+        original_end_block: created_block + 10 + n,
+        status,
+        for_votes: U256::from(n * 10 % 7),
+        against_votes: U256::zero(),
+        abstain_votes: U256::from(n),
+        vote_count: 0,
+        quorum: None,
+        targets: vec![Address([9; 20])],
+        values: vec![U256::zero()],
+        signatures: vec![String::new()],
+        calldatas: vec![HexBytes(vec![1, 2, 3])],
+        eta: None,
+        timelock_operation_id: None,
+        created: ChainPoint { block_number: created_block, timestamp: created_block * 12, transaction_hash: Some(B256([2; 32])) },
+        created_at: created_block * 12,
+        updated_at: created_block * 12,
+        updated_block: created_block,
+        executed_at: None,
+        metadata_uri: None,
+    }
+}
+
+fn vote(pid: u64, voter: u8, weight: u64, block: u64, log: u64) -> Vote {
+    Vote {
+        id: ids::event(1, &B256([block as u8; 32]), log),
+        proposal_id: U256::from(pid),
+        voter: Address([voter; 20]),
+        support: (voter % 3),
+        weight: U256::from(weight),
+        reason: None,
+        params: None,
+        block_number: block,
+        block_hash: B256([block as u8; 32]),
+        log_index: log,
+        transaction_hash: B256([3; 32]),
+        timestamp: block * 12,
+    }
+}
+
+fn batch(from: u64, to: u64, mutations: Vec<Mutation>, reversible: bool) -> Batch {
+    Batch {
+        from,
+        to,
+        to_hash: B256([to as u8; 32]),
+        blocks: (from..=to)
+            .map(|n| BlockRecord { number: n, hash: B256([n as u8; 32]), parent_hash: B256([(n - 1) as u8; 32]), timestamp: n * 12 })
+            .collect(),
+        events: (from..=to).map(|n| EventId { block_number: n, block_hash: B256([n as u8; 32]), log_index: 0 }).collect(),
+        mutations,
+        reversible,
+        prune_below: None,
+    }
+}
+
+fn all_proposal_ids(s: &dyn Store, q: ProposalQuery) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut q = q;
+    loop {
+        let page = s.list_proposals(&q).unwrap();
+        out.extend(page.items.iter().map(|p| p.proposal_id.low_u64()));
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    out
+}
+
+fn query() -> ProposalQuery {
+    ProposalQuery {
+        statuses: vec![],
+        proposer: None,
+        created_from: None,
+        created_to: None,
+        end_from: None,
+        end_to: None,
+        sort: ProposalSort::CreatedAt,
+        descending: false,
+        after: None,
+        limit: 2,
+    }
+}
+
+pub fn batches_commit_atomically_with_the_cursor(s: Arc<dyn Store>) {
+    assert_eq!(s.cursor().unwrap(), None);
+    s.commit(&batch(1, 3, vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Pending, 1, 2)))], false)).unwrap();
+    assert_eq!(s.cursor().unwrap(), Some(Cursor { block: 3, hash: B256([3; 32]) }));
+    // A batch that does not continue the cursor is refused and changes nothing.
+    let err = s.commit(&batch(5, 6, vec![Mutation::Proposal(Box::new(proposal(2, ProposalStatus::Pending, 1, 5)))], false));
+    assert!(err.is_err());
+    assert!(s.proposal(&U256::from(2)).unwrap().is_none());
+    assert_eq!(s.cursor().unwrap().unwrap().block, 3);
+    assert_eq!(s.stats().unwrap().events, 3);
+}
+
+pub fn rollback_restores_everything_derived_from_orphaned_blocks(s: Arc<dyn Store>) {
+    s.commit(&batch(1, 2, vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Pending, 1, 2)))], true)).unwrap();
+    let before = s.proposal(&U256::from(1)).unwrap().unwrap();
+    let mut active = proposal(1, ProposalStatus::Active, 1, 2);
+    active.for_votes = U256::from(500);
+    let acct = Address([7; 20]);
+    s.commit(&batch(
+        3,
+        4,
+        vec![
+            Mutation::Vote(Box::new(vote(1, 7, 500, 4, 0))),
+            Mutation::Proposal(Box::new(active)),
+            Mutation::Account { account: acct, power: AccountPower { balance: U256::from(5), delegate: Some(acct), votes: U256::from(5), block_number: 4, timestamp: 48 } },
+        ],
+        true,
+    ))
+    .unwrap();
+    assert_eq!(s.stats().unwrap().votes, 1);
+    assert_eq!(s.stats().unwrap().by_status["Active"], 1);
+    let c = s.rollback(2).unwrap().unwrap();
+    assert_eq!(c.block, 2);
+    assert_eq!(s.cursor().unwrap().unwrap().block, 2);
+    assert_eq!(s.proposal(&U256::from(1)).unwrap().unwrap(), before);
+    assert!(s.vote(&U256::from(1), &acct).unwrap().is_none());
+    assert!(s.account(&acct).unwrap().is_none());
+    let st = s.stats().unwrap();
+    assert_eq!((st.votes, st.unique_voters, st.by_status["Active"], st.by_status["Pending"]), (0, 0, 0, 1));
+    assert_eq!(s.stats().unwrap().events, 2);
+    // Re-applying the canonical chain works from the restored cursor.
+    s.commit(&batch(3, 3, vec![], true)).unwrap();
+    // A rollback below the oldest journal is refused.
+    let s2 = s.clone();
+    assert!(matches!(s2.rollback(0), Ok(_) | Err(StoreError::ReorgTooDeep { .. })));
+}
+
+pub fn rollback_refuses_unjournaled_blocks(s: Arc<dyn Store>) {
+    s.commit(&batch(1, 5, vec![], false)).unwrap();
+    s.commit(&batch(6, 6, vec![], true)).unwrap();
+    assert!(matches!(s.rollback(3), Err(StoreError::ReorgTooDeep { .. })));
+    assert_eq!(s.rollback(5).unwrap().unwrap().block, 5);
+}
+
+pub fn proposal_pages_follow_sort_order_and_filters(s: Arc<dyn Store>) {
+    let mut muts = Vec::new();
+    for n in 1..=7u64 {
+        let st = if n % 2 == 0 { ProposalStatus::Active } else { ProposalStatus::Defeated };
+        muts.push(Mutation::Proposal(Box::new(proposal(n, st, (n % 3) as u8, 10 + n))));
+    }
+    s.commit(&batch(1, 20, muts, false)).unwrap();
+    assert_eq!(all_proposal_ids(&*s, query()), vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(all_proposal_ids(&*s, ProposalQuery { descending: true, ..query() }), vec![7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(all_proposal_ids(&*s, ProposalQuery { statuses: vec![ProposalStatus::Active], ..query() }), vec![2, 4, 6]);
+    assert_eq!(all_proposal_ids(&*s, ProposalQuery { proposer: Some(Address([1; 20])), ..query() }), vec![1, 4, 7]);
+    assert_eq!(all_proposal_ids(&*s, ProposalQuery { created_from: Some(13 * 12), created_to: Some(15 * 12), ..query() }), vec![3, 4, 5]);
+    // forVotes = n*10 % 7: 1->3, 2->6, 3->2, 4->5, 5->1, 6->4, 7->0
+    assert_eq!(all_proposal_ids(&*s, ProposalQuery { sort: ProposalSort::ForVotes, descending: true, ..query() }), vec![2, 4, 6, 1, 3, 5, 7]);
+    let ends = all_proposal_ids(&*s, ProposalQuery { sort: ProposalSort::EndBlock, end_from: Some(30), ..query() });
+    assert_eq!(ends, vec![5, 6, 7]); // end = 20 + 2n
+    assert_eq!(s.live_proposals().unwrap().len(), 3);
+}
+
+pub fn vote_pages_and_replays(s: Arc<dyn Store>) {
+    let mut muts = vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Active, 1, 1)))];
+    for i in 0..10u8 {
+        muts.push(Mutation::Vote(Box::new(vote(1, i + 10, (i as u64 * 37) % 11 + 1, 2 + i as u64, 0))));
+    }
+    s.commit(&batch(1, 12, muts.clone(), false)).unwrap();
+    // Replaying the same vote records changes nothing.
+    s.commit(&batch(13, 13, muts[1..].to_vec(), false)).unwrap();
+    assert_eq!(s.stats().unwrap().votes, 10);
+    let mut q = VoteQuery { sort: VoteSort::Weight, descending: true, support: None, after: None, limit: 3 };
+    let mut weights = Vec::new();
+    loop {
+        let p = s.proposal_votes(&U256::from(1), &q).unwrap();
+        weights.extend(p.items.iter().map(|v| v.weight.low_u64()));
+        match p.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    let mut sorted = weights.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(weights.len(), 10);
+    assert_eq!(weights, sorted);
+    let by_block = s.proposal_votes(&U256::from(1), &VoteQuery { sort: VoteSort::Block, descending: false, support: None, after: None, limit: 100 }).unwrap();
+    let blocks: Vec<u64> = by_block.items.iter().map(|v| v.block_number).collect();
+    assert_eq!(blocks, (2..12).collect::<Vec<_>>());
+    let only_for = s.proposal_votes(&U256::from(1), &VoteQuery { sort: VoteSort::Block, descending: false, support: Some(1), after: None, limit: 100 }).unwrap();
+    assert!(only_for.items.iter().all(|v| v.support == 1) && !only_for.items.is_empty());
+    let mine = s.voter_votes(&Address([12; 20]), &VoteQuery { sort: VoteSort::Block, descending: true, support: None, after: None, limit: 10 }).unwrap();
+    assert_eq!(mine.items.len(), 1);
+    assert_eq!(s.vote(&U256::from(1), &Address([12; 20])).unwrap().unwrap().block_number, 4);
+}
+
+pub fn voting_power_by_block_and_time(s: Arc<dyn Store>) {
+    let a = Address([5; 20]);
+    let p = |votes: u64, block: u64| Mutation::Account {
+        account: a,
+        power: AccountPower { balance: U256::from(votes), delegate: Some(a), votes: U256::from(votes), block_number: block, timestamp: block * 12 },
+    };
+    s.commit(&batch(1, 10, vec![p(10, 3), p(20, 7)], false)).unwrap();
+    assert_eq!(s.account_at_block(&a, 2).unwrap(), None);
+    assert_eq!(s.account_at_block(&a, 3).unwrap().unwrap().votes, U256::from(10));
+    assert_eq!(s.account_at_block(&a, 6).unwrap().unwrap().votes, U256::from(10));
+    assert_eq!(s.account_at_block(&a, 100).unwrap().unwrap().votes, U256::from(20));
+    assert_eq!(s.account_at_time(&a, 7 * 12 - 1).unwrap().unwrap().votes, U256::from(10));
+    assert_eq!(s.account_at_time(&a, 7 * 12).unwrap().unwrap().votes, U256::from(20));
+    assert_eq!(s.account(&a).unwrap().unwrap().votes, U256::from(20));
+}
+
+macro_rules! store_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            #[test]
+            fn batches_commit_atomically_with_the_cursor() {
+                let (_g, s) = $make;
+                super::batches_commit_atomically_with_the_cursor(s);
+            }
+            #[test]
+            fn rollback_restores_everything_derived_from_orphaned_blocks() {
+                let (_g, s) = $make;
+                super::rollback_restores_everything_derived_from_orphaned_blocks(s);
+            }
+            #[test]
+            fn rollback_refuses_unjournaled_blocks() {
+                let (_g, s) = $make;
+                super::rollback_refuses_unjournaled_blocks(s);
+            }
+            #[test]
+            fn proposal_pages_follow_sort_order_and_filters() {
+                let (_g, s) = $make;
+                super::proposal_pages_follow_sort_order_and_filters(s);
+            }
+            #[test]
+            fn vote_pages_and_replays() {
+                let (_g, s) = $make;
+                super::vote_pages_and_replays(s);
+            }
+            #[test]
+            fn voting_power_by_block_and_time() {
+                let (_g, s) = $make;
+                super::voting_power_by_block_and_time(s);
+            }
+        }
+    };
+}
+
+fn embedded() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let d = tempfile::tempdir().unwrap();
+    let s = govflow::store::embedded::EmbeddedStore::open(d.path()).unwrap();
+    (d, Arc::new(s))
+}
+
+store_suite!(embedded_store, embedded());
