@@ -1,0 +1,377 @@
+//! End-to-end: a real anvil chain, the vanilla OpenZeppelin 5 governance stack, the real
+//! `govflow` binary; govflow's answers are compared with the contracts' own views
+//! (`state`, `proposalVotes`, `proposalSnapshot`, `proposalDeadline`, `hasVoted`,
+//! `getPastVotes`, `getVotes`, `balanceOf`, `delegates`).
+
+mod common;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Faults, Govflow, GovflowOpts, RpcProxy};
+use serde_json::Value;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn hexa(a: Address) -> String {
+    format!("0x{}", hex::encode(a.as_bytes()))
+}
+
+fn state_name(s: u8) -> &'static str {
+    ["Pending", "Active", "Canceled", "Defeated", "Succeeded", "Queued", "Expired", "Executed"][s as usize]
+}
+
+/// Everything the story did that the comparison needs.
+struct Story {
+    proposals: Vec<U256>,
+    orphaned: Vec<U256>,
+    accounts: Vec<Address>,
+    executed: U256,
+    extended: U256,
+}
+
+async fn deploy(anvil: &Anvil, clock: ClockMode) -> Dao {
+    let opts = DaoOptions::with_clock(clock).timelock_min_delay(60).quorum_numerator(10);
+    let opts = match clock {
+        ClockMode::BlockNumber => opts.voting_delay(2).voting_period(12).vote_extension(5),
+        ClockMode::Timestamp => opts.voting_delay(100).voting_period(600).vote_extension(300),
+    };
+    let w4 = anvil.wallet(4);
+    Dao::deploy(
+        anvil,
+        opts.voter(anvil.wallet(1), tokens(40))
+            .voter(anvil.wallet(2), tokens(25))
+            .voter(anvil.wallet(3), tokens(15))
+            .voter_with(Voter::delegating_to(w4, tokens(10), anvil.address(1)))
+            .voter(anvil.wallet(5), tokens(5))
+            .voter_with(Voter::undelegated(anvil.wallet(6), tokens(3)))
+            .voter(anvil.wallet(7), tokens(2)),
+    )
+    .await
+}
+
+/// Waits until govflow has indexed the chain's head.
+async fn sync(gf: &mut Govflow, anvil: &Anvil) {
+    let head = anvil.block_number().await;
+    gf.wait_indexed(head, WAIT).await;
+}
+
+/// Plays every proposal state the contracts can reach (Expired aside: see the state-machine
+/// unit tests), votes with and without reasons and by signature, delegation and transfers after
+/// a snapshot, a late-quorum extension, queue and execute through the timelock, and a reorg
+/// while govflow follows the head.
+async fn play(anvil: &Anvil, dao: &Dao, gf: &mut Govflow) -> Story {
+    let w = |i| anvil.wallet(i);
+    let mut proposals = Vec::new();
+
+    // P1: full lifecycle, voted every way, executed through the timelock.
+    let (p1, _) = dao.propose_set_value(&w(1), U256::from(42), "# Fund the festival\nSet the value to 42. ipfs://bafyfestival").await;
+    proposals.push(p1);
+    dao.advance_past_snapshot(p1).await;
+    dao.cast_vote_with_reason(&w(1), p1, vote::FOR, "culture matters").await;
+    dao.cast_vote(&w(2), p1, vote::AGAINST).await;
+    dao.cast_vote_with_reason(&w(3), p1, vote::ABSTAIN, "conflict of interest").await;
+    dao.cast_vote_by_sig(&w(5), &w(9), p1, vote::FOR).await;
+    // After the snapshot: moves that must not change P1's weights.
+    dao.transfer(&w(2), anvil.address(6), tokens(10)).await;
+    dao.delegate(&w(4), anvil.address(2)).await;
+    dao.delegate(&w(6), anvil.address(6)).await;
+    sync(gf, anvil).await;
+
+    // P2: defeated for lack of quorum (2 of 10 needed).
+    let (p2, _) = dao.propose_set_value(&w(2), U256::from(7), "Low turnout").await;
+    proposals.push(p2);
+    // P3: canceled while pending.
+    let (p3, _) = dao.propose_set_value(&w(3), U256::from(8), "Withdrawn idea").await;
+    proposals.push(p3);
+    dao.cancel(&w(3), p3).await;
+    dao.advance_past_snapshot(p2).await;
+    dao.cast_vote(&w(7), p2, vote::FOR).await;
+
+    dao.advance_past_deadline(p1).await;
+    dao.queue(p1).await;
+    sync(gf, anvil).await;
+    dao.advance_past_eta(p1).await;
+    dao.execute(p1).await;
+    dao.advance_past_deadline(p2).await;
+
+    // P4: quorum reached in the last moments: the deadline is extended.
+    let (p4, _) = dao.propose_set_value(&w(1), U256::from(9), "Late quorum").await;
+    proposals.push(p4);
+    let deadline = dao.proposal_deadline(p4).await;
+    dao.advance_clock_to(deadline - 1).await;
+    dao.cast_vote(&w(1), p4, vote::FOR).await;
+    assert!(dao.proposal_deadline(p4).await > deadline, "late quorum extends the deadline");
+    // P5: quorum reached but the majority is against.
+    let (p5, _) = dao.propose_set_value(&w(5), U256::from(10), "Unpopular").await;
+    proposals.push(p5);
+    dao.advance_past_snapshot(p5).await;
+    dao.cast_vote(&w(2), p5, vote::AGAINST).await;
+    dao.cast_vote(&w(7), p5, vote::FOR).await;
+    dao.advance_past_deadline(p4).await;
+    dao.advance_past_deadline(p5).await;
+    sync(gf, anvil).await;
+
+    // A reorg while govflow follows the head: a proposal and votes that vanish.
+    let reorgs_before = gf.get_ok("/v1/status").await["reorgsHandled"].as_u64().unwrap();
+    let snap = anvil.snapshot().await;
+    let (gone, _) = dao.propose_set_value(&w(2), U256::from(666), "Orphaned proposal").await;
+    dao.advance_past_snapshot(gone).await;
+    dao.cast_vote(&w(2), gone, vote::FOR).await;
+    sync(gf, anvil).await;
+    let (s, _) = gf.get(&format!("/v1/proposals/{gone}")).await;
+    assert_eq!(s, 200, "the orphaned proposal was indexed before the reorg");
+    assert!(anvil.revert(snap).await);
+    // The canonical chain goes on differently (and further than the orphaned one).
+    let (p6, _) = dao.propose_set_value(&w(1), U256::from(11), "# After the reorg\nStill active at the end").await;
+    proposals.push(p6);
+    dao.advance_past_snapshot(p6).await;
+    dao.cast_vote(&w(3), p6, vote::FOR).await;
+    dao.cast_vote_with_reason(&w(2), p6, vote::AGAINST, "too soon").await;
+    anvil.mine(5).await;
+    let t = std::time::Instant::now();
+    loop {
+        let st = gf.get_ok("/v1/status").await;
+        if st["reorgsHandled"].as_u64().unwrap() > reorgs_before && st["indexedBlock"].as_u64().unwrap() >= anvil.block_number().await {
+            break;
+        }
+        assert!(t.elapsed() < WAIT, "reorg not handled: {st}\n{}", gf.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // P7: still pending at the end.
+    let (p7, _) = dao.propose_set_value(&w(2), U256::from(12), "Pending at the end").await;
+    proposals.push(p7);
+    sync(gf, anvil).await;
+
+    let accounts = (1..=9).map(|i| anvil.address(i)).collect();
+    Story { proposals, orphaned: vec![gone], accounts, executed: p1, extended: p4 }
+}
+
+/// Compares every answer of govflow with the contracts' views at the indexed head.
+async fn compare(anvil: &Anvil, dao: &Dao, gf: &Govflow, story: &Story) {
+    let head = anvil.block_number().await;
+    let at = dao.at(head);
+    let listed: BTreeSet<String> =
+        gf.all_pages("/v1/proposals?limit=2").await.iter().map(|p| p["proposalId"].as_str().unwrap().to_string()).collect();
+    let expected: BTreeSet<String> = story.proposals.iter().map(|p| p.to_string()).collect();
+    assert_eq!(listed, expected, "govflow lists exactly the canonical proposals");
+    for gone in &story.orphaned {
+        let (s, body) = gf.get(&format!("/v1/proposals/{gone}")).await;
+        assert_eq!(s, 404, "orphaned proposal rolled back: {body}");
+    }
+    let mut states = BTreeSet::new();
+    for id in &story.proposals {
+        let p = gf.get_ok(&format!("/v1/proposals/{id}")).await;
+        let state = at.state(*id).await;
+        states.insert(state_name(state));
+        assert_eq!(p["status"], state_name(state), "status of {id}: {p}");
+        let (against, for_, abstain) = at.proposal_votes(*id).await;
+        assert_eq!(p["forVotes"], for_.to_string(), "forVotes of {id}");
+        assert_eq!(p["againstVotes"], against.to_string(), "againstVotes of {id}");
+        assert_eq!(p["abstainVotes"], abstain.to_string(), "abstainVotes of {id}");
+        let snapshot = at.proposal_snapshot(*id).await;
+        assert_eq!(p["startBlock"], snapshot, "snapshot of {id}");
+        assert_eq!(p["endBlock"], at.proposal_deadline(*id).await, "deadline of {id}");
+        assert_eq!(p["proposer"], hexa(at.proposal_proposer(*id).await));
+        let eta = at.proposal_eta(*id).await;
+        assert_eq!(p["eta"].is_null(), eta == 0, "eta of {id}: {p}");
+        if state >= 1 && state != 2 {
+            assert_eq!(p["quorum"], at.quorum(snapshot).await.to_string(), "quorum of {id}");
+        }
+        // Voters and weights.
+        let votes = gf.all_pages(&format!("/v1/proposals/{id}/votes?sort=weight&limit=2")).await;
+        let voters: BTreeSet<String> = votes.iter().map(|v| v["voter"].as_str().unwrap().to_string()).collect();
+        for a in &story.accounts {
+            assert_eq!(voters.contains(&hexa(*a)), at.has_voted(*id, *a).await, "hasVoted({id}, {a:?})");
+        }
+        let mut last = None;
+        for v in &votes {
+            let voter: Address = v["voter"].as_str().unwrap().parse().unwrap();
+            let weight = at.get_past_votes(voter, snapshot).await;
+            assert_eq!(v["weight"], weight.to_string(), "weight of {voter:?} on {id}");
+            let w = U256::from_dec_str(v["weight"].as_str().unwrap()).unwrap();
+            if let Some(l) = last {
+                assert!(w <= l, "votes sorted by weight, descending");
+            }
+            last = Some(w);
+            assert_eq!(v["provisional"], false);
+        }
+        // Voting power at the snapshot, for every account.
+        if state != 0 {
+            for a in &story.accounts {
+                let vp = gf.get_ok(&format!("/v1/users/{}/voting-power?proposalId={id}", hexa(*a))).await;
+                assert_eq!(vp["totalWeight"], at.get_past_votes(*a, snapshot).await.to_string(), "power of {a:?} at snapshot of {id}");
+            }
+        }
+    }
+    assert!(states.len() >= 6, "the story reaches the contract states {states:?}");
+    // Voting power now.
+    for a in &story.accounts {
+        let vp = gf.get_ok(&format!("/v1/users/{}/voting-power", hexa(*a))).await;
+        assert_eq!(vp["totalWeight"], at.get_votes(*a).await.to_string(), "votes of {a:?}");
+        assert_eq!(vp["balance"], at.balance_of(*a).await.to_string(), "balance of {a:?}");
+        let d = at.delegates(*a).await;
+        if d.is_zero() {
+            assert!(vp["delegate"].is_null(), "{vp}");
+        } else {
+            assert_eq!(vp["delegate"], hexa(d));
+        }
+        let total = U256::from_dec_str(vp["totalWeight"].as_str().unwrap()).unwrap();
+        let base = U256::from_dec_str(vp["baseWeight"].as_str().unwrap()).unwrap();
+        let delegated = U256::from_dec_str(vp["delegatedWeight"].as_str().unwrap()).unwrap();
+        assert_eq!(base + delegated, total);
+    }
+    // The executed proposal's history and execution status.
+    let p = gf.get_ok(&format!("/v1/proposals/{}", story.executed)).await;
+    let hist: Vec<&str> = p["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    assert_eq!(hist, ["Pending", "Active", "Succeeded", "Queued", "Executed"], "{p}");
+    assert_eq!(p["title"], "Fund the festival");
+    assert_eq!(p["metadataUri"], "ipfs://bafyfestival");
+    let ex = gf.get_ok(&format!("/v1/proposals/{}/execution-status", story.executed)).await;
+    assert_eq!(ex["executionState"], "executed", "{ex}");
+    assert!(ex["operation"]["executed"]["blockNumber"].as_u64().is_some(), "{ex}");
+    let ext = gf.get_ok(&format!("/v1/proposals/{}", story.extended)).await;
+    assert_ne!(ext["endBlock"], ext["originalEndBlock"], "extension visible: {ext}");
+    // Every vote of a voter.
+    let mine = gf.all_pages(&format!("/v1/users/{}/votes?limit=1", hexa(anvil.address(2)))).await;
+    let mut n = 0;
+    for id in &story.proposals {
+        if at.has_voted(*id, anvil.address(2)).await {
+            n += 1;
+        }
+    }
+    assert_eq!(mine.len(), n);
+    let stats = gf.get_ok("/v1/proposals/stats").await;
+    assert_eq!(stats["proposals"], story.proposals.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_clock_history_through_faulty_rpc_with_a_reorg() {
+    let anvil = Anvil::start().await;
+    let dao = deploy(&anvil, ClockMode::BlockNumber).await;
+    // A flaky node that also refuses wide log ranges.
+    let proxy = RpcProxy::start(&anvil.rpc_url(), Faults { max_log_range: Some(4), max_log_results: None, fail_one_in: Some(9) });
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GovflowOpts { rpc_url: proxy.url.clone(), governor: hexa(dao.governor), confirmations: 0, start_block: None, env: vec![] };
+    let mut gf = Govflow::start(&opts, &dir.path().join("data"));
+    let story = play(&anvil, &dao, &mut gf).await;
+    compare(&anvil, &dao, &gf, &story).await;
+    assert!(proxy.refused.load(std::sync::atomic::Ordering::Relaxed) > 0, "ranges were refused");
+    assert!(proxy.failed.load(std::sync::atomic::Ordering::Relaxed) > 0, "requests failed");
+    let metrics = reqwest::get(format!("{}/metrics", gf.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("govflow_listener_reorgs_total 1"), "{metrics}");
+    assert!(metrics.contains("govflow_chain_rpc_retries_total"), "retries are counted");
+    let st = gf.get_ok("/v1/status").await;
+    assert_eq!(st["clockMode"], "blockNumber");
+    assert_eq!(st["token"], hexa(dao.token));
+    assert_eq!(st["timelock"], hexa(dao.timelock));
+
+    // A fresh govflow backfilling the same history directly gives the same answers.
+    let opts2 = GovflowOpts { rpc_url: anvil.rpc_url(), ..opts };
+    let mut gf2 = Govflow::start(&opts2, &dir.path().join("data2"));
+    sync(&mut gf2, &anvil).await;
+    compare(&anvil, &dao, &gf2, &story).await;
+    gf.stop();
+    gf2.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamp_clock_history() {
+    let anvil = Anvil::start().await;
+    let dao = deploy(&anvil, ClockMode::Timestamp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GovflowOpts { rpc_url: anvil.rpc_url(), governor: hexa(dao.governor), confirmations: 0, start_block: None, env: vec![] };
+    let mut gf = Govflow::start(&opts, &dir.path().join("data"));
+    let story = play(&anvil, &dao, &mut gf).await;
+    compare(&anvil, &dao, &gf, &story).await;
+    assert_eq!(gf.get_ok("/v1/status").await["clockMode"], "timestamp");
+    // Clock-driven transitions land on the first block whose timestamp passes the threshold.
+    let p = gf.get_ok(&format!("/v1/proposals/{}", story.executed)).await;
+    for h in p["history"].as_array().unwrap() {
+        let b = h["blockNumber"].as_u64().unwrap();
+        let ts = anvil.block_timestamp(b).await;
+        let prev = anvil.block_timestamp(b - 1).await;
+        match h["status"].as_str().unwrap() {
+            "Active" => {
+                let s = p["startBlock"].as_u64().unwrap();
+                assert!(ts > s && prev <= s, "Active at the first block past the snapshot");
+            }
+            "Succeeded" => {
+                let d = p["endBlock"].as_u64().unwrap();
+                assert!(ts > d && prev <= d, "Succeeded at the first block past the deadline");
+            }
+            _ => {}
+        }
+    }
+    gf.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_are_problem_json() {
+    let anvil = Anvil::start().await;
+    let dao = deploy(&anvil, ClockMode::BlockNumber).await;
+    let (id, _) = dao.propose_set_value(&anvil.wallet(1), U256::from(1), "One").await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GovflowOpts { rpc_url: anvil.rpc_url(), governor: hexa(dao.governor), confirmations: 3, start_block: None, env: vec![] };
+    let mut gf = Govflow::start(&opts, &dir.path().join("data"));
+    sync(&mut gf, &anvil).await;
+    // Within the confirmation depth: served, flagged provisional.
+    let p = gf.get_ok(&format!("/v1/proposals/{id}")).await;
+    assert_eq!(p["provisional"], true, "{p}");
+    // Clock-driven changes (Active, then Defeated) are provisional too until buried.
+    anvil.mine(30).await;
+    sync(&mut gf, &anvil).await;
+    let p = gf.get_ok(&format!("/v1/proposals/{id}")).await;
+    assert_eq!(p["status"], "Defeated");
+    assert_eq!(p["provisional"], false, "{p}");
+    let st = gf.get_ok("/v1/status").await;
+    assert_eq!(st["finalizedBlock"].as_u64().unwrap() + 3, st["headBlock"].as_u64().unwrap());
+
+    let cases: &[(&str, u16, Option<&str>)] = &[
+        ("/v1/users/0x123/voting-power", 400, Some("address")),
+        ("/v1/users/nothex/votes", 400, Some("address")),
+        ("/v1/proposals?cursor=@@@", 400, Some("cursor")),
+        ("/v1/proposals?status=Sleeping", 400, Some("status")),
+        ("/v1/proposals?sort=title", 400, Some("sort")),
+        ("/v1/proposals?order=sideways", 400, Some("order")),
+        ("/v1/proposals?limit=0", 400, Some("limit")),
+        ("/v1/proposals?proposer=0xzz", 400, Some("proposer")),
+        ("/v1/proposals?fields=nope", 400, Some("fields")),
+        ("/v1/proposals?colour=red", 400, Some("colour")),
+        ("/v1/proposals/12345", 404, None),
+        ("/v1/proposals/notanumber", 400, Some("proposalId")),
+        ("/v1/proposals/12345/votes", 404, None),
+        ("/v1/users/0x0000000000000000000000000000000000000001/voting-power?block=99999999", 400, Some("block")),
+        ("/v1/nothing", 404, None),
+    ];
+    for (path, status, param) in cases {
+        let r = reqwest::get(format!("{}{}", gf.base, path)).await.unwrap();
+        assert_eq!(r.status().as_u16(), *status, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], *status, "{path}: {body}");
+        assert!(body["type"].as_str().unwrap().starts_with("tag:govflow"), "{body}");
+        if let Some(p) = param {
+            assert_eq!(body["parameter"], *p, "{path}: {body}");
+        }
+    }
+    // A cursor from one listing is refused by another.
+    let (_, id2) = (dao.propose_set_value(&anvil.wallet(2), U256::from(2), "Two").await, ());
+    let _ = id2;
+    sync(&mut gf, &anvil).await;
+    let page = gf.get_ok("/v1/proposals?limit=1&sort=forVotes").await;
+    let cursor = page["nextCursor"].as_str().expect("two proposals, one per page").to_string();
+    let (s, body) = gf.get(&format!("/v1/proposals?limit=1&sort=endBlock&cursor={cursor}")).await;
+    assert_eq!((s, body["parameter"].as_str()), (400, Some("cursor")), "{body}");
+    let (s, _) = gf.get(&format!("/v1/proposals?limit=1&sort=forVotes&cursor={cursor}")).await;
+    assert_eq!(s, 200);
+    let proj = gf.get_ok("/v1/proposals?fields=proposalId,status").await;
+    let item = proj["items"][0].as_object().unwrap();
+    assert_eq!(item.len(), 2, "projection keeps only the fields asked for: {item:?}");
+    let c = reqwest::Client::new().post(format!("{}/v1/proposals", gf.base)).send().await.unwrap();
+    assert_eq!(c.status().as_u16(), 405);
+    assert_eq!(gf.get("/readyz").await.0, 200);
+    gf.stop();
+}
