@@ -127,7 +127,8 @@ fn main() {
 
     // 2. Decode + proposal actors + voter-power shards + atomic commits with the cursor.
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path()).expect("store");
+    let mut store = EmbeddedStore::open(dir.path()).expect("store");
+    if std::env::var("BENCH_NO_FSYNC").is_ok() { store.set_durable(false); }
     let store: Arc<dyn Store> = Arc::new(store);
     store.init_info(&info()).expect("init");
     let sys = actix_rt::System::new();
