@@ -26,7 +26,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let prometheus = crate::metrics::install().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
     let retry = RetryPolicy { max_attempts: cfg.chain.rpc_max_attempts, ..RetryPolicy::default() };
     let rpc = RpcClient::new(&cfg.chain.rpc_url, Duration::from_millis(cfg.chain.request_timeout_ms), retry)?;
-    let chain_id = rpc.chain_id().await.with_context(|| "cannot reach the RPC node (chain.rpc_url)".to_string())?;
+    let chain_id = rpc.chain_id().await.with_context(|| format!("cannot reach the RPC node at {} (chain.rpc_url)", rpc.redacted_url()))?;
     if let Some(want) = cfg.chain.chain_id {
         if want != chain_id {
             bail!("chain.chain_id is {want} but the node at chain.rpc_url serves chain {chain_id}");
@@ -47,6 +47,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(
         target: "app",
         chain_id,
+        rpc = rpc.redacted_url(),
         governor = %info.governor,
         name = %info.name,
         token = %info.token,

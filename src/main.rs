@@ -80,7 +80,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig(args) => match load(&args) {
-            Ok(cfg) => {
+            Ok(mut cfg) => {
+                cfg.chain.rpc_url = govflow::chain::redact_url(&cfg.chain.rpc_url);
                 println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
                 ExitCode::SUCCESS
             }

@@ -146,6 +146,22 @@ pub struct RpcClient {
     provider: Arc<Provider<Http>>,
     retry: RetryPolicy,
     calls: Arc<AtomicU64>,
+    url: Arc<str>,
+    redacted: Arc<str>,
+}
+
+/// An RPC URL safe to log: scheme, host and port only (paths, queries and credentials often
+/// carry API keys).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("?");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let hidden = !u.username().is_empty() || u.password().is_some() || u.path().len() > 1 || u.query().is_some();
+            format!("{}://{host}{port}{}", u.scheme(), if hidden { "/***" } else { "" })
+        }
+        Err(_) => "<invalid url>".into(),
+    }
 }
 
 #[derive(Debug, Deserialize, serde::Serialize)]
@@ -195,9 +211,20 @@ impl RpcClient {
             .timeout(timeout)
             .build()
             .map_err(|e| ChainError::Transport(e.to_string()))?;
-        let url: reqwest::Url = url.parse().map_err(|e| ChainError::Transport(format!("invalid RPC URL: {e}")))?;
-        let provider = Provider::new(Http::new_with_client(url, client));
-        Ok(RpcClient { provider: Arc::new(provider), retry, calls: Arc::new(AtomicU64::new(0)) })
+        let parsed: reqwest::Url = url.parse().map_err(|e| ChainError::Transport(format!("invalid RPC URL: {e}")))?;
+        let provider = Provider::new(Http::new_with_client(parsed, client));
+        Ok(RpcClient {
+            provider: Arc::new(provider),
+            retry,
+            calls: Arc::new(AtomicU64::new(0)),
+            url: Arc::from(url.trim_end_matches('/')),
+            redacted: Arc::from(redact_url(url)),
+        })
+    }
+
+    /// The endpoint, redacted for logs.
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted
     }
 
     /// Number of RPC requests sent so far (retries included).
@@ -212,12 +239,22 @@ impl RpcClient {
     ) -> Result<T, ChainError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let r = self.provider.request::<_, T>(method, params).await.map_err(classify);
+        let r = self.provider.request::<_, T>(method, params).await.map_err(|e| self.redact(classify(e)));
         metrics::histogram!(m::CHAIN_RPC_DURATION_SECONDS, "method" => method).record(started.elapsed().as_secs_f64());
         if let Err(e) = &r {
             metrics::counter!(m::CHAIN_RPC_ERRORS_TOTAL, "method" => method, "kind" => error_kind(e)).increment(1);
         }
         r
+    }
+
+    fn redact(&self, e: ChainError) -> ChainError {
+        let clean = |s: String| s.replace(&*self.url, &self.redacted);
+        match e {
+            ChainError::Transport(s) => ChainError::Transport(clean(s)),
+            ChainError::RangeTooLarge(s) => ChainError::RangeTooLarge(clean(s)),
+            ChainError::Rpc { code, message } => ChainError::Rpc { code, message: clean(message) },
+            other => other,
+        }
     }
 
     /// Runs `f` with the retry policy; non-retryable errors return at once.
@@ -417,6 +454,16 @@ mod tests {
             let cap = (Duration::from_millis(100) * (1 << (attempt - 1).min(16))).min(Duration::from_secs(2));
             assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?} vs {cap:?}");
         }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("https://mainnet.example/v3/SECRETKEY"), "https://mainnet.example/***");
+        assert_eq!(redact_url("https://user:pw@node.example:8545"), "https://node.example:8545/***");
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        let c = RpcClient::new("http://127.0.0.1:1/key123", Duration::from_secs(1), RetryPolicy::default()).unwrap();
+        let e = c.redact(ChainError::Transport("error sending request for url (http://127.0.0.1:1/key123)".into()));
+        assert!(!e.to_string().contains("key123"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::*;
@@ -29,21 +29,15 @@ const BY_STATUS: Def = TableDefinition::new("proposals_by_status");
 const BY_PROPOSER: Def = TableDefinition::new("proposals_by_proposer");
 const HISTORY: Def = TableDefinition::new("proposal_history");
 const VOTES: Def = TableDefinition::new("votes_by_proposal_block");
-const VOTES_BY_WEIGHT: Def = TableDefinition::new("votes_by_proposal_weight");
 const VOTES_BY_VOTER: Def = TableDefinition::new("votes_by_voter");
-const ACCOUNTS: Def = TableDefinition::new("accounts");
 const POWER: Def = TableDefinition::new("voting_power_by_account_block");
 const TIMELOCK: Def = TableDefinition::new("timelock_operations");
-const VOTERS: Def = TableDefinition::new("voters");
 const BLOCKS: Def = TableDefinition::new("blocks");
 const UNDO: Def = TableDefinition::new("undo");
 const BATCHES: Def = TableDefinition::new("reversible_batches");
 
 /// Tables whose writes are journaled for rollback, in journal-id order.
-const JOURNALED: [Def; 13] = [
-    META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTES_BY_WEIGHT, VOTES_BY_VOTER,
-    ACCOUNTS, POWER, TIMELOCK, VOTERS,
-];
+const JOURNALED: [Def; 10] = [META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTES_BY_VOTER, POWER, TIMELOCK];
 const T_META: usize = 0;
 const T_PROPOSALS: usize = 1;
 const T_BY_CREATED: usize = 2;
@@ -51,12 +45,9 @@ const T_BY_STATUS: usize = 3;
 const T_BY_PROPOSER: usize = 4;
 const T_HISTORY: usize = 5;
 const T_VOTES: usize = 6;
-const T_VOTES_BY_WEIGHT: usize = 7;
-const T_VOTES_BY_VOTER: usize = 8;
-const T_ACCOUNTS: usize = 9;
-const T_POWER: usize = 10;
-const T_TIMELOCK: usize = 11;
-const T_VOTERS: usize = 12;
+const T_VOTES_BY_VOTER: usize = 7;
+const T_POWER: usize = 8;
+const T_TIMELOCK: usize = 9;
 
 const K_CURSOR: &[u8] = b"cursor";
 const K_INFO: &[u8] = b"info";
@@ -66,6 +57,8 @@ const K_COUNTERS: &[u8] = b"counters";
 struct Counters {
     votes: u64,
     events: u64,
+    voters: u64,
+    accounts: u64,
 }
 
 fn be(e: impl std::fmt::Display) -> StoreError {
@@ -141,6 +134,11 @@ impl<'t> Writer<'t> {
         Ok(self.tables[t].get(k).map_err(be)?.map(|g| g.value().to_vec()))
     }
 
+    fn has_prefix(&self, t: usize, prefix: &[u8]) -> Result<bool, StoreError> {
+        let end = prefix_end(prefix);
+        Ok(self.tables[t].range(prefix..end.as_slice()).map_err(be)?.next().is_some())
+    }
+
     fn put(&mut self, t: usize, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
         let old = self.tables[t].insert(k, v).map_err(be)?.map(|g| g.value().to_vec());
         self.record(t, k, old)
@@ -196,15 +194,19 @@ impl<'t> Writer<'t> {
                 }
                 st.votes.insert(k.clone());
                 st.put(T_VOTES, k, enc(v.as_ref()));
-                st.put(T_VOTES_BY_WEIGHT, cat(&[&id, &u256_be(&v.weight), &pos]), vec![]);
+                // Distinct voters are counted at their first vote (a read, cheaper than an index).
+                if st.voters.insert(v.voter) && !self.has_prefix(T_VOTES_BY_VOTER, &v.voter.0)? {
+                    st.counters.voters += 1;
+                }
                 st.put(T_VOTES_BY_VOTER, cat(&[&v.voter.0, &pos]), id.to_vec());
-                st.put(T_VOTERS, v.voter.0.to_vec(), vec![]);
                 st.counters.votes += 1;
             }
             Mutation::Account { account, power } => {
                 let v = enc(power);
-                st.put(T_POWER, cat(&[&account.0, &power.block_number.to_be_bytes()]), v.clone());
-                st.put(T_ACCOUNTS, account.0.to_vec(), v);
+                if st.accounts.insert(*account) && !self.has_prefix(T_POWER, &account.0)? {
+                    st.counters.accounts += 1;
+                }
+                st.put(T_POWER, cat(&[&account.0, &power.block_number.to_be_bytes()]), v);
             }
             Mutation::TimelockOp(op) => {
                 st.put(T_TIMELOCK, op.id.0.to_vec(), enc(op.as_ref()));
@@ -237,6 +239,8 @@ struct Staged {
     ops: Vec<(u8, Vec<u8>, Option<Vec<u8>>)>,
     proposals: std::collections::HashMap<[u8; 32], Proposal>,
     votes: std::collections::HashSet<Vec<u8>>,
+    voters: std::collections::HashSet<Address>,
+    accounts: std::collections::HashSet<Address>,
     counters: Counters,
 }
 
@@ -638,34 +642,53 @@ impl Store for EmbeddedStore {
     fn proposal_votes(&self, id: &U256, q: &VoteQuery) -> Result<Page<Vote>, StoreError> {
         let tx = self.db.begin_read().map_err(be)?;
         let pid = u256_be(id);
-        let (def, to_vote_key): (Def, fn(&[u8]) -> Vec<u8>) = match q.sort {
-            VoteSort::Block => (VOTES, |k: &[u8]| k.to_vec()),
-            // pid(32) | weight(32) | block(8) | log(8)
-            VoteSort::Weight => (VOTES_BY_WEIGHT, |k: &[u8]| cat(&[&k[..32], &k[64..80]])),
-        };
-        let after = q.after.as_ref().map(|a| cat(&[&pid, a]));
-        let mut keys: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut more = false;
-        let cap = q.limit;
-        let t_votes = tx.open_table(VOTES).map_err(be)?;
-        let mut out = Vec::new();
-        Self::scan(&tx, def, &pid, after.as_deref(), q.descending, |k, _| {
-            if out.len() == cap {
-                more = true;
-                return Ok(false);
-            }
-            let vk = to_vote_key(k);
-            if let Some(g) = t_votes.get(vk.as_slice()).map_err(be)? {
-                let v: Vote = dec("votes", g.value())?;
-                if q.support.is_none_or(|s| s == v.support) {
-                    keys.push((k[32..].to_vec(), vk));
+        let keep = |v: &Vote| q.support.is_none_or(|s| s == v.support);
+        match q.sort {
+            VoteSort::Block => {
+                // Keyset on (block, log index), straight from the table's order.
+                let after = q.after.as_ref().map(|a| cat(&[&pid, a]));
+                let mut out = Vec::new();
+                let mut last = None;
+                let mut more = false;
+                Self::scan(&tx, VOTES, &pid, after.as_deref(), q.descending, |k, v| {
+                    let v: Vote = dec("votes", v)?;
+                    if !keep(&v) {
+                        return Ok(true);
+                    }
+                    if out.len() == q.limit {
+                        more = true;
+                        return Ok(false);
+                    }
+                    last = Some(k[32..].to_vec());
                     out.push(v);
-                }
+                    Ok(true)
+                })?;
+                Ok(Page { items: out, next: if more { last } else { None } })
             }
-            Ok(true)
-        })?;
-        let next = if more { keys.last().map(|(c, _)| c.clone()) } else { None };
-        Ok(Page { items: out, next })
+            VoteSort::Weight => {
+                // A proposal's votes are sorted by weight in memory (weights never change once
+                // cast, so the order is stable); keyset on (weight, block, log index).
+                let mut rows: Vec<(Vec<u8>, Vote)> = Vec::new();
+                Self::scan(&tx, VOTES, &pid, None, false, |k, v| {
+                    let v: Vote = dec("votes", v)?;
+                    if keep(&v) {
+                        rows.push((cat(&[&u256_be(&v.weight), &k[32..]]), v));
+                    }
+                    Ok(true)
+                })?;
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                if q.descending {
+                    rows.reverse();
+                }
+                if let Some(after) = &q.after {
+                    rows.retain(|(k, _)| if q.descending { k < after } else { k > after });
+                }
+                let more = rows.len() > q.limit;
+                rows.truncate(q.limit);
+                let next = if more { rows.last().map(|(k, _)| k.clone()) } else { None };
+                Ok(Page { items: rows.into_iter().map(|(_, v)| v).collect(), next })
+            }
+        }
     }
 
     fn voter_votes(&self, voter: &Address, q: &VoteQuery) -> Result<Page<Vote>, StoreError> {
@@ -687,7 +710,13 @@ impl Store for EmbeddedStore {
     }
 
     fn account(&self, account: &Address) -> Result<Option<AccountPower>, StoreError> {
-        self.get_raw(ACCOUNTS, &account.0)?.map(|b| dec("accounts", &b)).transpose()
+        let tx = self.db.begin_read().map_err(be)?;
+        let mut found = None;
+        Self::scan(&tx, POWER, &account.0, None, true, |_, v| {
+            found = Some(dec("voting_power", v)?);
+            Ok(false)
+        })?;
+        Ok(found)
     }
 
     fn account_at_block(&self, account: &Address, block: u64) -> Result<Option<AccountPower>, StoreError> {
@@ -737,8 +766,8 @@ impl Store for EmbeddedStore {
         };
         s.votes = c.votes;
         s.events = c.events;
-        s.unique_voters = tx.open_table(VOTERS).map_err(be)?.len().map_err(be)?;
-        s.accounts = tx.open_table(ACCOUNTS).map_err(be)?.len().map_err(be)?;
+        s.unique_voters = c.voters;
+        s.accounts = c.accounts;
         Ok(s)
     }
 }
