@@ -2,8 +2,9 @@
 //! voter-power shards, atomic commits to the embedded store), on a synthetic stream of
 //! governance logs.
 //!
-//! `cargo bench --bench pipeline [-- LOGS]` (default 1,000,000 logs). Prints figures; asserts
-//! only that every event was applied.
+//! `cargo bench --bench pipeline [-- LOGS [BLOCKS_PER_RANGE]]` (default 1,000,000 logs and
+//! 2,000 blocks per range, govflow's default `chain.max_log_range`). Prints figures; asserts only
+//! that every event was applied.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,6 @@ use govflow::streams::pipeline::{ChainViews, Pipeline, RangeData};
 const GOVERNOR: Address = Address([0x60; 20]);
 const TOKEN: Address = Address([0x70; 20]);
 const LOGS_PER_BLOCK: u64 = 50;
-const BLOCKS_PER_RANGE: u64 = 1_000;
 const VOTES_PER_PROPOSAL: u64 = 5_000;
 
 fn header(n: u64) -> Header {
@@ -107,8 +107,10 @@ fn info() -> GovernorInfo {
 }
 
 fn main() {
-    let total: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
-    println!("govflow pipeline benchmark: {total} synthetic governance logs ({LOGS_PER_BLOCK} per block, {BLOCKS_PER_RANGE} blocks per range)");
+    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let total = *args.first().unwrap_or(&1_000_000);
+    let blocks_per_range = *args.get(1).unwrap_or(&2_000);
+    println!("govflow pipeline benchmark: {total} synthetic governance logs ({LOGS_PER_BLOCK} per block, {blocks_per_range} blocks per range)");
     let t = Instant::now();
     let logs = synthetic(total);
     println!("  generated in {:.2}s", t.elapsed().as_secs_f64());
@@ -141,7 +143,7 @@ fn main() {
         let mut idx = 0usize;
         let mut from = 1u64;
         while from <= last_block {
-            let to = (from + BLOCKS_PER_RANGE - 1).min(last_block);
+            let to = (from + blocks_per_range - 1).min(last_block);
             let start = idx;
             while idx < logs.len() && logs[idx].block_number <= to {
                 idx += 1;
