@@ -5,7 +5,6 @@
 //! Prints figures; checks only that govflow counted every vote.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unreachable_pub, unused_imports)]
 mod support;
 
 use std::process::{Command, Stdio};

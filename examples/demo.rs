@@ -4,7 +4,6 @@
 //! Run with `scripts/demo.sh` (installs what is missing, then `cargo run --release --example demo`).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unreachable_pub, unused_imports)]
 mod support;
 
 use std::time::Duration;

@@ -1,9 +1,15 @@
 //! Wiring: starts govflow's parts in a documented order.
 //!
-//! 1. metrics recorder; 2. RPC client and chain-id check; 3. store; 4. discovery of the
-//! governor's token, timelock and modes (or the stored result); 5. start block; 6. pipeline
-//! with its proposal actors and voter-power shards; 7. listener actor; 8. HTTP API. Shutdown
-//! (SIGINT/SIGTERM) stops the listener between ranges and drains the HTTP server.
+//! 1. metrics recorder;
+//! 2. RPC client and chain-id check;
+//! 3. store;
+//! 4. discovery of the governor's token, timelock and modes (or the stored result);
+//! 5. start block;
+//! 6. pipeline with its proposal actors and voter-power shards;
+//! 7. listener actor;
+//! 8. HTTP API.
+//!
+//! Shutdown (SIGINT/SIGTERM) stops the listener between ranges and drains the HTTP server.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -290,19 +290,10 @@ impl EmbeddedStore {
         self.durable = durable;
     }
 
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
-    ) -> Result<T, StoreError> {
-        let tx = self.db.begin_read().map_err(be)?;
-        f(&tx).map_err(be)
-    }
-
     fn get_raw(&self, def: Def, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(|tx| {
-            let t = tx.open_table(def)?;
-            Ok(t.get(k)?.map(|g| g.value().to_vec()))
-        })
+        let tx = self.db.begin_read().map_err(be)?;
+        let t = tx.open_table(def).map_err(be)?;
+        Ok(t.get(k).map_err(be)?.map(|g| g.value().to_vec()))
     }
 
     fn load_proposals(&self, tx: &redb::ReadTransaction, ids: &[Vec<u8>]) -> Result<Vec<Proposal>, StoreError> {
@@ -534,10 +525,7 @@ impl Store for EmbeddedStore {
             blocks.retain_in((target + 1).to_be_bytes().as_slice().., |_, _| false).map_err(be)?;
             let rec: Option<BlockRecord> =
                 blocks.get(target.to_be_bytes().as_slice()).map_err(be)?.map(|g| dec("blocks", g.value())).transpose()?;
-            new_cursor = match rec {
-                Some(r) => Some(Cursor { block: r.number, hash: r.hash }),
-                None => None,
-            };
+            new_cursor = rec.map(|r| Cursor { block: r.number, hash: r.hash });
             match &new_cursor {
                 Some(c) => {
                     w.tables[T_META].insert(K_CURSOR, enc(c).as_slice()).map_err(be)?;

@@ -305,7 +305,7 @@ impl Listener {
                         return Err(FetchError::Other(ListenerError::Unsplittable(a, msg)));
                     }
                     let mid = a + (b - a) / 2;
-                    self.range = ((b - a + 1) / 2).max(1);
+                    self.range = (b - a + 1).div_ceil(2).max(1);
                     self.successes = 0;
                     metrics::counter!(m::LISTENER_RANGE_SPLITS_TOTAL).increment(1);
                     metrics::gauge!(m::LISTENER_LOG_RANGE_BLOCKS).set(self.range as f64);
