@@ -456,6 +456,48 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn retries_with_exponential_backoff_then_gives_up() {
+        use std::sync::atomic::AtomicU32;
+        let policy = RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(1), max_attempts: 4 };
+        let c = RpcClient::new("http://127.0.0.1:1", Duration::from_secs(1), policy).unwrap();
+        let attempts = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let r: Result<(), _> = c
+            .retrying("test", || async {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                Err(ChainError::Transport("down".into()))
+            })
+            .await;
+        assert!(matches!(r, Err(ChainError::Exhausted { attempts: 4, .. })), "{r:?}");
+        assert_eq!(attempts.load(Ordering::Relaxed), 4);
+        // Three backoffs of 100, 200 and 400 ms, each jittered into [d/2, d].
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(350) && waited <= Duration::from_millis(700), "{waited:?}");
+
+        // A transient failure then success; a non-retryable error returns at once.
+        let n = AtomicU32::new(0);
+        let r = c
+            .retrying("test", || async {
+                if n.fetch_add(1, Ordering::Relaxed) < 2 {
+                    Err(ChainError::Rpc { code: -32603, message: "internal".into() })
+                } else {
+                    Ok(7)
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap(), 7);
+        let m = AtomicU32::new(0);
+        let r: Result<(), _> = c
+            .retrying("test", || async {
+                m.fetch_add(1, Ordering::Relaxed);
+                Err(ChainError::Reverted("no".into()))
+            })
+            .await;
+        assert!(matches!(r, Err(ChainError::Reverted(_))));
+        assert_eq!(m.load(Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn urls_are_redacted() {
         assert_eq!(redact_url("https://mainnet.example/v3/SECRETKEY"), "https://mainnet.example/***");
