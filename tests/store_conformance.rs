@@ -147,6 +147,30 @@ pub fn rollback_restores_everything_derived_from_orphaned_blocks(s: Arc<dyn Stor
     assert!(matches!(s2.rollback(0), Ok(_) | Err(StoreError::ReorgTooDeep { .. })));
 }
 
+pub fn rollback_of_everything_restarts_from_the_first_block(s: Arc<dyn Store>) {
+    s.commit(&batch(1, 3, vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Pending, 1, 2)))], true)).unwrap();
+    s.commit(&batch(4, 5, vec![], true)).unwrap();
+    assert_eq!(s.rollback(2).unwrap(), None, "the first batch reached past the ancestor: start over");
+    assert_eq!(s.cursor().unwrap(), None);
+    assert!(s.proposal(&U256::from(1)).unwrap().is_none());
+    assert_eq!(s.stats().unwrap().proposals, 0);
+    s.commit(&batch(1, 2, vec![], true)).unwrap();
+    assert_eq!(s.cursor().unwrap().unwrap().block, 2);
+}
+
+pub fn pruning_keeps_what_a_rollback_needs(s: Arc<dyn Store>) {
+    s.commit(&batch(1, 10, vec![], false)).unwrap();
+    let mut b = batch(11, 20, vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Pending, 1, 15)))], true);
+    b.prune_below = Some(15);
+    s.commit(&b).unwrap();
+    let mut b = batch(21, 22, vec![], true);
+    b.prune_below = Some(18);
+    s.commit(&b).unwrap();
+    // The batch [11, 20] is still reversible, so block 10's header is kept to resume from.
+    assert_eq!(s.rollback(16).unwrap().unwrap().block, 10);
+    assert!(s.proposal(&U256::from(1)).unwrap().is_none());
+}
+
 pub fn rollback_refuses_unjournaled_blocks(s: Arc<dyn Store>) {
     s.commit(&batch(1, 5, vec![], false)).unwrap();
     s.commit(&batch(6, 6, vec![], true)).unwrap();
@@ -235,6 +259,16 @@ macro_rules! store_suite {
             fn rollback_restores_everything_derived_from_orphaned_blocks() {
                 let (_g, s) = $make;
                 super::rollback_restores_everything_derived_from_orphaned_blocks(s);
+            }
+            #[test]
+            fn rollback_of_everything_restarts_from_the_first_block() {
+                let (_g, s) = $make;
+                super::rollback_of_everything_restarts_from_the_first_block(s);
+            }
+            #[test]
+            fn pruning_keeps_what_a_rollback_needs() {
+                let (_g, s) = $make;
+                super::pruning_keeps_what_a_rollback_needs(s);
             }
             #[test]
             fn rollback_refuses_unjournaled_blocks() {

@@ -52,6 +52,7 @@ const T_TIMELOCK: usize = 9;
 const K_CURSOR: &[u8] = b"cursor";
 const K_INFO: &[u8] = b"info";
 const K_COUNTERS: &[u8] = b"counters";
+const K_FIRST_BLOCK: &[u8] = b"first_block";
 
 #[derive(Serialize, serde::Deserialize, Default)]
 struct Counters {
@@ -399,13 +400,19 @@ impl Store for EmbeddedStore {
         }
         {
             let mut w = Writer::open(&tx, batch.reversible.then_some(batch.from))?;
-            if let Some(c) = w.get(T_META, K_CURSOR)? {
-                let c: Cursor = dec("meta", &c)?;
-                if batch.from != c.block + 1 {
-                    return Err(StoreError::Backend(format!(
-                        "batch starts at block {} but the cursor is at {}",
-                        batch.from, c.block
-                    )));
+            match w.get(T_META, K_CURSOR)? {
+                Some(c) => {
+                    let c: Cursor = dec("meta", &c)?;
+                    if batch.from != c.block + 1 {
+                        return Err(StoreError::Backend(format!(
+                            "batch starts at block {} but the cursor is at {}",
+                            batch.from, c.block
+                        )));
+                    }
+                }
+                // Not journaled: it stays whatever is rolled back.
+                None => {
+                    w.tables[T_META].insert(K_FIRST_BLOCK, enc(&batch.from).as_slice()).map_err(be)?;
                 }
             }
             let mut st = Staged::default();
@@ -451,7 +458,13 @@ impl Store for EmbeddedStore {
                     let hi = (from + 1).to_be_bytes();
                     undo.retain_in(lo.as_slice()..hi.as_slice(), |_, _| false).map_err(be)?;
                 }
-                blocks.retain_in(..floor.to_be_bytes().as_slice(), |_, _| false).map_err(be)?;
+                // Keep the header each retained batch would roll back to, and the cursor's.
+                let first_kept = batches
+                    .first()
+                    .map_err(be)?
+                    .map(|(k, _)| u64::from_be_bytes(k.value().try_into().unwrap_or([0; 8])).saturating_sub(1));
+                let keep_from = first_kept.map_or(floor, |f| f.min(floor)).min(batch.to);
+                blocks.retain_in(..keep_from.to_be_bytes().as_slice(), |_, _| false).map_err(be)?;
             }
         }
         tx.commit().map_err(be)
@@ -525,7 +538,15 @@ impl Store for EmbeddedStore {
             blocks.retain_in((target + 1).to_be_bytes().as_slice().., |_, _| false).map_err(be)?;
             let rec: Option<BlockRecord> =
                 blocks.get(target.to_be_bytes().as_slice()).map_err(be)?.map(|g| dec("blocks", g.value())).transpose()?;
-            new_cursor = rec.map(|r| Cursor { block: r.number, hash: r.hash });
+            // Undoing the very first batch empties the store: indexing restarts from the start
+            // block. Otherwise the header of the block to resume from must be known; without
+            // it, refuse rather than lose the cursor.
+            let first: Option<u64> = w.get(T_META, K_FIRST_BLOCK)?.map(|b| dec("meta", &b)).transpose()?;
+            new_cursor = match rec {
+                Some(r) => Some(Cursor { block: r.number, hash: r.hash }),
+                None if first == Some(earliest) => None,
+                None => return Err(StoreError::ReorgTooDeep { ancestor }),
+            };
             match &new_cursor {
                 Some(c) => {
                     w.tables[T_META].insert(K_CURSOR, enc(c).as_slice()).map_err(be)?;
