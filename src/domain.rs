@@ -481,7 +481,9 @@ pub struct Proposal {
     /// Execution time, once executed.
     #[serde(with = "time_opt")]
     pub executed_at: Option<u64>,
-    /// First URI found in the description (ipfs://, ar://, https://), if any.
+    /// First URI found in the description (ipfs://, ar://, https://), if any (the guide's
+    /// `metadataURI`).
+    #[serde(rename = "metadataURI")]
     pub metadata_uri: Option<String>,
 }
 

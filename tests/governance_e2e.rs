@@ -228,7 +228,7 @@ async fn compare(anvil: &Anvil, dao: &Dao, gf: &Govflow, story: &Story) {
     let hist: Vec<&str> = p["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
     assert_eq!(hist, ["Pending", "Active", "Succeeded", "Queued", "Executed"], "{p}");
     assert_eq!(p["title"], "Fund the festival");
-    assert_eq!(p["metadataUri"], "ipfs://bafyfestival");
+    assert_eq!(p["metadataURI"], "ipfs://bafyfestival");
     let ex = gf.get_ok(&format!("/v1/proposals/{}/execution-status", story.executed)).await;
     assert_eq!(ex["executionState"], "executed", "{ex}");
     assert!(ex["operation"]["executed"]["blockNumber"].as_u64().is_some(), "{ex}");

@@ -17,7 +17,7 @@ type Resp = Result<warp::reply::Response, Problem>;
 const PROPOSAL_FIELDS: &[&str] = &[
     "id", "proposalId", "title", "description", "proposer", "startBlock", "endBlock", "originalEndBlock", "status",
     "forVotes", "againstVotes", "abstainVotes", "voteCount", "quorum", "targets", "values", "signatures", "calldatas",
-    "eta", "timelockOperationId", "created", "createdAt", "updatedAt", "updatedBlock", "executedAt", "metadataUri",
+    "eta", "timelockOperationId", "created", "createdAt", "updatedAt", "updatedBlock", "executedAt", "metadataURI",
     "totalVotes", "provisional", "clockMode", "history",
 ];
 const VOTE_FIELDS: &[&str] = &[
