@@ -374,3 +374,68 @@ async fn api_errors_are_problem_json() {
     assert_eq!(gf.get("/readyz").await.0, 200);
     gf.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_reorg_across_batches_with_confirmations() {
+    let anvil = Anvil::start().await;
+    let dao = deploy(&anvil, ClockMode::BlockNumber).await;
+    let (w1, w2, w3) = (anvil.wallet(1), anvil.wallet(2), anvil.wallet(3));
+    let (p1, _) = dao.propose_set_value(&w1, U256::from(1), "Survives the reorg").await;
+    dao.advance_past_snapshot(p1).await;
+    dao.cast_vote(&w2, p1, vote::FOR).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GovflowOpts {
+        rpc_url: anvil.rpc_url(),
+        governor: hexa(dao.governor),
+        confirmations: 5,
+        start_block: None,
+        // Two-block ranges: the reorg spans several committed batches.
+        env: vec![("GOVFLOW_CHAIN_MAX_LOG_RANGE".into(), "2".into())],
+    };
+    let mut gf = Govflow::start(&opts, &dir.path().join("data"));
+    sync(&mut gf, &anvil).await;
+
+    let snap = anvil.snapshot().await;
+    let fork_point = anvil.block_number().await;
+    let (gone, _) = dao.propose_set_value(&w2, U256::from(2), "Orphaned").await;
+    dao.cast_vote(&w3, p1, vote::AGAINST).await;
+    dao.delegate(&w3, anvil.address(1)).await;
+    anvil.mine(12).await;
+    sync(&mut gf, &anvil).await;
+    let old_head = anvil.block_number().await;
+    assert_eq!(gf.get(&format!("/v1/proposals/{gone}")).await.0, 200);
+    let before = gf.get_ok(&format!("/v1/proposals/{p1}")).await;
+    assert_ne!(before["againstVotes"], "0", "the orphaned vote was counted: {before}");
+
+    assert!(anvil.revert(snap).await);
+    // A different, longer canonical chain from the fork point.
+    let (p3, _) = dao.propose_set_value(&w3, U256::from(3), "Canonical").await;
+    dao.cast_vote(&w1, p1, vote::ABSTAIN).await;
+    anvil.mine(20).await;
+    let head = anvil.block_number().await;
+    assert!(head > old_head);
+    let t = std::time::Instant::now();
+    loop {
+        let st = gf.get_ok("/v1/status").await;
+        if st["reorgsHandled"].as_u64().unwrap() >= 1 && st["indexedBlock"].as_u64().unwrap() >= head {
+            break;
+        }
+        assert!(t.elapsed() < WAIT, "reorg not handled: {st}\n{}", gf.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gf.get(&format!("/v1/proposals/{gone}")).await.0, 404, "orphaned proposal rolled back");
+    let at = dao.at(head);
+    let p = gf.get_ok(&format!("/v1/proposals/{p1}")).await;
+    let (against, for_, abstain) = at.proposal_votes(p1).await;
+    assert_eq!((p["againstVotes"].as_str().unwrap(), p["forVotes"].as_str().unwrap(), p["abstainVotes"].as_str().unwrap()),
+        (against.to_string().as_str(), for_.to_string().as_str(), abstain.to_string().as_str()));
+    assert_eq!(gf.get_ok(&format!("/v1/proposals/{p3}")).await["status"], state_name(at.state(p3).await));
+    let vp = gf.get_ok(&format!("/v1/users/{}/voting-power", hexa(anvil.address(3)))).await;
+    assert_eq!(vp["delegate"], hexa(at.delegates(anvil.address(3)).await), "the orphaned delegation was undone");
+    let voters: Vec<Value> = gf.all_pages(&format!("/v1/proposals/{p1}/votes")).await;
+    assert_eq!(voters.len(), 2, "one orphaned vote removed, one canonical vote added: {voters:?}");
+    let log = gf.log();
+    assert!(log.contains("reorg: rolled back orphaned blocks"), "{log}");
+    assert!(fork_point < head);
+    gf.stop();
+}
