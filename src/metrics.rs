@@ -49,6 +49,13 @@ pub const PROPOSAL_ACTORS_LIVE: &str = "govflow_proposal_actors_live";
 /// Proposal actors that died and were restarted from the store. Counter.
 pub const PROPOSAL_ACTOR_RESTARTS_TOTAL: &str = "govflow_proposal_actor_restarts_total";
 
+/// Proposals per status. Gauge, label `status` (the eight contract states).
+pub const PROPOSALS: &str = "govflow_proposals";
+/// Decided proposals that passed (Succeeded, Queued, Executed, Expired over those plus Defeated). Gauge.
+pub const PROPOSALS_PASS_RATIO: &str = "govflow_proposals_pass_ratio";
+/// Passed proposals that were executed. Gauge.
+pub const PROPOSALS_EXECUTED_RATIO: &str = "govflow_proposals_executed_ratio";
+
 /// Store commit duration. Histogram.
 pub const STORE_COMMIT_DURATION_SECONDS: &str = "govflow_store_commit_duration_seconds";
 
@@ -93,6 +100,9 @@ fn describe() {
     describe_counter!(PIPELINE_ORPHAN_EVENTS_TOTAL, Unit::Count, "Events about unknown proposals");
     describe_gauge!(PROPOSAL_ACTORS_LIVE, Unit::Count, "Live proposal actors");
     describe_counter!(PROPOSAL_ACTOR_RESTARTS_TOTAL, Unit::Count, "Proposal actors restarted");
+    describe_gauge!(PROPOSALS, Unit::Count, "Proposals per status");
+    describe_gauge!(PROPOSALS_PASS_RATIO, "Share of decided proposals that passed");
+    describe_gauge!(PROPOSALS_EXECUTED_RATIO, "Share of passed proposals that were executed");
     describe_histogram!(STORE_COMMIT_DURATION_SECONDS, Unit::Seconds, "Store batch commit duration");
     describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request duration");
     describe_counter!(HTTP_REQUESTS_TOTAL, Unit::Count, "HTTP requests");

@@ -263,6 +263,15 @@ async fn block_clock_history_through_faulty_rpc_with_a_reorg() {
     let metrics = reqwest::get(format!("{}/metrics", gf.base)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("govflow_listener_reorgs_total 1"), "{metrics}");
     assert!(metrics.contains("govflow_chain_rpc_retries_total"), "retries are counted");
+    // Final proposals passivated their actors: only Pending/Active/Succeeded/Queued stay live.
+    let mut live = 0;
+    for id in &story.proposals {
+        if [0u8, 1, 4, 5].contains(&dao.state(*id).await) {
+            live += 1;
+        }
+    }
+    assert!(metrics.contains(&format!("govflow_proposal_actors_live {live}")), "{live} live actors expected:\n{metrics}");
+    assert!(metrics.contains("govflow_proposals{status=\"Executed\"} 1"), "{metrics}");
     let st = gf.get_ok("/v1/status").await;
     assert_eq!(st["clockMode"], "blockNumber");
     assert_eq!(st["token"], hexa(dao.token));

@@ -509,7 +509,28 @@ impl Pipeline {
         }
         metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
         metrics::counter!(m::PIPELINE_EVENTS_TOTAL).increment(out.events as u64);
+        if out.status_changes > 0 {
+            self.publish_business_metrics()?;
+        }
         Ok(out)
+    }
+
+    /// Proposals per status, pass and execution rates (the guide's business metrics).
+    fn publish_business_metrics(&self) -> Result<(), StoreError> {
+        let s = self.store.stats()?;
+        for (status, n) in &s.by_status {
+            metrics::gauge!(m::PROPOSALS, "status" => status.clone()).set(*n as f64);
+        }
+        let get = |k: &str| s.by_status.get(k).copied().unwrap_or(0) as f64;
+        let passed = get("Succeeded") + get("Queued") + get("Executed") + get("Expired");
+        let decided = passed + get("Defeated");
+        if decided > 0.0 {
+            metrics::gauge!(m::PROPOSALS_PASS_RATIO).set(passed / decided);
+        }
+        if passed > 0.0 {
+            metrics::gauge!(m::PROPOSALS_EXECUTED_RATIO).set(get("Executed") / passed);
+        }
+        Ok(())
     }
 
     /// The first block in `[from, to]` whose clock passes `threshold` (`clock > threshold`, or
