@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Compiles contracts/*.sol with the npm `solc` (solcjs) through the standard-JSON
-// interface and writes contracts/artifacts/<Name>.json.
+// Compiles contracts/*.sol and contracts/cb/*.sol (the CultureBridge reference contracts) with
+// the npm `solc` (solcjs) through the standard-JSON interface, in one compilation, and writes
+// contracts/artifacts/<Name>.json (one flat directory: contract names must be unique).
 //
 //   node scripts/compile-contracts.js          compile and (re)write the artifacts
 //   node scripts/compile-contracts.js --check  compile in memory; exit 1 if any committed
@@ -22,6 +23,8 @@ const path = require('path');
 const ROOT = path.resolve(__dirname, '..');
 const CONTRACTS_DIR = path.join(ROOT, 'contracts');
 const ARTIFACTS_DIR = path.join(CONTRACTS_DIR, 'artifacts');
+// Source directories, relative to contracts/ ('' = contracts/ itself); not recursive.
+const SOURCE_DIRS = ['', 'cb'];
 const NODE_MODULES = path.join(ROOT, 'node_modules');
 
 const EXPECTED_SOLC = '0.8.28';
@@ -76,13 +79,31 @@ function findImports(importPath) {
   return { error: `File not found: ${importPath} (is node_modules installed? run scripts/setup.sh)` };
 }
 
+// Source files as paths relative to contracts/ ("GovToken.sol", "cb/CBTimelock.sol"), in a
+// stable order. Every source directory must exist and hold at least one .sol file.
 function sourceFiles() {
   if (!fs.existsSync(CONTRACTS_DIR)) fail(`no ${CONTRACTS_DIR}`);
-  const files = fs
-    .readdirSync(CONTRACTS_DIR)
-    .filter((f) => f.endsWith('.sol'))
-    .sort();
-  if (files.length === 0) fail(`no .sol files in ${CONTRACTS_DIR}`);
+  const files = [];
+  for (const dir of SOURCE_DIRS) {
+    const abs = path.join(CONTRACTS_DIR, dir);
+    const shown = path.relative(ROOT, abs);
+    if (!fs.existsSync(abs) || !fs.statSync(abs).isDirectory()) fail(`no ${shown} directory`);
+    const here = fs
+      .readdirSync(abs)
+      .filter((f) => f.endsWith('.sol'))
+      .sort()
+      .map((f) => (dir ? `${dir}/${f}` : f));
+    if (here.length === 0) fail(`no .sol files in ${shown}`);
+    files.push(...here);
+  }
+  const seen = new Map();
+  for (const f of files) {
+    const name = path.basename(f, '.sol');
+    if (seen.has(name)) {
+      fail(`contracts/${seen.get(name)} and contracts/${f} would both write artifacts/${name}.json`);
+    }
+    seen.set(name, f);
+  }
   return files;
 }
 
@@ -133,6 +154,7 @@ function compile(solc) {
       deployedBytecode: '0x' + deployed,
       sourceHash: sourceHash(solc.version(), JSON.parse(contract.metadata)),
       runtimeBytes,
+      unit,
     };
   }
   return artifacts;
@@ -182,13 +204,13 @@ function main() {
       if (!fs.existsSync(file)) {
         problems.push(`${rel} is missing`);
       } else if (fs.readFileSync(file, 'utf8') !== render(artifacts[name])) {
-        problems.push(`${rel} differs from what contracts/${name}.sol compiles to`);
+        problems.push(`${rel} differs from what ${artifacts[name].unit} compiles to`);
       }
     }
     if (fs.existsSync(ARTIFACTS_DIR)) {
       for (const f of fs.readdirSync(ARTIFACTS_DIR).sort()) {
         if (f.endsWith('.json') && !artifacts[path.basename(f, '.json')]) {
-          problems.push(`contracts/artifacts/${f} has no matching contracts/*.sol source`);
+          problems.push(`contracts/artifacts/${f} has no matching contracts/*.sol or contracts/cb/*.sol source`);
         }
       }
     }

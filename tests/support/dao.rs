@@ -211,6 +211,20 @@ pub struct DaoAddresses {
     pub target: Address,
 }
 
+/// Timelock and governor artifacts [`Dao::deploy_governance`] deploys. Both governors take the
+/// same constructor arguments and the timelocks are plain TimelockControllers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackArtifacts {
+    pub timelock: &'static str,
+    pub governor: &'static str,
+}
+
+impl StackArtifacts {
+    /// GovTimelock + TestGovernor, what [`Dao::deploy`] uses.
+    pub const TEST: StackArtifacts =
+        StackArtifacts { timelock: artifacts::GOV_TIMELOCK, governor: artifacts::TEST_GOVERNOR };
+}
+
 /// Everything needed to queue/execute/cancel a proposal (OZ 5 identifies proposals by hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProposalParams {
@@ -306,27 +320,62 @@ impl Dao {
     /// deployer renounces admin), mints to the voters and applies their delegations.
     /// Requires automine.
     pub async fn deploy(anvil: &Anvil, opts: DaoOptions) -> Dao {
-        let chain = anvil.chain().clone();
-        let deployer = opts.deployer.clone().unwrap_or_else(|| anvil.wallet(0)).with_chain_id(chain.chain_id);
-        let me = deployer.address();
+        let deployer = Dao::deployer_wallet(anvil, &opts);
+        let (token, deployment_block) = Dao::deploy_token(anvil.chain(), &deployer, &opts).await;
+        Dao::deploy_governance(anvil.chain(), deployer, opts, token, deployment_block, token, StackArtifacts::TEST)
+            .await
+    }
 
-        let token_name = match opts.clock {
+    /// The wallet that deploys and owns everything: `opts.deployer`, default dev account 0
+    /// (with the chain's id).
+    pub fn deployer_wallet(anvil: &Anvil, opts: &DaoOptions) -> LocalWallet {
+        opts.deployer.clone().unwrap_or_else(|| anvil.wallet(0)).with_chain_id(anvil.chain_id)
+    }
+
+    /// Artifact name of the voting token for `clock`.
+    pub fn token_artifact(clock: ClockMode) -> &'static str {
+        match clock {
             ClockMode::BlockNumber => artifacts::GOV_TOKEN,
             ClockMode::Timestamp => artifacts::GOV_TOKEN_TIMESTAMP,
-        };
+        }
+    }
+
+    /// First step of [`Dao::deploy`]: the voting token (owned by `deployer`). Returns its
+    /// address and deployment block.
+    pub async fn deploy_token(chain: &Chain, deployer: &LocalWallet, opts: &DaoOptions) -> (Address, u64) {
         let (token, r) = ok(chain
             .deploy(
-                &deployer,
-                token_name,
-                &[Token::String(opts.token_name.clone()), Token::String(opts.token_symbol.clone()), Token::Address(me)],
+                deployer,
+                Dao::token_artifact(opts.clock),
+                &[
+                    Token::String(opts.token_name.clone()),
+                    Token::String(opts.token_symbol.clone()),
+                    Token::Address(deployer.address()),
+                ],
             )
             .await);
-        let deployment_block = r.block_number;
+        (token, r.block_number)
+    }
 
+    /// The rest of [`Dao::deploy`] once the token exists: deploys `stack.timelock`, then
+    /// `stack.governor` reading votes from `votes` (the token itself, or a contract in front
+    /// of it with the same IVotes interface), then Target; wires the timelock roles, funds,
+    /// mints to and delegates for the voters. `deployment_block` is the token's.
+    pub async fn deploy_governance(
+        chain: &Chain,
+        deployer: LocalWallet,
+        opts: DaoOptions,
+        token: Address,
+        deployment_block: u64,
+        votes: Address,
+        stack: StackArtifacts,
+    ) -> Dao {
+        let chain = chain.clone();
+        let me = deployer.address();
         let (timelock, _) = ok(chain
             .deploy(
                 &deployer,
-                artifacts::GOV_TIMELOCK,
+                stack.timelock,
                 &[
                     Token::Uint(opts.timelock_min_delay.into()),
                     Token::Array(vec![]),
@@ -342,10 +391,10 @@ impl Dao {
         let (governor, r) = ok(chain
             .deploy(
                 &deployer,
-                artifacts::TEST_GOVERNOR,
+                stack.governor,
                 &[
                     Token::String(opts.governor_name.clone()),
-                    Token::Address(token),
+                    Token::Address(votes),
                     Token::Address(timelock),
                     Token::Uint(opts.voting_delay.into()),
                     Token::Uint(opts.voting_period.into()),
@@ -370,9 +419,9 @@ impl Dao {
             deployment_block,
             governor_deployment_block,
             setup_block: 0,
-            token_abi: artifact(token_name).base(),
-            governor_abi: artifact(artifacts::TEST_GOVERNOR).base(),
-            timelock_abi: artifact(artifacts::GOV_TIMELOCK).base(),
+            token_abi: artifact(Dao::token_artifact(opts.clock)).base(),
+            governor_abi: artifact(stack.governor).base(),
+            timelock_abi: artifact(stack.timelock).base(),
             target_abi: artifact(artifacts::TARGET).base(),
             proposals: Mutex::new(HashMap::new()),
             options: opts.clone(),

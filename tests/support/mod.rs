@@ -16,6 +16,10 @@
 //! assert_eq!(dao.proposal_state(id).await, ProposalState::Executed);
 //! ```
 //!
+//! [`CbDao`] (module [`cb`]) deploys the CultureBridge reference stack of `contracts/cb/` the same
+//! way (achievement NFT, benefit executor, voting manager in front of the token) and derefs to
+//! its [`Dao`].
+//!
 //! Contracts come from `contracts/artifacts/*.json` (`node scripts/compile-contracts.js`); anvil
 //! from `node_modules` (`scripts/setup.sh`). Nothing here depends on the govflow crate.
 //!
@@ -34,15 +38,20 @@
 
 pub mod anvil;
 pub mod artifacts;
+pub mod cb;
 pub mod chain;
 pub mod dao;
 
 pub use self::anvil::{dev_wallets, Anvil, AnvilOptions, DEV_MNEMONIC};
 pub use self::artifacts::{artifact, decode_revert, Artifact};
+pub use self::cb::{
+    decode_logs, default_achievement_types, AchievementType, BenefitsChange, BonusChange, CbDao, CbOptions, CbView,
+    VoteCastLog,
+};
 pub use self::chain::{Chain, Receipt, TxError};
 pub use self::dao::{
     role, ClockMode, Dao, DaoAddresses, DaoOptions, DaoView, Delegation, ProposalParams, ProposalRef, ProposalState,
-    Voter,
+    StackArtifacts, Voter,
 };
 pub use ethers::signers::{LocalWallet, Signer};
 pub use ethers::types::{Address, Bytes, H256, U256};
