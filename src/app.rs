@@ -58,6 +58,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         name = %info.name,
         token = %info.token,
         timelock = ?info.timelock,
+        benefit_executor = ?info.benefit_executor,
+        achievement_nft = ?info.achievement_nft,
         clock_mode = ?info.clock_mode,
         counting_mode = %info.counting_mode,
         "governor discovered"
@@ -67,6 +69,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None => {
             let mut contracts = vec![info.governor, info.token];
             contracts.extend(info.timelock);
+            contracts.extend(info.benefit_executor);
+            contracts.extend(info.achievement_nft);
             let b = discovery::deployment_block(&rpc, &contracts).await?;
             tracing::info!(target: "app", start_block = b, "start block found from contract deployment");
             b

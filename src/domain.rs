@@ -595,6 +595,15 @@ pub struct AccountPower {
     /// Votes as the token counts them (`getVotes`): own delegated balance plus others'.
     #[serde(with = "u256")]
     pub votes: U256,
+    /// Governance-weight bonus from achievement NFTs (CultureBridge's benefit executor).
+    #[serde(with = "u256")]
+    pub nft_bonus: U256,
+    /// Proposal-fee discount in basis points from special benefits.
+    #[serde(with = "u256")]
+    pub fee_discount_bps: U256,
+    /// Priority boost from special benefits.
+    #[serde(with = "u256")]
+    pub priority_boost: U256,
     /// Block of this checkpoint.
     pub block_number: u64,
     /// Time of that block.
@@ -619,7 +628,8 @@ pub struct UserVotingPower {
     /// Weight delegated to this account by others.
     #[serde(with = "u256")]
     pub delegated_weight: U256,
-    /// Weight the governor counts (`getVotes`/`getPastVotes`).
+    /// Weight the governor counts (`getVotes`/`getPastVotes` of its vote source): token votes
+    /// plus the NFT bonus.
     #[serde(with = "u256")]
     pub total_weight: U256,
     /// Token balance.
@@ -644,9 +654,9 @@ impl UserVotingPower {
             user,
             proposal_id: None,
             base_weight: base,
-            nft_bonus: U256::zero(),
+            nft_bonus: p.nft_bonus,
             delegated_weight: p.votes.saturating_sub(base),
-            total_weight: p.votes,
+            total_weight: p.votes.saturating_add(p.nft_bonus),
             balance: p.balance,
             delegate: p.delegate,
             block_number,
@@ -666,8 +676,15 @@ pub struct GovernorInfo {
     pub governor: Address,
     /// `name()`.
     pub name: String,
-    /// Voting token (`token()`).
+    /// The governor's vote source (`token()`): the voting token, or a voting manager that adds
+    /// bonuses to it (CultureBridge's CBVotingManager).
+    pub vote_source: Address,
+    /// The ERC20Votes token whose events carry balances, delegations and votes.
     pub token: Address,
+    /// CultureBridge benefit executor (NFT governance-weight bonuses), when the vote source has one.
+    pub benefit_executor: Option<Address>,
+    /// CultureBridge achievement NFT, when the benefit executor has one.
+    pub achievement_nft: Option<Address>,
     /// Timelock (`timelock()`), when the governor has one.
     pub timelock: Option<Address>,
     /// `CLOCK_MODE()`.
@@ -729,6 +746,9 @@ mod tests {
             balance: U256::from(10u64).pow(U256::from(30u64)),
             delegate: Some(Address([7; 20])),
             votes: U256::MAX,
+            nft_bonus: U256::from(5),
+            fee_discount_bps: U256::zero(),
+            priority_boost: U256::zero(),
             block_number: 9,
             timestamp: 1_700_000_000,
         };

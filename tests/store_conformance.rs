@@ -124,7 +124,7 @@ pub fn rollback_restores_everything_derived_from_orphaned_blocks(s: Arc<dyn Stor
         vec![
             Mutation::Vote(Box::new(vote(1, 7, 500, 4, 0))),
             Mutation::Proposal(Box::new(active)),
-            Mutation::Account { account: acct, power: AccountPower { balance: U256::from(5), delegate: Some(acct), votes: U256::from(5), block_number: 4, timestamp: 48 } },
+            Mutation::Account { account: acct, power: AccountPower { balance: U256::from(5), delegate: Some(acct), votes: U256::from(5), block_number: 4, timestamp: 48, ..Default::default() } },
         ],
         true,
     ))
@@ -234,7 +234,7 @@ pub fn voting_power_by_block_and_time(s: Arc<dyn Store>) {
     let a = Address([5; 20]);
     let p = |votes: u64, block: u64| Mutation::Account {
         account: a,
-        power: AccountPower { balance: U256::from(votes), delegate: Some(a), votes: U256::from(votes), block_number: block, timestamp: block * 12 },
+        power: AccountPower { balance: U256::from(votes), delegate: Some(a), votes: U256::from(votes), block_number: block, timestamp: block * 12, ..Default::default() },
     };
     s.commit(&batch(1, 10, vec![p(10, 3), p(20, 7)], false)).unwrap();
     assert_eq!(s.account_at_block(&a, 2).unwrap(), None);

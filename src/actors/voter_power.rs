@@ -24,6 +24,10 @@ pub enum PowerInput {
     Delegate(Option<Address>),
     /// Votes are now this value.
     Votes(U256),
+    /// Achievement-NFT governance-weight bonus is now this value.
+    Bonus(U256),
+    /// Special benefits are now (fee discount in basis points, priority boost).
+    Benefits(U256, U256),
 }
 
 /// Shard index of an address.
@@ -63,6 +67,11 @@ impl PowerLedger {
                 PowerInput::Credit(v) => p.balance = p.balance.saturating_add(v),
                 PowerInput::Delegate(d) => p.delegate = d,
                 PowerInput::Votes(v) => p.votes = v,
+                PowerInput::Bonus(v) => p.nft_bonus = v,
+                PowerInput::Benefits(fee, boost) => {
+                    p.fee_discount_bps = fee;
+                    p.priority_boost = boost;
+                }
             }
             p.block_number = b.number;
             p.timestamp = b.timestamp;

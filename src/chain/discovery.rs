@@ -10,7 +10,17 @@ pub async fn discover(rpc: &RpcClient, chain_id: u64, governor: Address) -> Resu
         return Err(ChainError::Decode(format!("no contract at governor address {governor}")));
     }
     let name = rpc.view_string(&governor, "name()", None).await?;
-    let token = rpc.view_address(&governor, "token()", None).await?;
+    let vote_source = rpc.view_address(&governor, "token()", None).await?;
+    // A CultureBridge voting manager adds achievement-NFT bonuses to an ERC20Votes token:
+    // index the token's events and the benefit executor's and NFT's as well.
+    let (token, benefit_executor, achievement_nft) = match optional(rpc.view_address(&vote_source, "benefitExecutor()", None).await)? {
+        Some(executor) if !executor.is_zero() => {
+            let token = rpc.view_address(&vote_source, "token()", None).await?;
+            let nft = optional(rpc.view_address(&executor, "achievementNFT()", None).await)?.filter(|a| !a.is_zero());
+            (token, Some(executor), nft)
+        }
+        _ => (vote_source, None, None),
+    };
     let timelock = match rpc.view_address(&governor, "timelock()", None).await {
         Ok(a) if !a.is_zero() => Some(a),
         Ok(_) => None,
@@ -42,7 +52,10 @@ pub async fn discover(rpc: &RpcClient, chain_id: u64, governor: Address) -> Resu
         chain_id,
         governor,
         name,
+        vote_source,
         token,
+        benefit_executor,
+        achievement_nft,
         timelock,
         clock_mode,
         clock_mode_raw,
@@ -53,6 +66,15 @@ pub async fn discover(rpc: &RpcClient, chain_id: u64, governor: Address) -> Resu
         proposal_threshold,
         grace_period_secs,
     })
+}
+
+/// `Ok(None)` for a view the contract does not have (revert or undecodable answer).
+fn optional<T>(r: Result<T, ChainError>) -> Result<Option<T>, ChainError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(ChainError::Reverted(_)) | Err(ChainError::Decode(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The first block at which every one of `contracts` has code, found by binary search on

@@ -292,6 +292,34 @@ pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
     Ok(json(&project(v, &f)))
 }
 
+/// `GET /v1/users/{address}/governance-benefits`
+pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&["block", "fields"])?;
+    let a = address(req)?;
+    let indexed = state.status.indexed.load(Ordering::Relaxed);
+    let block = u64_param(req, "block")?;
+    let f = fields(req, &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"])?;
+    let cp = match block {
+        Some(b) if b > indexed => {
+            return Err(Problem::bad_param("block", format!("block {b} is not indexed yet (indexed up to {indexed})")))
+        }
+        Some(b) => state.store.account_at_block(&a, b)?,
+        None => state.store.account(&a)?,
+    }
+    .unwrap_or_default();
+    let at = block.unwrap_or(indexed);
+    let v = json!({
+        "user": a,
+        "nftBonus": cp.nft_bonus.to_string(),
+        "feeDiscountBps": cp.fee_discount_bps.to_string(),
+        "priorityBoost": cp.priority_boost.to_string(),
+        "benefitExecutor": state.store.info()?.and_then(|i| i.benefit_executor),
+        "blockNumber": at,
+        "provisional": at > state.status.finalized(),
+    });
+    Ok(json(&project(v, &f)))
+}
+
 /// `GET /v1/proposals/{proposalId}/execution-status`
 pub fn execution_status(state: &ApiState, req: &Req<'_>) -> Resp {
     req.only(&[])?;
@@ -364,7 +392,10 @@ pub fn status(state: &ApiState, req: &Req<'_>) -> Resp {
         "chainId": st.chain_id.load(Ordering::Relaxed),
         "governor": info.as_ref().map(|i| i.governor),
         "governorName": info.as_ref().map(|i| i.name.clone()),
+        "voteSource": info.as_ref().map(|i| i.vote_source),
         "token": info.as_ref().map(|i| i.token),
+        "benefitExecutor": info.as_ref().and_then(|i| i.benefit_executor),
+        "achievementNft": info.as_ref().and_then(|i| i.achievement_nft),
         "timelock": info.as_ref().and_then(|i| i.timelock),
         "clockMode": info.as_ref().map(|i| i.clock_mode),
         "countingMode": info.as_ref().map(|i| i.counting_mode.clone()),

@@ -167,6 +167,33 @@ pub enum GovEvent {
         /// Votes after.
         new: U256,
     },
+    /// Achievement NFT (ERC-721): a token moved (mint from zero, burn to zero).
+    NftTransfer {
+        /// Sender.
+        from: Address,
+        /// Receiver.
+        to: Address,
+        /// Token id.
+        token_id: U256,
+    },
+    /// Benefit executor: an account's governance-weight bonus changed.
+    BonusChanged {
+        /// Account.
+        account: Address,
+        /// Bonus before.
+        previous: U256,
+        /// Bonus after.
+        new: U256,
+    },
+    /// Benefit executor: an account's special benefits changed.
+    BenefitsChanged {
+        /// Account.
+        account: Address,
+        /// Proposal-fee discount (basis points).
+        fee_discount_bps: U256,
+        /// Priority boost.
+        priority_boost: U256,
+    },
     /// Token: transfer (mint from zero, burn to zero).
     Transfer {
         /// Sender.
@@ -245,6 +272,8 @@ pub const SIGNATURES: &[(&str, Kind)] = &[
     ("DelegateChanged(address,address,address)", Kind::DelegateChanged),
     ("DelegateVotesChanged(address,uint256,uint256)", Kind::DelegateVotesChanged),
     ("Transfer(address,address,uint256)", Kind::Transfer),
+    ("GovernanceWeightBonusChanged(address,uint256,uint256)", Kind::GovernanceWeightBonusChanged),
+    ("SpecialBenefitsChanged(address,uint256,uint256)", Kind::SpecialBenefitsChanged),
 ];
 
 /// The event kinds, one per signature.
@@ -271,6 +300,8 @@ pub enum Kind {
     DelegateChanged,
     DelegateVotesChanged,
     Transfer,
+    GovernanceWeightBonusChanged,
+    SpecialBenefitsChanged,
 }
 
 impl Kind {
@@ -494,14 +525,32 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
                 new: w.uint(1)?,
             }
         }
+        Kind::Transfer if log.topics.len() == 4 => {
+            // ERC-721 Transfer: the same signature with the token id indexed.
+            GovEvent::NftTransfer {
+                from: topic_address(&log.topics[1], name)?,
+                to: topic_address(&log.topics[2], name)?,
+                token_id: U256::from_big_endian(&log.topics[3].0),
+            }
+        }
         Kind::Transfer => {
-            // ERC-721 Transfer has the same signature with the token id indexed (4 topics);
-            // only the ERC-20 form (3 topics) is a token transfer for voting power.
             need_topics(log, 3, name)?;
             GovEvent::Transfer {
                 from: topic_address(&log.topics[1], name)?,
                 to: topic_address(&log.topics[2], name)?,
                 value: w.uint(0)?,
+            }
+        }
+        Kind::GovernanceWeightBonusChanged => {
+            need_topics(log, 2, name)?;
+            GovEvent::BonusChanged { account: topic_address(&log.topics[1], name)?, previous: w.uint(0)?, new: w.uint(1)? }
+        }
+        Kind::SpecialBenefitsChanged => {
+            need_topics(log, 2, name)?;
+            GovEvent::BenefitsChanged {
+                account: topic_address(&log.topics[1], name)?,
+                fee_discount_bps: w.uint(0)?,
+                priority_boost: w.uint(1)?,
             }
         }
     };
@@ -693,9 +742,12 @@ mod tests {
         }
         assert_eq!(decode(&log(vec![B256([0xaa; 32])], vec![])).unwrap_err(), DecodeError::Unknown);
         assert_eq!(decode(&log(vec![], vec![])).unwrap_err(), DecodeError::NoTopics);
-        // ERC-721 Transfer (4 topics) is not an ERC-20 transfer.
+        // ERC-721 Transfer (4 topics) is an NFT move, not an ERC-20 transfer.
         let tr = topic("Transfer(address,address,uint256)");
-        assert!(matches!(decode(&log(vec![tr, tr, tr, tr], vec![])), Err(DecodeError::Topics(_))));
+        let a = B256(address(&Address([4; 20])));
+        assert!(matches!(decode(&log(vec![tr, a, a, B256([0; 32])], vec![])), Ok((GovEvent::NftTransfer { .. }, _))));
+        assert!(matches!(decode(&log(vec![tr, tr, tr, tr], vec![])), Err(DecodeError::Data(_))));
+        assert!(matches!(decode(&log(vec![tr, a], vec![])), Err(DecodeError::Topics(_))));
         // Huge offsets and lengths are rejected.
         let mut data = vote_cast(U256::from(1), 1, U256::from(1), "x");
         data[96..128].copy_from_slice(&uint(U256::MAX));

@@ -144,6 +144,8 @@ impl Listener {
         let i = self.pipeline.info();
         let mut a = vec![i.governor, i.token];
         a.extend(i.timelock);
+        a.extend(i.benefit_executor);
+        a.extend(i.achievement_nft);
         a
     }
 

@@ -92,6 +92,17 @@ impl ChainViews {
         }
     }
 
+    /// `getGovernanceWeightBonus(account)` on the benefit executor after block `block`.
+    async fn bonus_at(&self, executor: &Address, account: &Address, block: u64) -> Result<U256, ChainError> {
+        match self {
+            ChainViews::Rpc(rpc) => {
+                let arg = U256::from_big_endian(&account.0);
+                rpc.view_uint(executor, "getGovernanceWeightBonus(address)", &[arg], Some(block)).await
+            }
+            ChainViews::Synthetic { .. } => Ok(U256::zero()),
+        }
+    }
+
     async fn header(&self, n: u64) -> Result<Option<Header>, ChainError> {
         match self {
             ChainViews::Rpc(rpc) => rpc.header(n).await,
@@ -220,6 +231,10 @@ impl Pipeline {
         let mut scheduled_in_tx: HashMap<B256, B256> = HashMap::new();
         let mut thresholds: BTreeMap<U256, Vec<u64>> = BTreeMap::new();
         let mut info_changed = false;
+        // NFT moves without a bonus event for the account in the same block get their bonus
+        // read from the benefit executor at that block.
+        let mut bonus_events: std::collections::HashSet<(Address, u64)> = std::collections::HashSet::new();
+        let mut nft_moves: Vec<(Address, BlockPoint)> = Vec::new();
         let mut applied: Vec<EventId> = Vec::with_capacity(r.logs.len());
 
         for log in &r.logs {
@@ -239,6 +254,8 @@ impl Pipeline {
             let from_governor = meta.address == self.info.governor;
             let from_token = meta.address == self.info.token;
             let from_timelock = Some(meta.address) == self.info.timelock;
+            let from_executor = Some(meta.address) == self.info.benefit_executor;
+            let from_nft = Some(meta.address) == self.info.achievement_nft;
             applied.push(EventId { block_number: meta.block_number, block_hash: meta.block_hash, log_index: meta.log_index });
             out.events += 1;
             let mut push = |pid: U256, input: ProposalInput| {
@@ -377,6 +394,20 @@ impl Pipeline {
                 GovEvent::DelegateVotesChanged { delegate, new, .. } if from_token => {
                     power[shard_of(&delegate, self.shard_count)].push((delegate, bp, PowerInput::Votes(new)));
                 }
+                GovEvent::BonusChanged { account, new, .. } if from_executor => {
+                    bonus_events.insert((account, bp.number));
+                    power[shard_of(&account, self.shard_count)].push((account, bp, PowerInput::Bonus(new)));
+                }
+                GovEvent::BenefitsChanged { account, fee_discount_bps, priority_boost } if from_executor => {
+                    power[shard_of(&account, self.shard_count)].push((account, bp, PowerInput::Benefits(fee_discount_bps, priority_boost)));
+                }
+                GovEvent::NftTransfer { from, to, .. } if from_nft => {
+                    for a in [from, to] {
+                        if !a.is_zero() {
+                            nft_moves.push((a, bp));
+                        }
+                    }
+                }
                 _ => {
                     // A known signature from a contract that does not emit it in this role.
                     out.events -= 1;
@@ -384,6 +415,20 @@ impl Pipeline {
                     out.undecodable += 1;
                     metrics::counter!(m::DECODE_UNDECODABLE_TOTAL).increment(1);
                 }
+            }
+        }
+
+        if let Some(executor) = self.info.benefit_executor {
+            let mut refreshed: std::collections::HashSet<(Address, u64)> = std::collections::HashSet::new();
+            for (a, bp) in nft_moves {
+                if bonus_events.contains(&(a, bp.number)) || !refreshed.insert((a, bp.number)) {
+                    continue;
+                }
+                let bonus = self.views.bonus_at(&executor, &a, bp.number).await?;
+                power[shard_of(&a, self.shard_count)].push((a, bp, PowerInput::Bonus(bonus)));
+            }
+            for inputs in power.iter_mut() {
+                inputs.sort_by_key(|(_, bp, _)| bp.number);
             }
         }
 
