@@ -98,6 +98,12 @@ async fn nft_bonuses_count_exactly_as_the_governor_counts_them() {
         let votes = gf.all_pages(&format!("/v1/proposals/{}/votes", v.proposal_id)).await;
         let mine = votes.iter().find(|x| x["voter"] == hexa(v.voter)).unwrap_or_else(|| panic!("vote of {:?} missing", v.voter));
         assert_eq!(dec(&mine["weight"]), v.weight, "weight of {:?}", v.voter);
+        // The record carries the breakdown at the snapshot: it adds up to the counted weight.
+        let b = &mine["weightBreakdown"];
+        assert_eq!(dec(&b["totalWeight"]), v.weight, "{mine}");
+        let snapshot = cb.proposal_snapshot(v.proposal_id).await;
+        assert_eq!(dec(&b["nftBonus"]), cb.past_bonus(v.voter, snapshot).await, "{mine}");
+        assert_eq!(dec(&b["baseWeight"]) + dec(&b["delegatedWeight"]) + dec(&b["nftBonus"]), v.weight);
     }
     // Now: token votes plus the current bonus; special benefits.
     for a in &accounts {
@@ -108,6 +114,32 @@ async fn nft_bonuses_count_exactly_as_the_governor_counts_them() {
         let (fee, boost) = cb.special_benefits(*a).await;
         assert_eq!((dec(&b["feeDiscountBps"]), dec(&b["priorityBoost"])), (fee, boost), "benefits of {a:?}: {b}");
     }
+    // Delegates ranked by the weight the governor counts now, with delegator counts.
+    let ranked = gf.all_pages("/v1/delegates?limit=2").await;
+    assert!(ranked.len() >= 5, "{ranked:?}");
+    let mut last: Option<U256> = None;
+    for d in &ranked {
+        let a: Address = d["address"].as_str().unwrap().parse().unwrap();
+        let total = dec(&d["totalWeight"]);
+        assert_eq!(total, at.voting_manager_get_votes(a).await, "{d}");
+        if let Some(l) = last {
+            assert!(total <= l, "sorted by weight, descending");
+        }
+        last = Some(total);
+        let expected = {
+            let mut n = 0u64;
+            for o in &accounts {
+                if *o != a && at.dao().delegates(*o).await == a {
+                    n += 1;
+                }
+            }
+            n
+        };
+        assert_eq!(d["delegators"], expected, "delegators of {a:?}");
+    }
+    let w1 = ranked.iter().find(|d| d["address"] == hexa(anvil.address(1))).unwrap();
+    assert_eq!(w1["delegators"], 1, "w4 delegates to w1: {w1}");
+
     // The bonus-only voter (w4 delegated its tokens away) voted with its bonus alone.
     let w4 = gf.get_ok(&format!("/v1/users/{}/voting-power?proposalId={p1}", hexa(anvil.address(4)))).await;
     assert_eq!(dec(&w4["nftBonus"]), tokens(5));

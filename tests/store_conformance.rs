@@ -244,6 +244,9 @@ pub fn voting_power_by_block_and_time(s: Arc<dyn Store>) {
     assert_eq!(s.account_at_time(&a, 7 * 12 - 1).unwrap().unwrap().votes, U256::from(10));
     assert_eq!(s.account_at_time(&a, 7 * 12).unwrap().unwrap().votes, U256::from(20));
     assert_eq!(s.account(&a).unwrap().unwrap().votes, U256::from(20));
+    let latest = s.latest_accounts().unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!((latest[0].0, latest[0].1.votes), (a, U256::from(20)));
 }
 
 macro_rules! store_suite {

@@ -22,7 +22,7 @@ const PROPOSAL_FIELDS: &[&str] = &[
 ];
 const VOTE_FIELDS: &[&str] = &[
     "id", "proposalId", "voter", "support", "weight", "reason", "params", "blockNumber", "blockHash", "logIndex",
-    "transactionHash", "timestamp", "provisional",
+    "transactionHash", "timestamp", "provisional", "weightBreakdown",
 ];
 
 fn limit(state: &ApiState, req: &Req<'_>) -> Result<usize, Problem> {
@@ -116,12 +116,34 @@ fn proposal_json(state: &ApiState, p: &Proposal, mode: ClockMode) -> Value {
     v
 }
 
-fn vote_json(state: &ApiState, v: &Vote) -> Value {
+/// A vote as served: the record plus the voter's weight breakdown at the proposal's snapshot.
+fn vote_json(state: &ApiState, v: &Vote, snapshot: Option<(u64, ClockMode)>) -> Result<Value, Problem> {
     let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut j {
         o.insert("provisional".into(), Value::Bool(v.block_number > state.status.finalized()));
+        if let Some((s, mode)) = snapshot {
+            let cp = match mode {
+                ClockMode::BlockNumber => state.store.account_at_block(&v.voter, s)?,
+                ClockMode::Timestamp => state.store.account_at_time(&v.voter, s)?,
+            }
+            .unwrap_or_default();
+            let vp = UserVotingPower::from_power(v.voter, &cp, cp.block_number, s);
+            o.insert(
+                "weightBreakdown".into(),
+                json!({
+                    "baseWeight": vp.base_weight.to_string(),
+                    "delegatedWeight": vp.delegated_weight.to_string(),
+                    "nftBonus": vp.nft_bonus.to_string(),
+                    "totalWeight": vp.total_weight.to_string(),
+                }),
+            );
+        }
     }
-    j
+    Ok(j)
+}
+
+fn snapshot_of(state: &ApiState, id: &U256, mode: ClockMode) -> Result<Option<(u64, ClockMode)>, Problem> {
+    Ok(state.store.proposal(id)?.map(|p| (p.start_block, mode)))
 }
 
 fn u64_param(req: &Req<'_>, name: &str) -> Result<Option<u64>, Problem> {
@@ -223,11 +245,16 @@ pub fn proposal_votes(state: &ApiState, req: &Req<'_>) -> Resp {
     let id = proposal_id(req)?;
     let (q, tag) = vote_query(state, req, 0x20)?;
     let f = fields(req, VOTE_FIELDS)?;
-    if state.store.proposal(&id)?.is_none() {
+    let mode = clock_mode(state)?;
+    let Some(snapshot) = snapshot_of(state, &id, mode)? else {
         return Err(Problem::not_found(format!("no proposal {id}")));
-    }
+    };
     let page = state.store.proposal_votes(&id, &q)?;
-    let items: Vec<Value> = page.items.iter().map(|v| project(vote_json(state, v), &f)).collect();
+    let items = page
+        .items
+        .iter()
+        .map(|v| Ok(project(vote_json(state, v, Some(snapshot))?, &f)))
+        .collect::<Result<Vec<Value>, Problem>>()?;
     Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
 }
 
@@ -238,7 +265,12 @@ pub fn user_votes(state: &ApiState, req: &Req<'_>) -> Resp {
     let (q, tag) = vote_query(state, req, 0x40)?;
     let f = fields(req, VOTE_FIELDS)?;
     let page = state.store.voter_votes(&a, &q)?;
-    let items: Vec<Value> = page.items.iter().map(|v| project(vote_json(state, v), &f)).collect();
+    let mode = clock_mode(state)?;
+    let items = page
+        .items
+        .iter()
+        .map(|v| Ok(project(vote_json(state, v, snapshot_of(state, &v.proposal_id, mode)?)?, &f)))
+        .collect::<Result<Vec<Value>, Problem>>()?;
     Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
 }
 
@@ -290,6 +322,59 @@ pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
         o.insert("provisional".into(), Value::Bool(vp.block_number > state.status.finalized()));
     }
     Ok(json(&project(v, &f)))
+}
+
+/// `GET /v1/delegates`: accounts by the weight the governor counts now (token votes plus NFT
+/// bonus), with the number of other accounts delegating to them.
+pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&["cursor", "limit", "fields"])?;
+    let limit = limit(state, req)?;
+    let after = decode_cursor(req, 0x60)?;
+    let f = fields(req, &["address", "totalWeight", "votes", "nftBonus", "balance", "delegators", "selfDelegated", "delegate"])?;
+    let accounts = state.store.latest_accounts()?;
+    let mut delegators: std::collections::HashMap<Address, u64> = std::collections::HashMap::new();
+    for (a, p) in &accounts {
+        if let Some(d) = p.delegate.filter(|d| d != a) {
+            *delegators.entry(d).or_default() += 1;
+        }
+    }
+    // Keyset on (total weight, address), descending.
+    let mut rows: Vec<(Vec<u8>, &Address, &crate::domain::AccountPower)> = accounts
+        .iter()
+        .filter(|(a, p)| !p.votes.is_zero() || !p.nft_bonus.is_zero() || delegators.contains_key(a))
+        .map(|(a, p)| {
+            let total = p.votes.saturating_add(p.nft_bonus);
+            let mut k = crate::domain::u256_be(&total).to_vec();
+            k.extend_from_slice(&a.0);
+            (k, a, p)
+        })
+        .collect();
+    rows.sort_by(|x, y| y.0.cmp(&x.0));
+    if let Some(after) = &after {
+        rows.retain(|(k, _, _)| k < after);
+    }
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(|(k, _, _)| encode_cursor(0x60, k)) } else { None };
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|(_, a, p)| {
+            project(
+                json!({
+                    "address": a,
+                    "totalWeight": p.votes.saturating_add(p.nft_bonus).to_string(),
+                    "votes": p.votes.to_string(),
+                    "nftBonus": p.nft_bonus.to_string(),
+                    "balance": p.balance.to_string(),
+                    "delegators": delegators.get(*a).copied().unwrap_or(0),
+                    "selfDelegated": p.delegate == Some(**a),
+                    "delegate": p.delegate,
+                }),
+                &f,
+            )
+        })
+        .collect();
+    Ok(json(&json!({ "items": items, "nextCursor": next })))
 }
 
 /// `GET /v1/users/{address}/governance-benefits`

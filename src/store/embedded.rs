@@ -746,6 +746,22 @@ impl Store for EmbeddedStore {
         Ok(found)
     }
 
+    fn latest_accounts(&self) -> Result<Vec<(Address, AccountPower)>, StoreError> {
+        // One pass over the checkpoints keeping each account's last one.
+        let tx = self.db.begin_read().map_err(be)?;
+        let mut out: Vec<(Address, AccountPower)> = Vec::new();
+        Self::scan(&tx, POWER, &[], None, false, |k, v| {
+            let a = Address::from_slice(&k[..20]).unwrap_or_default();
+            let p: AccountPower = dec("voting_power", v)?;
+            match out.last_mut() {
+                Some((last, lp)) if *last == a => *lp = p,
+                _ => out.push((a, p)),
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     fn account_at_block(&self, account: &Address, block: u64) -> Result<Option<AccountPower>, StoreError> {
         let tx = self.db.begin_read().map_err(be)?;
         let t = tx.open_table(POWER).map_err(be)?;

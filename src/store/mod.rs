@@ -272,6 +272,8 @@ pub trait Store: Send + Sync + 'static {
     fn voter_votes(&self, voter: &Address, q: &VoteQuery) -> Result<Page<Vote>, StoreError>;
     /// An account's latest state.
     fn account(&self, account: &Address) -> Result<Option<AccountPower>, StoreError>;
+    /// Every account's latest state, in address order (for delegate rankings).
+    fn latest_accounts(&self) -> Result<Vec<(Address, AccountPower)>, StoreError>;
     /// An account's state after block `block` (the last checkpoint at or before it).
     fn account_at_block(&self, account: &Address, block: u64) -> Result<Option<AccountPower>, StoreError>;
     /// An account's state at a timestamp (the last checkpoint with `timestamp <= ts`).
