@@ -42,14 +42,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         EmbeddedStore::open(&cfg.store.data_dir).with_context(|| format!("opening store in {}", cfg.store.data_dir.display()))?,
     );
     let governor = cfg.governor();
-    let info = match store.info()? {
-        Some(i) if i.governor == governor && i.chain_id == chain_id => i,
-        _ => {
-            let i = discovery::discover(&rpc, chain_id, governor).await.context("discovering the governor")?;
-            store.init_info(&i)?;
-            i
-        }
+    let (mut info, fresh) = match store.info()? {
+        Some(i) if i.governor == governor && i.chain_id == chain_id => (i, false),
+        _ => (discovery::discover(&rpc, chain_id, governor).await.context("discovering the governor")?, true),
     };
+    // Configured addresses (a deployment whose wiring discovery cannot see) win.
+    let discovered = info.clone();
+    cfg.apply_overrides(&mut info);
+    if fresh || info != discovered {
+        if !fresh {
+            tracing::warn!(target: "app", "configured contract addresses differ from the stored ones; using the configured ones from the current block on");
+        }
+        store.init_info(&info)?;
+    }
     tracing::info!(
         target: "app",
         chain_id,

@@ -34,6 +34,14 @@ pub struct ChainConfig {
     pub chain_id: Option<u64>,
     /// Governor contract address; the token and timelock are discovered from it.
     pub governor: Option<String>,
+    /// Override of the discovered ERC20Votes token (events of balances, delegations, votes).
+    pub token: Option<String>,
+    /// Override of the discovered timelock.
+    pub timelock: Option<String>,
+    /// Override of the discovered CultureBridge benefit executor (NFT bonuses).
+    pub benefit_executor: Option<String>,
+    /// Override of the discovered CultureBridge achievement NFT.
+    pub achievement_nft: Option<String>,
     /// First block to index. Unset: the first block at which the governor, its token and its
     /// timelock all exist (found by binary search on `eth_getCode`).
     pub start_block: Option<u64>,
@@ -62,6 +70,10 @@ impl Default for ChainConfig {
             rpc_url: "http://127.0.0.1:8545".into(),
             chain_id: None,
             governor: None,
+            token: None,
+            timelock: None,
+            benefit_executor: None,
+            achievement_nft: None,
             start_block: None,
             confirmations: 0,
             reorg_window: 64,
@@ -186,7 +198,7 @@ fn scalar(s: &str) -> toml::Value {
 }
 
 /// Keys that stay strings even when they look like numbers.
-const STRING_KEYS: &[&str] = &["chain.governor", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend"];
+const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend"];
 
 /// Sets `section.key` in a TOML document.
 pub fn set(doc: &mut toml::Table, path: &str, value: &str) {
@@ -260,6 +272,18 @@ impl Config {
                 }
             }
         }
+        for (key, v) in [
+            ("chain.token", &self.chain.token),
+            ("chain.timelock", &self.chain.timelock),
+            ("chain.benefit_executor", &self.chain.benefit_executor),
+            ("chain.achievement_nft", &self.chain.achievement_nft),
+        ] {
+            if let Some(v) = v {
+                if let Err(e) = Address::parse(v) {
+                    bad(key, format!("{v:?} is not an address: {e}"));
+                }
+            }
+        }
         if !(self.chain.rpc_url.starts_with("http://") || self.chain.rpc_url.starts_with("https://")) {
             bad("chain.rpc_url", "must be an http:// or https:// URL".into());
         }
@@ -297,6 +321,23 @@ impl Config {
     /// The governor address (validated).
     pub fn governor(&self) -> Address {
         self.chain.governor.as_deref().and_then(|g| Address::parse(g).ok()).unwrap_or_default()
+    }
+
+    /// Applies the configured contract addresses over what discovery found.
+    pub fn apply_overrides(&self, info: &mut crate::domain::GovernorInfo) {
+        let parse = |v: &Option<String>| v.as_deref().and_then(|s| Address::parse(s).ok());
+        if let Some(a) = parse(&self.chain.token) {
+            info.token = a;
+        }
+        if let Some(a) = parse(&self.chain.timelock) {
+            info.timelock = Some(a);
+        }
+        if let Some(a) = parse(&self.chain.benefit_executor) {
+            info.benefit_executor = Some(a);
+        }
+        if let Some(a) = parse(&self.chain.achievement_nft) {
+            info.achievement_nft = Some(a);
+        }
     }
 
     /// The listen address (validated).
@@ -348,6 +389,15 @@ mod tests {
         let e = load(None, vec![], &[("chain.rpc_url", "ftp://x".into()), ("http.listen", "nowhere".into())]).unwrap_err();
         let paths: Vec<&str> = e.0.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, vec!["chain.governor", "chain.rpc_url", "http.listen"]);
+    }
+
+    #[test]
+    fn contract_addresses_are_validated() {
+        let e = load(None, vec![], &[("chain.governor", GOV.into()), ("chain.token", "0x12".into()), ("chain.achievement_nft", "nft".into())]).unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, vec!["chain.token", "chain.achievement_nft"]);
+        let c = load(None, vec![("GOVFLOW_CHAIN_BENEFIT_EXECUTOR".into(), GOV.into())], &[("chain.governor", GOV.into())]).unwrap();
+        assert_eq!(c.chain.benefit_executor.as_deref(), Some(GOV));
     }
 
     #[test]
