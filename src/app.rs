@@ -101,7 +101,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         header_concurrency: cfg.chain.header_concurrency,
         progress_interval: Duration::from_secs(cfg.chain.progress_interval_s),
     };
-    let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone());
+    // Governance events for the achievement system: the store's feed is the durable copy; the
+    // in-process bus serves subscribers in this process.
+    let (bus, _) = tokio::sync::broadcast::channel(4096);
+    let feed_end = feed_end(&*store)?;
+    let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
+        .with_publisher(crate::streams::achievements::Publisher::new(bus.clone(), feed_end));
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let _listener = ListenerActor::new(listener, stop.clone(), fatal_tx).start();
 
@@ -128,6 +133,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     outcome
+}
+
+/// Last position of the governance event feed.
+fn feed_end(store: &dyn Store) -> anyhow::Result<u64> {
+    let mut after = 0;
+    loop {
+        let page = store.feed(after, 10_000)?;
+        match page.last() {
+            Some(i) => after = i.seq,
+            None => return Ok(after),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -438,6 +438,8 @@ pub struct Proposal {
     pub end_block: u64,
     /// Deadline as proposed, before any extension.
     pub original_end_block: u64,
+    /// Position in creation order (0 for the first proposal indexed).
+    pub creation_index: u64,
     /// Current status.
     pub status: ProposalStatus,
     /// Votes for.

@@ -56,6 +56,9 @@ pub const PROPOSALS_PASS_RATIO: &str = "govflow_proposals_pass_ratio";
 /// Passed proposals that were executed. Gauge.
 pub const PROPOSALS_EXECUTED_RATIO: &str = "govflow_proposals_executed_ratio";
 
+/// Governance events published to the feed once final, and retractions. Counter, label `type`.
+pub const ACHIEVEMENTS_PUBLISHED_TOTAL: &str = "govflow_achievements_published_total";
+
 /// Store commit duration. Histogram.
 pub const STORE_COMMIT_DURATION_SECONDS: &str = "govflow_store_commit_duration_seconds";
 
@@ -103,6 +106,7 @@ fn describe() {
     describe_gauge!(PROPOSALS, Unit::Count, "Proposals per status");
     describe_gauge!(PROPOSALS_PASS_RATIO, "Share of decided proposals that passed");
     describe_gauge!(PROPOSALS_EXECUTED_RATIO, "Share of passed proposals that were executed");
+    describe_counter!(ACHIEVEMENTS_PUBLISHED_TOTAL, Unit::Count, "Governance events published once final, and retractions");
     describe_histogram!(STORE_COMMIT_DURATION_SECONDS, Unit::Seconds, "Store batch commit duration");
     describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request duration");
     describe_counter!(HTTP_REQUESTS_TOTAL, Unit::Count, "HTTP requests");

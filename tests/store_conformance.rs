@@ -15,6 +15,7 @@ fn proposal(n: u64, status: ProposalStatus, proposer: u8, created_block: u64) ->
         title: format!("P{n}"),
         description: format!("P{n}"),
         proposer: Address([proposer; 20]),
+        creation_index: n,
         start_block: created_block + 1,
         end_block: created_block + 10 + n,
         original_end_block: created_block + 10 + n,

@@ -309,6 +309,8 @@ impl ProposalLogic {
                 _ => None,
             },
             quorum_known: self.p.quorum.is_some(),
+            creation_index: self.p.creation_index,
+            proposer: self.p.proposer,
         }
     }
 }
@@ -330,6 +332,10 @@ pub struct LiveSummary {
     pub expires_at: Option<u64>,
     /// Whether `quorum(snapshot)` is known.
     pub quorum_known: bool,
+    /// Position in creation order.
+    pub creation_index: u64,
+    /// Proposer.
+    pub proposer: crate::domain::Address,
 }
 
 /// The actor.
@@ -409,6 +415,7 @@ mod tests {
             title: "t".into(),
             description: "t".into(),
             proposer: Address([2; 20]),
+            creation_index: 0,
             start_block: start,
             end_block: end,
             original_end_block: end,

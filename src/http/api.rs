@@ -377,6 +377,47 @@ pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
     Ok(json(&json!({ "items": items, "nextCursor": next })))
 }
 
+/// `GET /v1/events/governance`: the feed of governance events for the achievement system, in
+/// order; each event appears once it is final, and a retraction follows an event a deeper reorg
+/// removed. `after` is the last `seq` seen.
+pub fn governance_events(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&["after", "limit"])?;
+    let after = u64_param(req, "after")?.unwrap_or(0);
+    let limit = limit(state, req)?;
+    let items = state.store.feed(after, limit)?;
+    let last = items.last().map_or(after, |i| i.seq);
+    Ok(json(&json!({ "items": items, "nextAfter": last })))
+}
+
+/// `GET /v1/users/{address}/governance-achievements`: first proposal, first vote, executed
+/// proposals and participation streaks, each with the event that earned it.
+pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&[])?;
+    let a = address(req)?;
+    let events = state.store.account_events(&a)?;
+    let mut out = Vec::new();
+    let entry = |name: &str, e: &crate::streams::achievements::GovernanceEvent, fin: bool| {
+        json!({ "achievement": name, "final": fin, "earnedBy": e })
+    };
+    use crate::streams::achievements::kind;
+    if let Some((e, f)) = events.iter().find(|(e, _)| e.kind == kind::PROPOSAL_CREATED) {
+        out.push(entry("firstProposal", e, *f));
+    }
+    if let Some((e, f)) = events.iter().find(|(e, _)| e.kind == kind::VOTE_CAST) {
+        out.push(entry("firstVote", e, *f));
+    }
+    for (e, f) in events.iter().filter(|(e, _)| e.kind == kind::PROPOSAL_EXECUTED) {
+        out.push(entry("executedProposal", e, *f));
+    }
+    for (e, f) in events.iter().filter(|(e, _)| e.kind == kind::PARTICIPATION_STREAK) {
+        let n = e.data["streak"].as_u64().unwrap_or(0);
+        out.push(entry(&format!("participationStreak{n}"), e, *f));
+    }
+    let proposals = events.iter().filter(|(e, _)| e.kind == kind::PROPOSAL_CREATED).count();
+    let votes = events.iter().filter(|(e, _)| e.kind == kind::VOTE_CAST).count();
+    Ok(json(&json!({ "user": a, "proposalsCreated": proposals, "votesCast": votes, "achievements": out })))
+}
+
 /// `GET /v1/users/{address}/governance-benefits`
 pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
     req.only(&["block", "fields"])?;

@@ -19,6 +19,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::*;
 use crate::domain::u256_be;
+use crate::streams::achievements::{FeedItem, GovernanceEvent};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -32,12 +33,20 @@ const VOTES: Def = TableDefinition::new("votes_by_proposal_block");
 const VOTES_BY_VOTER: Def = TableDefinition::new("votes_by_voter");
 const POWER: Def = TableDefinition::new("voting_power_by_account_block");
 const TIMELOCK: Def = TableDefinition::new("timelock_operations");
+const OUTBOX: Def = TableDefinition::new("governance_events_outbox");
+const OUTBOX_BY_ACCOUNT: Def = TableDefinition::new("governance_events_by_account");
+const STREAKS: Def = TableDefinition::new("participation_streaks");
+const PUBLISHED: Def = TableDefinition::new("governance_events_published");
+const FEED: Def = TableDefinition::new("governance_events_feed");
 const BLOCKS: Def = TableDefinition::new("blocks");
 const UNDO: Def = TableDefinition::new("undo");
 const BATCHES: Def = TableDefinition::new("reversible_batches");
 
 /// Tables whose writes are journaled for rollback, in journal-id order.
-const JOURNALED: [Def; 10] = [META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTES_BY_VOTER, POWER, TIMELOCK];
+const JOURNALED: [Def; 13] = [
+    META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTES_BY_VOTER, POWER, TIMELOCK, OUTBOX, OUTBOX_BY_ACCOUNT,
+    STREAKS,
+];
 const T_META: usize = 0;
 const T_PROPOSALS: usize = 1;
 const T_BY_CREATED: usize = 2;
@@ -48,11 +57,18 @@ const T_VOTES: usize = 6;
 const T_VOTES_BY_VOTER: usize = 7;
 const T_POWER: usize = 8;
 const T_TIMELOCK: usize = 9;
+const T_OUTBOX: usize = 10;
+const T_OUTBOX_BY_ACCOUNT: usize = 11;
+const T_STREAKS: usize = 12;
 
 const K_CURSOR: &[u8] = b"cursor";
 const K_INFO: &[u8] = b"info";
 const K_COUNTERS: &[u8] = b"counters";
 const K_FIRST_BLOCK: &[u8] = b"first_block";
+/// Outbox key of the last event published to the feed (not journaled).
+const K_PUBLISHED_UPTO: &[u8] = b"published_upto";
+/// Last feed position (not journaled).
+const K_FEED_SEQ: &[u8] = b"feed_seq";
 
 #[derive(Serialize, serde::Deserialize, Default)]
 struct Counters {
@@ -214,6 +230,15 @@ impl<'t> Writer<'t> {
             Mutation::Info(info) => {
                 st.put(T_META, K_INFO.to_vec(), enc(info.as_ref()));
             }
+            Mutation::Outbox(e) => {
+                let k = e.key();
+                st.put(T_OUTBOX_BY_ACCOUNT, cat(&[&e.account.0, &k]), vec![]);
+                // JSON: the outbox holds the event exactly as the schema defines it.
+                st.put(T_OUTBOX, k, serde_json::to_vec(e.as_ref()).unwrap_or_default());
+            }
+            Mutation::Streak { voter, streak } => {
+                st.put(T_STREAKS, voter.0.to_vec(), enc(streak));
+            }
         }
         Ok(())
     }
@@ -278,7 +303,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
         let db = Database::create(dir.join("govflow.redb")).map_err(be)?;
         let tx = db.begin_write().map_err(be)?;
-        for d in JOURNALED.iter().chain([BLOCKS, UNDO, BATCHES].iter()) {
+        for d in JOURNALED.iter().chain([BLOCKS, UNDO, BATCHES, PUBLISHED, FEED].iter()) {
             tx.open_table(*d).map_err(be)?;
         }
         tx.commit().map_err(be)?;
@@ -534,6 +559,7 @@ impl Store for EmbeddedStore {
                 batches.remove(lo.as_slice()).map_err(be)?;
             }
             let target = earliest - 1;
+            retract_orphans(&tx, &mut w, target)?;
             let mut blocks = tx.open_table(BLOCKS).map_err(be)?;
             blocks.retain_in((target + 1).to_be_bytes().as_slice().., |_, _| false).map_err(be)?;
             let rec: Option<BlockRecord> =
@@ -791,6 +817,86 @@ impl Store for EmbeddedStore {
         self.get_raw(TIMELOCK, &id.0)?.map(|b| dec("timelock_operations", &b)).transpose()
     }
 
+    fn streak(&self, voter: &Address) -> Result<crate::streams::achievements::Streak, StoreError> {
+        Ok(self.get_raw(STREAKS, &voter.0)?.map(|b| dec("participation_streaks", &b)).transpose()?.unwrap_or_default())
+    }
+
+    fn publish_final(&self, finalized: u64) -> Result<Vec<FeedItem>, StoreError> {
+        let tx = self.db.begin_write().map_err(be)?;
+        let mut out = Vec::new();
+        {
+            let outbox = tx.open_table(OUTBOX).map_err(be)?;
+            let mut published = tx.open_table(PUBLISHED).map_err(be)?;
+            let mut feed = tx.open_table(FEED).map_err(be)?;
+            let mut meta = tx.open_table(META).map_err(be)?;
+            let upto: Option<Vec<u8>> = meta.get(K_PUBLISHED_UPTO).map_err(be)?.map(|g| g.value().to_vec());
+            let mut seq: u64 = meta.get(K_FEED_SEQ).map_err(be)?.map(|g| dec("meta", g.value())).transpose()?.unwrap_or(0);
+            let end = (finalized + 1).to_be_bytes();
+            let start = match &upto {
+                Some(k) => {
+                    let mut k = k.clone();
+                    k.push(0);
+                    k
+                }
+                None => vec![],
+            };
+            let mut last = None;
+            for r in outbox.range(start.as_slice()..end.as_slice()).map_err(be)? {
+                let (k, v) = r.map_err(be)?;
+                let event: GovernanceEvent = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt { table: "governance_events_outbox", message: e.to_string() })?;
+                seq += 1;
+                let item = FeedItem { seq, item_type: "event".into(), event };
+                feed.insert(seq.to_be_bytes().as_slice(), serde_json::to_vec(&item).unwrap_or_default().as_slice()).map_err(be)?;
+                published.insert(k.value(), v.value()).map_err(be)?;
+                last = Some(k.value().to_vec());
+                out.push(item);
+            }
+            if let Some(k) = last {
+                meta.insert(K_PUBLISHED_UPTO, k.as_slice()).map_err(be)?;
+                meta.insert(K_FEED_SEQ, enc(&seq).as_slice()).map_err(be)?;
+            }
+        }
+        if out.is_empty() {
+            tx.abort().map_err(be)?;
+        } else {
+            tx.commit().map_err(be)?;
+        }
+        Ok(out)
+    }
+
+    fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let t = tx.open_table(FEED).map_err(be)?;
+        let mut out = Vec::new();
+        for r in t.range((after + 1).to_be_bytes().as_slice()..).map_err(be)?.take(limit) {
+            let (_, v) = r.map_err(be)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt { table: "governance_events_feed", message: e.to_string() })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn account_events(&self, account: &Address) -> Result<Vec<(GovernanceEvent, bool)>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let outbox = tx.open_table(OUTBOX).map_err(be)?;
+        let published = tx.open_table(PUBLISHED).map_err(be)?;
+        let mut out = Vec::new();
+        Self::scan(&tx, OUTBOX_BY_ACCOUNT, &account.0, None, false, |k, _| {
+            let key = &k[20..];
+            if let Some(g) = outbox.get(key).map_err(be)? {
+                let e: GovernanceEvent = serde_json::from_slice(g.value())
+                    .map_err(|e| StoreError::Corrupt { table: "governance_events_outbox", message: e.to_string() })?;
+                let is_final = published.get(key).map_err(be)?.is_some();
+                out.push((e, is_final));
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     fn stats(&self) -> Result<Stats, StoreError> {
         let tx = self.db.begin_read().map_err(be)?;
         let mut s = Stats::default();
@@ -813,6 +919,43 @@ impl Store for EmbeddedStore {
         s.accounts = c.accounts;
         Ok(s)
     }
+}
+
+/// After a rollback to `target`: published events of later blocks that the rollback removed
+/// (or replaced) are retracted on the feed, and publishing resumes from `target`.
+fn retract_orphans(tx: &WriteTransaction, w: &mut Writer<'_>, target: u64) -> Result<(), StoreError> {
+    let mut published = tx.open_table(PUBLISHED).map_err(be)?;
+    let mut feed = tx.open_table(FEED).map_err(be)?;
+    let from = (target + 1).to_be_bytes();
+    let later: Vec<(Vec<u8>, Vec<u8>)> = published
+        .range(from.as_slice()..)
+        .map_err(be)?
+        .map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+        .collect::<Result<_, _>>()
+        .map_err(be)?;
+    let mut seq: u64 = w.get(T_META, K_FEED_SEQ)?.map(|b| dec("meta", &b)).transpose()?.unwrap_or(0);
+    for (k, event_json) in later {
+        let still = w.tables[T_OUTBOX].get(k.as_slice()).map_err(be)?.map(|g| g.value().to_vec());
+        if still.as_deref() == Some(event_json.as_slice()) {
+            continue;
+        }
+        let event: GovernanceEvent = serde_json::from_slice(&event_json)
+            .map_err(|e| StoreError::Corrupt { table: "governance_events_published", message: e.to_string() })?;
+        seq += 1;
+        let item = FeedItem { seq, item_type: "retraction".into(), event };
+        feed.insert(seq.to_be_bytes().as_slice(), serde_json::to_vec(&item).unwrap_or_default().as_slice()).map_err(be)?;
+        published.remove(k.as_slice()).map_err(be)?;
+    }
+    // Feed bookkeeping is not journaled: written directly, not through the undo log.
+    let meta = &mut w.tables[T_META];
+    meta.insert(K_FEED_SEQ, enc(&seq).as_slice()).map_err(be)?;
+    // Publishing resumes after the last published event at or before the target block.
+    let upto: Option<Vec<u8>> = published.range(..from.as_slice()).map_err(be)?.next_back().map(|r| r.map(|(k, _)| k.value().to_vec())).transpose().map_err(be)?;
+    match upto {
+        Some(k) => meta.insert(K_PUBLISHED_UPTO, k.as_slice()).map_err(be)?,
+        None => meta.remove(K_PUBLISHED_UPTO).map_err(be)?,
+    };
+    Ok(())
 }
 
 /// Causal order of statuses within one block.

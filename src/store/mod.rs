@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{
     AccountPower, Address, GovernorInfo, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, Vote, B256, U256,
 };
+use crate::streams::achievements::{FeedItem, GovernanceEvent, Streak};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,15 @@ pub enum Mutation {
     TimelockOp(Box<TimelockOperation>),
     /// Replace the governor's settings (after `VotingDelaySet`, `TimelockChange`, ...).
     Info(Box<GovernorInfo>),
+    /// A governance event for the achievement system, into the outbox.
+    Outbox(Box<GovernanceEvent>),
+    /// A voter's participation streak.
+    Streak {
+        /// Voter.
+        voter: Address,
+        /// New streak.
+        streak: Streak,
+    },
 }
 
 /// Everything derived from blocks `[from, to]`, committed atomically with the cursor.
@@ -282,4 +292,14 @@ pub trait Store: Send + Sync + 'static {
     fn timelock_op(&self, id: &B256) -> Result<Option<TimelockOperation>, StoreError>;
     /// Counters for the stats endpoint.
     fn stats(&self) -> Result<Stats, StoreError>;
+
+    /// A voter's participation streak.
+    fn streak(&self, voter: &Address) -> Result<Streak, StoreError>;
+    /// Appends every unpublished outbox event of blocks up to `finalized` to the feed, in chain
+    /// order, exactly once; returns the items appended.
+    fn publish_final(&self, finalized: u64) -> Result<Vec<FeedItem>, StoreError>;
+    /// Feed items after position `after`.
+    fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedItem>, StoreError>;
+    /// An account's governance events (outbox, final or not) with whether each is published.
+    fn account_events(&self, account: &Address) -> Result<Vec<(GovernanceEvent, bool)>, StoreError>;
 }

@@ -116,6 +116,7 @@ pub struct Listener {
     range: u64,
     successes: u32,
     stop: Arc<AtomicBool>,
+    publisher: Option<crate::streams::achievements::Publisher>,
 }
 
 impl Listener {
@@ -131,7 +132,20 @@ impl Listener {
         status.confirmations.store(settings.confirmations, Ordering::Relaxed);
         status.start_block.store(settings.start_block, Ordering::Relaxed);
         let range = settings.max_range.max(1);
-        Listener { rpc, store, pipeline, settings, status, range, successes: 0, stop }
+        Listener { rpc, store, pipeline, settings, status, range, successes: 0, stop, publisher: None }
+    }
+
+    /// Publishes governance events to the feed and `bus` once final.
+    pub fn with_publisher(mut self, publisher: crate::streams::achievements::Publisher) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    fn publish(&self) -> Result<(), ListenerError> {
+        if let Some(p) = &self.publisher {
+            p.publish(&*self.store, self.status.finalized())?;
+        }
+        Ok(())
     }
 
     /// After an error: drop in-memory actor state and reload from the store.
@@ -183,6 +197,7 @@ impl Listener {
                 }
             }
             if next > head {
+                self.publish()?;
                 self.status.caught_up.store(true, Ordering::Relaxed);
                 metrics::gauge!(m::LISTENER_BACKFILL_REMAINING_BLOCKS).set(0.0);
                 progress.finish(head);
@@ -203,6 +218,7 @@ impl Listener {
             let mut data = data;
             data.prune_below = Some(head.saturating_sub(self.settings.reorg_window + 1));
             let outcome = self.pipeline.process(data).await?;
+            self.publish()?;
             self.status.indexed.store(to, Ordering::Relaxed);
             metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(to as f64);
             metrics::counter!(m::LISTENER_BLOCKS_PROCESSED_TOTAL).increment(to - next + 1);
@@ -352,6 +368,8 @@ impl Listener {
         metrics::gauge!(m::LISTENER_REORG_DEPTH_BLOCKS).set(depth as f64);
         tracing::warn!(target: "listener", ancestor, depth, resume_after = ?new_cursor.map(|c| c.block), "reorg: rolled back orphaned blocks");
         self.pipeline.reset()?;
+        // Retractions written by the rollback go out now.
+        self.publish()?;
         Ok(())
     }
 }

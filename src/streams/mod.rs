@@ -1,6 +1,7 @@
 //! Streams: the chain listener, log decoding and the pipeline that turns ranges of blocks into
 //! atomic store batches.
 
+pub mod achievements;
 pub mod decode;
 pub mod listener;
 pub mod pipeline;

@@ -21,6 +21,7 @@ use crate::domain::{
 };
 use crate::metrics as m;
 use crate::store::{Batch, BlockRecord, EventId, Mutation, Store, StoreError};
+use crate::streams::achievements::{self as ach, GovernanceEvent, Origin, Streak};
 use crate::streams::decode::{self, GovEvent, RawLog, Setting};
 
 /// Pipeline failures.
@@ -148,6 +149,7 @@ pub struct Pipeline {
     shard_count: usize,
     cache_per_shard: usize,
     actor_restarts: u64,
+    proposal_count: u64,
 }
 
 impl Pipeline {
@@ -171,6 +173,7 @@ impl Pipeline {
             shard_count: shard_count.max(1),
             cache_per_shard,
             actor_restarts: 0,
+            proposal_count: 0,
         };
         p.reset()?;
         Ok(p)
@@ -195,6 +198,7 @@ impl Pipeline {
         for p in self.store.live_proposals()? {
             self.spawn(p);
         }
+        self.proposal_count = self.store.stats()?.proposals;
         metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
         Ok(())
     }
@@ -235,6 +239,10 @@ impl Pipeline {
         // read from the benefit executor at that block.
         let mut bonus_events: std::collections::HashSet<(Address, u64)> = std::collections::HashSet::new();
         let mut nft_moves: Vec<(Address, BlockPoint)> = Vec::new();
+        // Governance events for the achievement system, and the streaks they move.
+        let mut outbox: Vec<GovernanceEvent> = Vec::new();
+        let mut streaks: HashMap<Address, Streak> = HashMap::new();
+        let mut batch_proposals: HashMap<U256, (u64, Address)> = HashMap::new();
         let mut applied: Vec<EventId> = Vec::with_capacity(r.logs.len());
 
         for log in &r.logs {
@@ -258,6 +266,15 @@ impl Pipeline {
             let from_nft = Some(meta.address) == self.info.achievement_nft;
             applied.push(EventId { block_number: meta.block_number, block_hash: meta.block_hash, log_index: meta.log_index });
             out.events += 1;
+            let origin = Origin {
+                chain_id: self.info.chain_id,
+                governor: self.info.governor,
+                block_number: bp.number,
+                block_hash: meta.block_hash,
+                log_index: meta.log_index,
+                tx_hash: meta.tx_hash,
+                timestamp: bp.timestamp,
+            };
             let mut push = |pid: U256, input: ProposalInput| {
                 inputs.entry(pid).or_default().push((bp.number, meta.log_index + 1, input));
             };
@@ -267,8 +284,13 @@ impl Pipeline {
                         continue;
                     }
                     let id = ids::proposal(self.info.chain_id, &self.info.governor, &proposal_id);
+                    let creation_index = self.proposal_count;
+                    self.proposal_count += 1;
+                    batch_proposals.insert(proposal_id, (creation_index, proposer));
+                    outbox.push(GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))));
                     let p = Proposal {
                         id,
+                        creation_index,
                         proposal_id,
                         title: title_of(&description),
                         metadata_uri: metadata_uri_of(&description),
@@ -311,10 +333,25 @@ impl Pipeline {
                 }
                 GovEvent::VoteCast { voter, proposal_id, support, weight, reason, params } if from_governor => {
                     metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
+                    outbox.push(GovernanceEvent::new(ach::kind::VOTE_CAST, &origin, voter, &proposal_id, ach::vote_data(support, &weight)));
+                    if let Some((index, _)) = self.proposal_meta(&batch_proposals, &proposal_id)? {
+                        let streak = match streaks.get_mut(&voter) {
+                            Some(s) => s,
+                            None => streaks.entry(voter).or_insert(self.store.streak(&voter)?),
+                        };
+                        if let Some(len) = streak.on_vote(index) {
+                            outbox.push(GovernanceEvent::new(ach::kind::PARTICIPATION_STREAK, &origin, voter, &proposal_id, ach::streak_data(len)));
+                        }
+                    }
                     push(proposal_id, ProposalInput::Vote { voter, support, weight, reason, params, at });
                 }
                 GovEvent::ProposalCanceled { proposal_id } if from_governor => push(proposal_id, ProposalInput::Canceled { at }),
-                GovEvent::ProposalExecuted { proposal_id } if from_governor => push(proposal_id, ProposalInput::Executed { at }),
+                GovEvent::ProposalExecuted { proposal_id } if from_governor => {
+                    if let Some((_, proposer)) = self.proposal_meta(&batch_proposals, &proposal_id)? {
+                        outbox.push(GovernanceEvent::new(ach::kind::PROPOSAL_EXECUTED, &origin, proposer, &proposal_id, serde_json::json!({})));
+                    }
+                    push(proposal_id, ProposalInput::Executed { at });
+                }
                 GovEvent::ProposalQueued { proposal_id, eta } if from_governor => {
                     let operation = scheduled_in_tx.get(&meta.tx_hash).copied();
                     if let Some(op) = operation.and_then(|id| ops.get_mut(&id)) {
@@ -523,6 +560,8 @@ impl Pipeline {
         if info_changed {
             mutations.push(Mutation::Info(Box::new(self.info.clone())));
         }
+        mutations.extend(streaks.into_iter().map(|(voter, streak)| Mutation::Streak { voter, streak }));
+        mutations.extend(outbox.into_iter().map(|e| Mutation::Outbox(Box::new(e))));
 
         let batch = Batch {
             from: r.from,
@@ -558,6 +597,17 @@ impl Pipeline {
             self.publish_business_metrics()?;
         }
         Ok(out)
+    }
+
+    /// Creation index and proposer of a proposal: created in this batch, live, or stored.
+    fn proposal_meta(&self, batch: &HashMap<U256, (u64, Address)>, pid: &U256) -> Result<Option<(u64, Address)>, StoreError> {
+        if let Some(m) = batch.get(pid) {
+            return Ok(Some(*m));
+        }
+        if let Some(l) = self.live.get(pid) {
+            return Ok(Some((l.summary.creation_index, l.summary.proposer)));
+        }
+        Ok(self.store.proposal(pid)?.map(|p| (p.creation_index, p.proposer)))
     }
 
     /// Proposals per status, pass and execution rates (the guide's business metrics).

@@ -1,0 +1,248 @@
+//! Governance events for the achievement system (the guide's §6.1): proposal created, vote
+//! cast, proposal executed and continuous participation, in one versioned JSON schema
+//! (`schema/governance-event.v1.json`), keyed by event identity.
+//!
+//! The pipeline derives them into the store's outbox in the same commit as the chain data, so
+//! a reorg rollback removes them with everything else. The [`Publisher`] moves an event to the
+//! feed (and the in-process bus) only once its block is final (past `confirmations`), exactly
+//! once; an event already published that a deeper reorg removes is followed by a retraction.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{Address, B256, U256};
+use crate::store::{Store, StoreError};
+
+/// Version of the event schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Streak lengths that are achievements.
+pub const STREAK_MILESTONES: &[u64] = &[3, 5, 10, 20, 50, 100];
+
+/// Event kinds.
+pub mod kind {
+    /// A proposal was created.
+    pub const PROPOSAL_CREATED: &str = "proposal.created";
+    /// A vote was cast.
+    pub const VOTE_CAST: &str = "vote.cast";
+    /// A proposal was executed.
+    pub const PROPOSAL_EXECUTED: &str = "proposal.executed";
+    /// A voter voted on N consecutive proposals.
+    pub const PARTICIPATION_STREAK: &str = "participation.streak";
+}
+
+/// One governance event (schema v1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GovernanceEvent {
+    /// Schema version.
+    pub schema_version: u32,
+    /// Identity: `<chainId>:<blockHash>:<logIndex>:<kind>`; consumers deduplicate on it.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Governor.
+    pub governor: Address,
+    /// The account the event is about (proposer or voter).
+    pub account: Address,
+    /// Proposal id (decimal string).
+    pub proposal_id: String,
+    /// Block.
+    pub block_number: u64,
+    /// Block hash.
+    pub block_hash: B256,
+    /// Log index.
+    pub log_index: u64,
+    /// Transaction.
+    pub transaction_hash: B256,
+    /// Block time (RFC 3339).
+    pub timestamp: String,
+    /// Kind-specific data.
+    pub data: serde_json::Value,
+}
+
+/// Where an event comes from on chain.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Governor.
+    pub governor: Address,
+    /// Block.
+    pub block_number: u64,
+    /// Block hash.
+    pub block_hash: B256,
+    /// Log index.
+    pub log_index: u64,
+    /// Transaction.
+    pub tx_hash: B256,
+    /// Block time (unix seconds).
+    pub timestamp: u64,
+}
+
+impl GovernanceEvent {
+    /// Builds an event of `kind` about `account` and `proposal_id`.
+    pub fn new(kind: &str, o: &Origin, account: Address, proposal_id: &U256, data: serde_json::Value) -> Self {
+        GovernanceEvent {
+            schema_version: SCHEMA_VERSION,
+            id: format!("{}:{}:{}:{}", o.chain_id, o.block_hash, o.log_index, kind),
+            kind: kind.to_string(),
+            chain_id: o.chain_id,
+            governor: o.governor,
+            account,
+            proposal_id: proposal_id.to_string(),
+            block_number: o.block_number,
+            block_hash: o.block_hash,
+            log_index: o.log_index,
+            transaction_hash: o.tx_hash,
+            timestamp: crate::domain::time::format(o.timestamp),
+            data,
+        }
+    }
+
+    /// Order key within the outbox: block, log index, kind.
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(17 + self.kind.len());
+        k.extend_from_slice(&self.block_number.to_be_bytes());
+        k.extend_from_slice(&self.log_index.to_be_bytes());
+        k.extend_from_slice(self.kind.as_bytes());
+        k
+    }
+}
+
+/// A voter's participation streak: the creation index of the last proposal voted on and the
+/// number of consecutive proposals (by creation order) voted on up to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streak {
+    /// Creation index of the last proposal in the streak.
+    pub last: u64,
+    /// Length of the streak.
+    pub len: u64,
+}
+
+impl Streak {
+    /// The streak after a vote on the proposal with creation index `index`; `Some(len)` when it
+    /// reaches a milestone.
+    pub fn on_vote(&mut self, index: u64) -> Option<u64> {
+        if self.len > 0 && index <= self.last {
+            // Voting again (fractional) or on an older proposal: the streak does not move.
+            return None;
+        }
+        self.len = if self.len > 0 && index == self.last + 1 { self.len + 1 } else { 1 };
+        self.last = index;
+        STREAK_MILESTONES.contains(&self.len).then_some(self.len)
+    }
+}
+
+/// One item of the feed: an event once final, or the retraction of one a reorg removed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedItem {
+    /// Position in the feed (1, 2, ...).
+    pub seq: u64,
+    /// `event` or `retraction`.
+    #[serde(rename = "type")]
+    pub item_type: String,
+    /// The event (for a retraction: the event retracted).
+    pub event: GovernanceEvent,
+}
+
+/// Data of each kind.
+pub fn created_data(title: &str) -> serde_json::Value {
+    json!({ "title": title })
+}
+
+/// Data of `vote.cast`.
+pub fn vote_data(support: u8, weight: &U256) -> serde_json::Value {
+    json!({ "support": support, "weight": weight.to_string() })
+}
+
+/// Data of `participation.streak`.
+pub fn streak_data(len: u64) -> serde_json::Value {
+    json!({ "streak": len })
+}
+
+/// Moves final outbox events to the feed and retracts published events a reorg removed.
+pub struct Publisher {
+    bus: tokio::sync::broadcast::Sender<FeedItem>,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl Publisher {
+    /// A publisher sending new feed items (after position `sent`, e.g. the feed's end at
+    /// start-up) to `bus` as well.
+    pub fn new(bus: tokio::sync::broadcast::Sender<FeedItem>, sent: u64) -> Self {
+        Publisher { bus, sent: std::sync::atomic::AtomicU64::new(sent) }
+    }
+
+    /// Publishes every outbox event up to block `finalized`, and any retraction a rollback
+    /// wrote, to the bus; returns the items sent.
+    pub fn publish(&self, store: &dyn Store, finalized: u64) -> Result<Vec<FeedItem>, StoreError> {
+        store.publish_final(finalized)?;
+        let mut items = Vec::new();
+        let mut sent = self.sent.load(std::sync::atomic::Ordering::Relaxed);
+        loop {
+            let page = store.feed(sent, 1000)?;
+            if page.is_empty() {
+                break;
+            }
+            sent = page.last().map_or(sent, |i| i.seq);
+            items.extend(page);
+        }
+        self.sent.store(sent, std::sync::atomic::Ordering::Relaxed);
+        for i in &items {
+            // No subscriber is fine: the feed in the store is the durable copy.
+            let _ = self.bus.send(i.clone());
+        }
+        if !items.is_empty() {
+            metrics::counter!(crate::metrics::ACHIEVEMENTS_PUBLISHED_TOTAL, "type" => "event")
+                .increment(items.iter().filter(|i| i.item_type == "event").count() as u64);
+            metrics::counter!(crate::metrics::ACHIEVEMENTS_PUBLISHED_TOTAL, "type" => "retraction")
+                .increment(items.iter().filter(|i| i.item_type == "retraction").count() as u64);
+        }
+        Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaks_count_consecutive_proposals() {
+        let mut s = Streak::default();
+        assert_eq!(s.on_vote(0), None);
+        assert_eq!(s.on_vote(1), None);
+        assert_eq!(s.on_vote(2), Some(3));
+        assert_eq!(s.on_vote(2), None, "a second vote on the same proposal");
+        assert_eq!(s.on_vote(1), None, "an older proposal");
+        assert_eq!(s.len, 3);
+        assert_eq!(s.on_vote(4), None, "a gap restarts the streak");
+        assert_eq!(s.len, 1);
+        for i in 5..8 {
+            s.on_vote(i);
+        }
+        assert_eq!(s.on_vote(8), Some(5));
+    }
+
+    #[test]
+    fn identity_and_order() {
+        let o = Origin {
+            chain_id: 1,
+            governor: Address([1; 20]),
+            block_number: 7,
+            block_hash: B256([2; 32]),
+            log_index: 3,
+            tx_hash: B256([4; 32]),
+            timestamp: 0,
+        };
+        let e = GovernanceEvent::new(kind::VOTE_CAST, &o, Address([5; 20]), &U256::from(9), vote_data(1, &U256::from(10)));
+        assert!(e.id.starts_with("1:0x0202") && e.id.ends_with(":3:vote.cast"), "{}", e.id);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["schemaVersion"], 1);
+        assert_eq!(v["data"]["weight"], "10");
+        assert!(e.key() < GovernanceEvent::new(kind::VOTE_CAST, &Origin { log_index: 4, ..o }, Address([5; 20]), &U256::from(9), vote_data(1, &U256::one())).key());
+    }
+}
