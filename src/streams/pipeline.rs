@@ -456,12 +456,17 @@ impl Pipeline {
         }
 
         if let Some(executor) = self.info.benefit_executor {
-            let mut refreshed: std::collections::HashSet<(Address, u64)> = std::collections::HashSet::new();
+            // One call per (account, block) without a bonus event, issued concurrently.
+            let mut wanted: Vec<(Address, BlockPoint)> = Vec::new();
+            let mut seen: std::collections::HashSet<(Address, u64)> = std::collections::HashSet::new();
             for (a, bp) in nft_moves {
-                if bonus_events.contains(&(a, bp.number)) || !refreshed.insert((a, bp.number)) {
-                    continue;
+                if !bonus_events.contains(&(a, bp.number)) && seen.insert((a, bp.number)) {
+                    wanted.push((a, bp));
                 }
-                let bonus = self.views.bonus_at(&executor, &a, bp.number).await?;
+            }
+            let views = &self.views;
+            let bonuses = futures::future::try_join_all(wanted.iter().map(|(a, bp)| views.bonus_at(&executor, a, bp.number))).await?;
+            for ((a, bp), bonus) in wanted.into_iter().zip(bonuses) {
                 power[shard_of(&a, self.shard_count)].push((a, bp, PowerInput::Bonus(bonus)));
             }
             for inputs in power.iter_mut() {
