@@ -414,7 +414,7 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
         out.push(entry(&format!("participationStreak{n}"), e, *f));
     }
     let proposals = events.iter().filter(|(e, _)| e.kind == kind::PROPOSAL_CREATED).count();
-    let votes = events.iter().filter(|(e, _)| e.kind == kind::VOTE_CAST).count();
+    let votes = state.store.voter_vote_count(&a)?;
     Ok(json(&json!({ "user": a, "proposalsCreated": proposals, "votesCast": votes, "achievements": out })))
 }
 

@@ -230,9 +230,11 @@ impl<'t> Writer<'t> {
             Mutation::Info(info) => {
                 st.put(T_META, K_INFO.to_vec(), enc(info.as_ref()));
             }
-            Mutation::Outbox(e) => {
+            Mutation::Outbox { event: e, achievement } => {
                 let k = e.key();
-                st.put(T_OUTBOX_BY_ACCOUNT, cat(&[&e.account.0, &k]), vec![]);
+                if *achievement {
+                    st.put(T_OUTBOX_BY_ACCOUNT, cat(&[&e.account.0, &k]), vec![]);
+                }
                 // JSON: the outbox holds the event exactly as the schema defines it.
                 st.put(T_OUTBOX, k, serde_json::to_vec(e.as_ref()).unwrap_or_default());
             }
@@ -895,6 +897,16 @@ impl Store for EmbeddedStore {
             Ok(true)
         })?;
         Ok(out)
+    }
+
+    fn voter_vote_count(&self, voter: &Address) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let mut n = 0;
+        Self::scan(&tx, VOTES_BY_VOTER, &voter.0, None, false, |_, _| {
+            n += 1;
+            Ok(true)
+        })?;
+        Ok(n)
     }
 
     fn stats(&self) -> Result<Stats, StoreError> {

@@ -111,8 +111,14 @@ pub enum Mutation {
     TimelockOp(Box<TimelockOperation>),
     /// Replace the governor's settings (after `VotingDelaySet`, `TimelockChange`, ...).
     Info(Box<GovernorInfo>),
-    /// A governance event for the achievement system, into the outbox.
-    Outbox(Box<GovernanceEvent>),
+    /// A governance event for the achievement system, into the outbox; `achievement` marks the
+    /// events an account's achievements are made of (indexed by account).
+    Outbox {
+        /// The event.
+        event: Box<GovernanceEvent>,
+        /// Index it under its account (first proposal, first vote, executions, streaks).
+        achievement: bool,
+    },
     /// A voter's participation streak.
     Streak {
         /// Voter.
@@ -300,6 +306,8 @@ pub trait Store: Send + Sync + 'static {
     fn publish_final(&self, finalized: u64) -> Result<Vec<FeedItem>, StoreError>;
     /// Feed items after position `after`.
     fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedItem>, StoreError>;
-    /// An account's governance events (outbox, final or not) with whether each is published.
+    /// An account's achievement events (outbox, final or not) with whether each is published.
     fn account_events(&self, account: &Address) -> Result<Vec<(GovernanceEvent, bool)>, StoreError>;
+    /// Number of vote records of a voter.
+    fn voter_vote_count(&self, voter: &Address) -> Result<u64, StoreError>;
 }

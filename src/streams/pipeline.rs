@@ -240,7 +240,7 @@ impl Pipeline {
         let mut bonus_events: std::collections::HashSet<(Address, u64)> = std::collections::HashSet::new();
         let mut nft_moves: Vec<(Address, BlockPoint)> = Vec::new();
         // Governance events for the achievement system, and the streaks they move.
-        let mut outbox: Vec<GovernanceEvent> = Vec::new();
+        let mut outbox: Vec<(GovernanceEvent, bool)> = Vec::new();
         let mut streaks: HashMap<Address, Streak> = HashMap::new();
         let mut batch_proposals: HashMap<U256, (u64, Address)> = HashMap::new();
         let mut applied: Vec<EventId> = Vec::with_capacity(r.logs.len());
@@ -287,7 +287,7 @@ impl Pipeline {
                     let creation_index = self.proposal_count;
                     self.proposal_count += 1;
                     batch_proposals.insert(proposal_id, (creation_index, proposer));
-                    outbox.push(GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))));
+                    outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))), true));
                     let p = Proposal {
                         id,
                         creation_index,
@@ -333,14 +333,16 @@ impl Pipeline {
                 }
                 GovEvent::VoteCast { voter, proposal_id, support, weight, reason, params } if from_governor => {
                     metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
-                    outbox.push(GovernanceEvent::new(ach::kind::VOTE_CAST, &origin, voter, &proposal_id, ach::vote_data(support, &weight)));
+                    let streak = match streaks.get_mut(&voter) {
+                        Some(s) => s,
+                        None => streaks.entry(voter).or_insert(self.store.streak(&voter)?),
+                    };
+                    // A voter with no streak yet has never voted: this is its first vote.
+                    let first_vote = streak.len == 0;
+                    outbox.push((GovernanceEvent::new(ach::kind::VOTE_CAST, &origin, voter, &proposal_id, ach::vote_data(support, &weight)), first_vote));
                     if let Some((index, _)) = self.proposal_meta(&batch_proposals, &proposal_id)? {
-                        let streak = match streaks.get_mut(&voter) {
-                            Some(s) => s,
-                            None => streaks.entry(voter).or_insert(self.store.streak(&voter)?),
-                        };
                         if let Some(len) = streak.on_vote(index) {
-                            outbox.push(GovernanceEvent::new(ach::kind::PARTICIPATION_STREAK, &origin, voter, &proposal_id, ach::streak_data(len)));
+                            outbox.push((GovernanceEvent::new(ach::kind::PARTICIPATION_STREAK, &origin, voter, &proposal_id, ach::streak_data(len)), true));
                         }
                     }
                     push(proposal_id, ProposalInput::Vote { voter, support, weight, reason, params, at });
@@ -348,7 +350,7 @@ impl Pipeline {
                 GovEvent::ProposalCanceled { proposal_id } if from_governor => push(proposal_id, ProposalInput::Canceled { at }),
                 GovEvent::ProposalExecuted { proposal_id } if from_governor => {
                     if let Some((_, proposer)) = self.proposal_meta(&batch_proposals, &proposal_id)? {
-                        outbox.push(GovernanceEvent::new(ach::kind::PROPOSAL_EXECUTED, &origin, proposer, &proposal_id, serde_json::json!({})));
+                        outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_EXECUTED, &origin, proposer, &proposal_id, serde_json::json!({})), true));
                     }
                     push(proposal_id, ProposalInput::Executed { at });
                 }
@@ -566,7 +568,7 @@ impl Pipeline {
             mutations.push(Mutation::Info(Box::new(self.info.clone())));
         }
         mutations.extend(streaks.into_iter().map(|(voter, streak)| Mutation::Streak { voter, streak }));
-        mutations.extend(outbox.into_iter().map(|e| Mutation::Outbox(Box::new(e))));
+        mutations.extend(outbox.into_iter().map(|(e, achievement)| Mutation::Outbox { event: Box::new(e), achievement }));
 
         let batch = Batch {
             from: r.from,
