@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== contracts: artifacts match the Solidity sources"
 node scripts/compile-contracts.js --check
-echo "== benches and examples compile"
-cargo build --locked --benches --examples --quiet
+echo "== benches compile"
+cargo build --locked --benches --quiet
 echo "== cargo test (unit, store conformance, anvil end-to-end, crash)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -8,6 +8,8 @@
 //! - `http/`: the warp API (`/v1`), problem+json errors, health and metrics.
 //! - `store/`: the store trait and its embedded (redb) backend.
 //! - `chain/`: the JSON-RPC edge (ethers), retries, discovery of the governor's satellites.
+//! - `demo/`: `govflow demo`: anvil, the CultureBridge contracts, a governance story and
+//!   govflow following it (also used by `tests/demo_e2e.rs`).
 //! - `domain.rs`: the data model; `config.rs`: configuration; `metrics.rs`: metric names;
 //!   `app.rs`: wiring and start-up order.
 
@@ -15,6 +17,7 @@ pub mod actors;
 pub mod app;
 pub mod chain;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod metrics;

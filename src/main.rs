@@ -43,6 +43,9 @@ enum Command {
     Run(RunArgs),
     /// Validate the configuration and print it as TOML.
     CheckConfig(RunArgs),
+    /// Start a local chain (anvil), deploy the CultureBridge contracts, play a governance
+    /// story and serve it with govflow until Ctrl-C.
+    Demo(govflow::demo::DemoArgs),
 }
 
 fn load(args: &RunArgs) -> Result<govflow::config::Config, govflow::config::ConfigErrors> {
@@ -76,9 +79,26 @@ fn init_logging(cfg: &govflow::config::Config) {
     }
 }
 
+fn actix_system() -> actix_rt::SystemRunner {
+    actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime")
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => {
+            // `info` unless GOVFLOW_LOG says otherwise.
+            init_logging(&govflow::config::Config::default());
+            match actix_system().block_on(govflow::demo::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("govflow demo: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::CheckConfig(args) => match load(&args) {
             Ok(mut cfg) => {
                 cfg.chain.rpc_url = govflow::chain::redact_url(&cfg.chain.rpc_url);
@@ -99,13 +119,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&cfg);
-            let system = actix_rt::System::with_tokio_rt(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("cannot start the tokio runtime")
-            });
-            match system.block_on(govflow::app::run(cfg)) {
+            match actix_system().block_on(govflow::app::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("govflow: {e:#}");
