@@ -130,15 +130,26 @@ fn main() {
     assert_eq!(ok, total, "every synthetic log decodes");
     println!("decode only:            {:>10.0} events/s  ({:.3}s)", total as f64 / secs, secs);
 
-    // 2. Decode + proposal actors + voter-power shards + atomic commits with the cursor.
+    // 2. Decode + proposal actors + voter-power shards + atomic commits with the cursor, with
+    //    and without the governance events for the achievement system.
+    for achievements in [false, true] {
+        run_pipeline(&logs, total, blocks_per_range, achievements);
+    }
+}
+
+fn run_pipeline(logs: &[RawLog], total: u64, blocks_per_range: u64, achievements: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut store = EmbeddedStore::open(dir.path()).expect("store");
-    if std::env::var("BENCH_NO_FSYNC").is_ok() { store.set_durable(false); }
+    if std::env::var("BENCH_NO_FSYNC").is_ok() {
+        store.set_durable(false);
+    }
     let store: Arc<dyn Store> = Arc::new(store);
     store.init_info(&info()).expect("init");
     let sys = actix_rt::System::new();
     let (applied, secs, commits) = sys.block_on(async {
-        let mut pipeline = Pipeline::new(store.clone(), info(), ChainViews::Synthetic { quorum: U256::from(1) }, 4, 100_000).expect("pipeline");
+        let mut pipeline = Pipeline::new(store.clone(), info(), ChainViews::Synthetic { quorum: U256::from(1) }, 4, 100_000)
+            .expect("pipeline")
+            .with_achievements(achievements);
         let last_block = logs.last().map(|l| l.block_number).unwrap_or(1);
         let t = Instant::now();
         let mut applied = 0usize;
@@ -168,14 +179,16 @@ fn main() {
         (applied, t.elapsed().as_secs_f64(), commits)
     });
     assert_eq!(applied as u64, total, "every event applied");
+    let label = if achievements { "+ achievement events" } else { "indexing only" };
     println!(
-        "decode + actors + commit: {:>9.0} events/s  ({:.3}s, {commits} atomic commits, {:.1} ms/commit)",
+        "decode + actors + commit ({label}): {:>9.0} events/s  ({:.3}s, {commits} atomic commits, {:.1} ms/commit)",
         total as f64 / secs,
         secs,
         secs * 1000.0 / commits as f64
     );
     let s = store.stats().expect("stats");
-    println!("  store: {} proposals, {} votes, {} accounts, {} events", s.proposals, s.votes, s.accounts, s.events);
+    let feed_len = store.publish_final(u64::MAX).expect("publish").len();
+    println!("  store: {} proposals, {} votes, {} accounts, {} events, {feed_len} governance events", s.proposals, s.votes, s.accounts, s.events);
     let size: u64 = std::fs::read_dir(dir.path()).map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
     println!("  store file: {:.1} MiB ({:.0} bytes/event)", size as f64 / 1048576.0, size as f64 / total as f64);
 }

@@ -90,7 +90,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ChainViews::Rpc(rpc.clone()),
         cfg.voter_power.shards,
         cfg.voter_power.cache_accounts_per_shard,
-    )?;
+    )?
+    .with_achievements(cfg.achievements.enabled);
     let stop = Arc::new(AtomicBool::new(false));
     let settings = ListenerSettings {
         start_block,

@@ -22,6 +22,22 @@ pub struct Config {
     pub voter_power: VoterPowerConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Governance events for the achievement system.
+    pub achievements: AchievementsConfig,
+}
+
+/// `[achievements]`: governance events for the achievement system.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AchievementsConfig {
+    /// Derive governance events (outbox, feed, achievements endpoint).
+    pub enabled: bool,
+}
+
+impl Default for AchievementsConfig {
+    fn default() -> Self {
+        AchievementsConfig { enabled: true }
+    }
 }
 
 /// `[chain]`: where to read governance from.
@@ -167,7 +183,7 @@ pub struct ConfigIssue {
 #[error("invalid configuration:\n{}", .0.iter().map(|i| format!("  - {}: {}", i.path, i.message)).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigIssue>);
 
-const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log"];
+const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log", "achievements"];
 
 fn check_section<T: for<'de> Deserialize<'de>>(name: &str, v: &toml::Value, issues: &mut Vec<ConfigIssue>) {
     let Some(t) = v.as_table() else {
@@ -246,6 +262,7 @@ pub fn load(
             "http" => check_section::<HttpConfig>(k, v, &mut issues),
             "voter_power" => check_section::<VoterPowerConfig>(k, v, &mut issues),
             "log" => check_section::<LogConfig>(k, v, &mut issues),
+            "achievements" => check_section::<AchievementsConfig>(k, v, &mut issues),
             other => issues.push(ConfigIssue { path: other.into(), message: format!("unknown section; expected one of {}", SECTIONS.join(", ")) }),
         }
     }
@@ -369,6 +386,8 @@ mod tests {
         assert_eq!(v.shards, 8);
         let l: LogConfig = toml::from_str("format = \"json\"").unwrap();
         assert_eq!(l.level, "info");
+        let a: AchievementsConfig = toml::from_str("enabled = false").unwrap();
+        assert!(!a.enabled);
     }
 
     #[test]

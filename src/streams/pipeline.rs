@@ -150,6 +150,7 @@ pub struct Pipeline {
     cache_per_shard: usize,
     actor_restarts: u64,
     proposal_count: u64,
+    achievements: bool,
 }
 
 impl Pipeline {
@@ -174,6 +175,7 @@ impl Pipeline {
             cache_per_shard,
             actor_restarts: 0,
             proposal_count: 0,
+            achievements: true,
         };
         p.reset()?;
         Ok(p)
@@ -201,6 +203,12 @@ impl Pipeline {
         self.proposal_count = self.store.stats()?.proposals;
         metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
         Ok(())
+    }
+
+    /// Turns the derivation of governance events for the achievement system on or off.
+    pub fn with_achievements(mut self, on: bool) -> Self {
+        self.achievements = on;
+        self
     }
 
     /// The governor's current settings.
@@ -335,6 +343,7 @@ impl Pipeline {
                     metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
                     let streak = match streaks.get_mut(&voter) {
                         Some(s) => s,
+                        None if !self.achievements => streaks.entry(voter).or_default(),
                         None => streaks.entry(voter).or_insert(self.store.streak(&voter)?),
                     };
                     // A voter with no streak yet has never voted: this is its first vote.
@@ -567,8 +576,10 @@ impl Pipeline {
         if info_changed {
             mutations.push(Mutation::Info(Box::new(self.info.clone())));
         }
-        mutations.extend(streaks.into_iter().map(|(voter, streak)| Mutation::Streak { voter, streak }));
-        mutations.extend(outbox.into_iter().map(|(e, achievement)| Mutation::Outbox { event: Box::new(e), achievement }));
+        if self.achievements {
+            mutations.extend(streaks.into_iter().map(|(voter, streak)| Mutation::Streak { voter, streak }));
+            mutations.extend(outbox.into_iter().map(|(e, achievement)| Mutation::Outbox { event: Box::new(e), achievement }));
+        }
 
         let batch = Batch {
             from: r.from,
