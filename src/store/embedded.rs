@@ -833,7 +833,7 @@ impl Store for EmbeddedStore {
             let mut meta = tx.open_table(META).map_err(be)?;
             let upto: Option<Vec<u8>> = meta.get(K_PUBLISHED_UPTO).map_err(be)?.map(|g| g.value().to_vec());
             let mut seq: u64 = meta.get(K_FEED_SEQ).map_err(be)?.map(|g| dec("meta", g.value())).transpose()?.unwrap_or(0);
-            let end = (finalized + 1).to_be_bytes();
+            let end = finalized.saturating_add(1).to_be_bytes();
             let start = match &upto {
                 Some(k) => {
                     let mut k = k.clone();

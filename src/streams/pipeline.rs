@@ -295,7 +295,9 @@ impl Pipeline {
                     let creation_index = self.proposal_count;
                     self.proposal_count += 1;
                     batch_proposals.insert(proposal_id, (creation_index, proposer));
-                    outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))), true));
+                    if self.achievements {
+                        outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))), true));
+                    }
                     let p = Proposal {
                         id,
                         creation_index,
@@ -341,24 +343,25 @@ impl Pipeline {
                 }
                 GovEvent::VoteCast { voter, proposal_id, support, weight, reason, params } if from_governor => {
                     metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
-                    let streak = match streaks.get_mut(&voter) {
-                        Some(s) => s,
-                        None if !self.achievements => streaks.entry(voter).or_default(),
-                        None => streaks.entry(voter).or_insert(self.store.streak(&voter)?),
-                    };
-                    // A voter with no streak yet has never voted: this is its first vote.
-                    let first_vote = streak.len == 0;
-                    outbox.push((GovernanceEvent::new(ach::kind::VOTE_CAST, &origin, voter, &proposal_id, ach::vote_data(support, &weight)), first_vote));
-                    if let Some((index, _)) = self.proposal_meta(&batch_proposals, &proposal_id)? {
-                        if let Some(len) = streak.on_vote(index) {
-                            outbox.push((GovernanceEvent::new(ach::kind::PARTICIPATION_STREAK, &origin, voter, &proposal_id, ach::streak_data(len)), true));
+                    if self.achievements {
+                        let streak = match streaks.get_mut(&voter) {
+                            Some(s) => s,
+                            None => streaks.entry(voter).or_insert(self.store.streak(&voter)?),
+                        };
+                        // A voter with no streak yet has never voted: this is its first vote.
+                        let first_vote = streak.len == 0;
+                        outbox.push((GovernanceEvent::new(ach::kind::VOTE_CAST, &origin, voter, &proposal_id, ach::vote_data(support, &weight)), first_vote));
+                        if let Some((index, _)) = self.proposal_meta(&batch_proposals, &proposal_id)? {
+                            if let Some(len) = streak.on_vote(index) {
+                                outbox.push((GovernanceEvent::new(ach::kind::PARTICIPATION_STREAK, &origin, voter, &proposal_id, ach::streak_data(len)), true));
+                            }
                         }
                     }
                     push(proposal_id, ProposalInput::Vote { voter, support, weight, reason, params, at });
                 }
                 GovEvent::ProposalCanceled { proposal_id } if from_governor => push(proposal_id, ProposalInput::Canceled { at }),
                 GovEvent::ProposalExecuted { proposal_id } if from_governor => {
-                    if let Some((_, proposer)) = self.proposal_meta(&batch_proposals, &proposal_id)? {
+                    if let Some((_, proposer)) = self.achievements.then(|| self.proposal_meta(&batch_proposals, &proposal_id)).transpose()?.flatten() {
                         outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_EXECUTED, &origin, proposer, &proposal_id, serde_json::json!({})), true));
                     }
                     push(proposal_id, ProposalInput::Executed { at });
