@@ -297,6 +297,12 @@ fn print_guide(base: &str, anvil: &Anvil, dep: &CbDeployment, report: &StoryRepo
         ),
         (format!("curl {base}/v1/users/{}/governance-benefits", who("farah")), "farah: types 2 and 3, best of each benefit".to_owned()),
         (format!("curl {base}/v1/users/{}/votes", who("rosa")), "rosa: her P8 vote is the one from after the reorg".to_owned()),
+        (format!("curl {base}/v1/delegates"), "delegates ranked by counted weight, with delegator counts".to_owned()),
+        (
+            format!("curl {base}/v1/users/{}/governance-achievements", who("jonas")),
+            "jonas: first vote, participation streaks, with the events that earned them".to_owned(),
+        ),
+        (format!("curl '{base}/v1/events/governance?after=0&limit=20'"), "governance events for the achievement system, once final".to_owned()),
         (format!("curl {base}/v1/proposals/stats"), "counts per status, pass and execution rates".to_owned()),
         (format!("curl {base}/v1/status"), "discovered contracts, head, indexed block, reorgs handled".to_owned()),
         (format!("curl {base}/metrics"), "Prometheus metrics".to_owned()),
