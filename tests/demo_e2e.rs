@@ -69,7 +69,7 @@ async fn govflow_agrees_with_the_chain_on_the_demo_story() {
         let g = gf.get_ok(&format!("/v1/proposals/{}", p.id)).await;
         let state = ProposalState::from_u8(dep.state(p.id).await.unwrap()).unwrap();
         assert_eq!(state, p.intended, "{} on chain", p.label);
-        assert_eq!(g["status"], state.name(), "status of {}: {g}", p.label);
+        assert_eq!(g["status"], state.as_str(), "status of {}: {g}", p.label);
         let (against, for_, abstain) = dep.proposal_votes(p.id).await.unwrap();
         assert_eq!(
             (dec(&g["againstVotes"]), dec(&g["forVotes"]), dec(&g["abstainVotes"])),

@@ -255,7 +255,7 @@ fn print_guide(base: &str, anvil: &Anvil, dep: &CbDeployment, report: &StoryRepo
     println!();
     println!("   the proposals (status as the governor's state() reports it):");
     for p in &report.proposals {
-        println!("     {:<3} {:<10} {}: {}", p.label, p.intended.name(), p.title, p.note);
+        println!("     {:<3} {:<10} {}: {}", p.label, p.intended.as_str(), p.title, p.note);
         println!("         curl {base}/v1/proposals/{}", p.id);
     }
     println!();

@@ -30,54 +30,8 @@ pub mod support {
 }
 use support::{ABSTAIN, AGAINST, FOR};
 
-/// The governor's `ProposalState`, in the contract's order (names as govflow's API spells them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProposalState {
-    /// Voting not started.
-    Pending = 0,
-    /// Voting open.
-    Active = 1,
-    /// Canceled.
-    Canceled = 2,
-    /// No quorum or no majority.
-    Defeated = 3,
-    /// Passed, not queued.
-    Succeeded = 4,
-    /// Scheduled on the timelock.
-    Queued = 5,
-    /// Queued too long (not reachable with a TimelockController).
-    Expired = 6,
-    /// Executed.
-    Executed = 7,
-}
-
-impl ProposalState {
-    /// From `state(id)`'s value.
-    pub fn from_u8(v: u8) -> Option<ProposalState> {
-        use ProposalState::*;
-        [Pending, Active, Canceled, Defeated, Succeeded, Queued, Expired, Executed].get(v as usize).copied()
-    }
-
-    /// `Pending`, `Active`, ... as in govflow's `status`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProposalState::Pending => "Pending",
-            ProposalState::Active => "Active",
-            ProposalState::Canceled => "Canceled",
-            ProposalState::Defeated => "Defeated",
-            ProposalState::Succeeded => "Succeeded",
-            ProposalState::Queued => "Queued",
-            ProposalState::Expired => "Expired",
-            ProposalState::Executed => "Executed",
-        }
-    }
-}
-
-impl std::fmt::Display for ProposalState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The governor's `ProposalState` is govflow's [`ProposalStatus`](crate::domain::ProposalStatus).
+pub use crate::domain::ProposalStatus as ProposalState;
 
 /// How a voter's tokens are delegated at the start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
