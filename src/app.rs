@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
 use crate::actors::listener::ListenerActor;
-use crate::chain::{discovery, RetryPolicy, RpcClient};
+use crate::chain::{discovery, ChainError, RetryPolicy, RpcClient};
 use crate::config::Config;
 use crate::http::{self, ApiState};
 use crate::store::embedded::EmbeddedStore;
@@ -35,7 +35,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let chain_id = rpc.chain_id().await.with_context(|| format!("cannot reach the RPC node at {} (chain.rpc_url)", rpc.redacted_url()))?;
     if let Some(want) = cfg.chain.chain_id {
         if want != chain_id {
-            bail!("chain.chain_id is {want} but the node at chain.rpc_url serves chain {chain_id}");
+            return Err(ChainError::ChainIdMismatch { configured: want, actual: chain_id }).context("chain.chain_id");
         }
     }
     let store: Arc<dyn Store> = Arc::new(
@@ -105,7 +105,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // Governance events for the achievement system: the store's feed is the durable copy; the
     // in-process bus serves subscribers in this process.
     let (bus, _) = tokio::sync::broadcast::channel(4096);
-    let feed_end = feed_end(&*store)?;
+    let feed_end = store.feed_position()?;
     let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
         .with_publisher(crate::streams::achievements::Publisher::new(bus.clone(), feed_end));
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
@@ -134,18 +134,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     outcome
-}
-
-/// Last position of the governance event feed.
-fn feed_end(store: &dyn Store) -> anyhow::Result<u64> {
-    let mut after = 0;
-    loop {
-        let page = store.feed(after, 10_000)?;
-        match page.last() {
-            Some(i) => after = i.seq,
-            None => return Ok(after),
-        }
-    }
 }
 
 async fn shutdown_signal() {

@@ -867,6 +867,10 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    fn feed_position(&self) -> Result<u64, StoreError> {
+        Ok(self.get_raw(META, K_FEED_SEQ)?.map(|b| dec("meta", &b)).transpose()?.unwrap_or(0))
+    }
+
     fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
         let tx = self.db.begin_read().map_err(be)?;
         let t = tx.open_table(FEED).map_err(be)?;

@@ -304,6 +304,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends every unpublished outbox event of blocks up to `finalized` to the feed, in chain
     /// order, exactly once; returns the items appended.
     fn publish_final(&self, finalized: u64) -> Result<Vec<FeedItem>, StoreError>;
+    /// Position of the last feed item (0 when empty).
+    fn feed_position(&self) -> Result<u64, StoreError>;
     /// Feed items after position `after`.
     fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedItem>, StoreError>;
     /// An account's achievement events (outbox, final or not) with whether each is published.
