@@ -23,6 +23,7 @@ use crate::chain::{discovery, ChainError, RetryPolicy, RpcClient};
 use crate::config::Config;
 use crate::http::{self, ApiState};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::scylla::ScyllaStore;
 use crate::store::Store;
 use crate::streams::listener::{IndexerStatus, Listener, ListenerSettings};
 use crate::streams::pipeline::{ChainViews, Pipeline};
@@ -38,9 +39,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             return Err(ChainError::ChainIdMismatch { configured: want, actual: chain_id }).context("chain.chain_id");
         }
     }
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&cfg.store.data_dir).with_context(|| format!("opening store in {}", cfg.store.data_dir.display()))?,
-    );
+    let store: Arc<dyn Store> = match cfg.store.backend.as_str() {
+        "scylla" => {
+            let s = ScyllaStore::connect(&cfg.scylla, cfg.scylla.migrate_on_start)
+                .with_context(|| format!("opening the ScyllaDB store (keyspace {} on {})", cfg.scylla.keyspace, cfg.scylla.nodes))?;
+            tracing::info!(target: "app", nodes = %cfg.scylla.nodes, keyspace = %cfg.scylla.keyspace, consistency = %cfg.scylla.consistency, "ScyllaDB store connected");
+            Arc::new(s)
+        }
+        _ => Arc::new(
+            EmbeddedStore::open(&cfg.store.data_dir).with_context(|| format!("opening store in {}", cfg.store.data_dir.display()))?,
+        ),
+    };
     let governor = cfg.governor();
     let (mut info, fresh) = match store.info()? {
         Some(i) if i.governor == governor && i.chain_id == chain_id => (i, false),

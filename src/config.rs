@@ -24,6 +24,90 @@ pub struct Config {
     pub log: LogConfig,
     /// Governance events for the achievement system.
     pub achievements: AchievementsConfig,
+    /// ScyllaDB (or any CQL engine) store, used when `store.backend = "scylla"`.
+    pub scylla: ScyllaConfig,
+}
+
+/// `[scylla]`: the ScyllaDB store (`store.backend = "scylla"`). Any CQL engine speaking the
+/// native protocol v4 works; the tests run it on Apache Cassandra 5.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScyllaConfig {
+    /// Contact points, `host:port` separated by commas; the rest of the cluster is discovered.
+    pub nodes: String,
+    /// Keyspace (created by `govflow migrate` or at start-up with `migrate_on_start`).
+    pub keyspace: String,
+    /// Replication map of the keyspace, as CQL (used when the keyspace is created).
+    pub replication: String,
+    /// Extra keyspace options appended to `CREATE KEYSPACE` (ScyllaDB with tablets:
+    /// `AND tablets = {'enabled': false}`, since counters and LWT need vnodes there).
+    pub keyspace_options: String,
+    /// Apply pending schema migrations at start-up.
+    pub migrate_on_start: bool,
+    /// Consistency of reads and writes: `local_quorum`, `quorum`, `local_one`, `one`, `all`, ...
+    pub consistency: String,
+    /// Consistency of the Paxos phase of lightweight transactions: `local_serial` or `serial`.
+    pub serial_consistency: String,
+    /// Preferred datacenter for token-aware routing (unset: any).
+    pub local_datacenter: Option<String>,
+    /// Client-side timeout of one request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Timeout of opening a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Connections per node (per shard on ScyllaDB).
+    pub connections_per_node: usize,
+    /// Speculative executions of idempotent reads and writes (0 = off).
+    pub speculative_retries: usize,
+    /// Delay before each speculative execution, in milliseconds.
+    pub speculative_delay_ms: u64,
+    /// Retry policy: `default` (retry what is safe to retry) or `none`.
+    pub retry_policy: String,
+    /// Rows per page when the store scans a partition or a table.
+    pub page_size: i32,
+    /// Requests in flight per batch commit.
+    pub write_concurrency: usize,
+    /// User name (password authentication); unset: no authentication.
+    pub username: Option<String>,
+    /// Password; never logged.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ScyllaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScyllaConfig")
+            .field("nodes", &self.nodes)
+            .field("keyspace", &self.keyspace)
+            .field("replication", &self.replication)
+            .field("consistency", &self.consistency)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ScyllaConfig {
+    fn default() -> Self {
+        ScyllaConfig {
+            nodes: "127.0.0.1:9042".into(),
+            keyspace: "govflow".into(),
+            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            keyspace_options: String::new(),
+            migrate_on_start: true,
+            consistency: "local_quorum".into(),
+            serial_consistency: "local_serial".into(),
+            local_datacenter: None,
+            request_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            connections_per_node: 1,
+            speculative_retries: 0,
+            speculative_delay_ms: 100,
+            retry_policy: "default".into(),
+            page_size: 1_000,
+            write_concurrency: 256,
+            username: None,
+            password: None,
+        }
+    }
 }
 
 /// `[achievements]`: governance events for the achievement system.
@@ -107,7 +191,7 @@ impl Default for ChainConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Backend: `embedded` (redb file in `data_dir`).
+    /// Backend: `embedded` (redb file in `data_dir`) or `scylla` (the `[scylla]` section).
     pub backend: String,
     /// Directory of the embedded store.
     pub data_dir: PathBuf,
@@ -183,7 +267,7 @@ pub struct ConfigIssue {
 #[error("invalid configuration:\n{}", .0.iter().map(|i| format!("  - {}: {}", i.path, i.message)).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigIssue>);
 
-const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log", "achievements"];
+const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log", "achievements", "scylla"];
 
 fn check_section<T: for<'de> Deserialize<'de>>(name: &str, v: &toml::Value, issues: &mut Vec<ConfigIssue>) {
     let Some(t) = v.as_table() else {
@@ -214,7 +298,7 @@ fn scalar(s: &str) -> toml::Value {
 }
 
 /// Keys that stay strings even when they look like numbers.
-const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend"];
+const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend", "scylla.nodes", "scylla.keyspace", "scylla.replication", "scylla.keyspace_options", "scylla.consistency", "scylla.serial_consistency", "scylla.local_datacenter", "scylla.retry_policy", "scylla.username", "scylla.password"];
 
 /// Sets `section.key` in a TOML document.
 pub fn set(doc: &mut toml::Table, path: &str, value: &str) {
@@ -232,6 +316,25 @@ pub fn load(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
     overrides: &[(&str, String)],
+) -> Result<Config, ConfigErrors> {
+    load_with(file, env, overrides, true)
+}
+
+/// Like [`load`], for commands that only use the store (`migrate`, `reconcile`): the chain
+/// section is checked but no governor is required.
+pub fn load_store_only(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(&str, String)],
+) -> Result<Config, ConfigErrors> {
+    load_with(file, env, overrides, false)
+}
+
+fn load_with(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(&str, String)],
+    require_governor: bool,
 ) -> Result<Config, ConfigErrors> {
     let mut issues = Vec::new();
     let mut doc = toml::Table::new();
@@ -263,6 +366,7 @@ pub fn load(
             "voter_power" => check_section::<VoterPowerConfig>(k, v, &mut issues),
             "log" => check_section::<LogConfig>(k, v, &mut issues),
             "achievements" => check_section::<AchievementsConfig>(k, v, &mut issues),
+            "scylla" => check_section::<ScyllaConfig>(k, v, &mut issues),
             other => issues.push(ConfigIssue { path: other.into(), message: format!("unknown section; expected one of {}", SECTIONS.join(", ")) }),
         }
     }
@@ -272,16 +376,21 @@ pub fn load(
     let cfg: Config = toml::Value::Table(doc)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigErrors(vec![ConfigIssue { path: "config".into(), message: e.to_string() }]))?;
-    cfg.validate()?;
+    cfg.validate_with(require_governor)?;
     Ok(cfg)
 }
 
 impl Config {
     /// Semantic checks beyond types.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
+        self.validate_with(true)
+    }
+
+    fn validate_with(&self, require_governor: bool) -> Result<(), ConfigErrors> {
         let mut issues = Vec::new();
         let mut bad = |path: &str, message: String| issues.push(ConfigIssue { path: path.into(), message });
         match &self.chain.governor {
+            None if !require_governor => {}
             None => bad("chain.governor", "required: the governor contract address (--governor or GOVFLOW_CHAIN_GOVERNOR)".into()),
             Some(g) => {
                 if let Err(e) = Address::parse(g) {
@@ -322,8 +431,14 @@ impl Config {
         if self.voter_power.shards == 0 || self.voter_power.shards > 1024 {
             bad("voter_power.shards", "must be between 1 and 1024".into());
         }
-        if self.store.backend != "embedded" {
-            bad("store.backend", format!("{:?} is not available; this build has: embedded", self.store.backend));
+        match self.store.backend.as_str() {
+            "embedded" => {}
+            "scylla" => {
+                for m in crate::store::scylla::validate(&self.scylla) {
+                    bad(&m.0, m.1);
+                }
+            }
+            other => bad("store.backend", format!("{other:?} is not a backend; expected embedded or scylla")),
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bad("log.format", "must be text or json".into());

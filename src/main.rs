@@ -32,6 +32,15 @@ struct RunArgs {
     /// Directory of the embedded store [config: store.data_dir]
     #[arg(long, env = "GOVFLOW_DATA_DIR")]
     data_dir: Option<String>,
+    /// Store backend: embedded or scylla [config: store.backend]
+    #[arg(long, env = "GOVFLOW_STORE")]
+    store: Option<String>,
+    /// ScyllaDB contact points host:port,... [config: scylla.nodes]
+    #[arg(long, env = "GOVFLOW_SCYLLA")]
+    scylla_nodes: Option<String>,
+    /// ScyllaDB keyspace [config: scylla.keyspace]
+    #[arg(long)]
+    keyspace: Option<String>,
     /// TOML configuration file (see config/govflow.toml)
     #[arg(long, env = "GOVFLOW_CONFIG")]
     config: Option<PathBuf>,
@@ -41,14 +50,22 @@ struct RunArgs {
 enum Command {
     /// Index a governor and serve the API.
     Run(RunArgs),
-    /// Validate the configuration and print it as TOML.
+    /// Validate the configuration and print it as TOML (secrets redacted).
     CheckConfig(RunArgs),
+    /// Create the ScyllaDB keyspace and apply pending schema migrations (schema/cql/).
+    Migrate(RunArgs),
+    /// Recompute the ScyllaDB vote counters from the vote records and correct any drift.
+    Reconcile(RunArgs),
     /// Start a local chain (anvil), deploy the CultureBridge contracts, play a governance
     /// story and serve it with govflow until Ctrl-C.
     Demo(govflow::demo::DemoArgs),
 }
 
 fn load(args: &RunArgs) -> Result<govflow::config::Config, govflow::config::ConfigErrors> {
+    load_as(args, true)
+}
+
+fn load_as(args: &RunArgs, need_governor: bool) -> Result<govflow::config::Config, govflow::config::ConfigErrors> {
     let mut overrides: Vec<(&str, String)> = Vec::new();
     let pairs = [
         ("chain.rpc_url", &args.rpc_url),
@@ -57,6 +74,9 @@ fn load(args: &RunArgs) -> Result<govflow::config::Config, govflow::config::Conf
         ("chain.confirmations", &args.confirmations),
         ("http.listen", &args.listen),
         ("store.data_dir", &args.data_dir),
+        ("store.backend", &args.store),
+        ("scylla.nodes", &args.scylla_nodes),
+        ("scylla.keyspace", &args.keyspace),
     ];
     for (k, v) in pairs {
         if let Some(v) = v {
@@ -65,7 +85,60 @@ fn load(args: &RunArgs) -> Result<govflow::config::Config, govflow::config::Conf
     }
     // The flags' own variables (GOVFLOW_RPC_URL, ...) are read by clap; the generic
     // GOVFLOW_<SECTION>_<KEY> variables are read here.
-    govflow::config::load(args.config.as_deref(), std::env::vars(), &overrides)
+    if need_governor {
+        govflow::config::load(args.config.as_deref(), std::env::vars(), &overrides)
+    } else {
+        govflow::config::load_store_only(args.config.as_deref(), std::env::vars(), &overrides)
+    }
+}
+
+/// `govflow migrate` and `govflow reconcile`.
+fn store_command(args: &RunArgs, reconcile: bool) -> ExitCode {
+    let cfg = match load_as(args, false) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("govflow: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg);
+    if cfg.store.backend != "scylla" {
+        eprintln!(
+            "govflow: store.backend is {:?}; `migrate` and `reconcile` apply to the scylla backend (the embedded store needs neither)",
+            cfg.store.backend
+        );
+        return ExitCode::from(2);
+    }
+    let ks = cfg.scylla.keyspace.clone();
+    let result = if reconcile {
+        govflow::store::scylla::ScyllaStore::connect(&cfg.scylla, false).and_then(|s| {
+            use govflow::store::Store;
+            let started = std::time::Instant::now();
+            let r = s.reconcile(None)?;
+            println!(
+                "keyspace {ks}: {} vote records scanned, {} counters checked, {} corrected (total drift {}) in {:.1} s",
+                r.votes_scanned,
+                r.counters_checked,
+                r.counters_corrected,
+                r.drift,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        })
+    } else {
+        govflow::store::scylla::ScyllaStore::migrate(&cfg.scylla).map(|applied| {
+            for a in applied {
+                println!("keyspace {ks}: migration {:04}_{} {}", a.version, a.name, if a.now { "applied" } else { "already applied" });
+            }
+        })
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("govflow: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn init_logging(cfg: &govflow::config::Config) {
@@ -102,6 +175,9 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => match load(&args) {
             Ok(mut cfg) => {
                 cfg.chain.rpc_url = govflow::chain::redact_url(&cfg.chain.rpc_url);
+                if cfg.scylla.password.is_some() {
+                    cfg.scylla.password = Some("<redacted>".into());
+                }
                 println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
                 ExitCode::SUCCESS
             }
@@ -110,6 +186,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Migrate(args) => store_command(&args, false),
+        Command::Reconcile(args) => store_command(&args, true),
         Command::Run(args) => {
             let cfg = match load(&args) {
                 Ok(c) => c,

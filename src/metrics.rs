@@ -61,6 +61,10 @@ pub const ACHIEVEMENTS_PUBLISHED_TOTAL: &str = "govflow_achievements_published_t
 
 /// Store commit duration. Histogram.
 pub const STORE_COMMIT_DURATION_SECONDS: &str = "govflow_store_commit_duration_seconds";
+/// Counter: vote counters corrected by reconciliation (ScyllaDB store).
+pub const STORE_COUNTER_CORRECTIONS_TOTAL: &str = "govflow_store_counter_corrections_total";
+/// Counter: vote records already present when written again (replays; counters untouched).
+pub const STORE_VOTE_REPLAYS_TOTAL: &str = "govflow_store_vote_replays_total";
 
 /// HTTP request duration. Histogram, labels `route`, `status`.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "govflow_http_request_duration_seconds";
@@ -82,6 +86,8 @@ pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(STORE_COUNTER_CORRECTIONS_TOTAL, Unit::Count, "Vote counters corrected by reconciliation");
+    describe_counter!(STORE_VOTE_REPLAYS_TOTAL, Unit::Count, "Vote records written again and left as they were");
     describe_counter!(LISTENER_BLOCKS_PROCESSED_TOTAL, Unit::Count, "Blocks indexed and committed");
     describe_counter!(LISTENER_LOGS_FETCHED_TOTAL, Unit::Count, "Logs fetched from the node");
     describe_gauge!(LISTENER_HEAD_BLOCK, Unit::Count, "Chain head as last seen");

@@ -250,6 +250,83 @@ pub fn voting_power_by_block_and_time(s: Arc<dyn Store>) {
     assert_eq!((latest[0].0, latest[0].1.votes), (a, U256::from(20)));
 }
 
+fn event(kind: &str, account: u8, block: u64) -> govflow::streams::achievements::GovernanceEvent {
+    let o = govflow::streams::achievements::Origin {
+        chain_id: 1,
+        governor: Address([1; 20]),
+        block_number: block,
+        block_hash: B256([block as u8; 32]),
+        log_index: 0,
+        tx_hash: B256([3; 32]),
+        timestamp: block * 12,
+    };
+    govflow::streams::achievements::GovernanceEvent::new(kind, &o, Address([account; 20]), &U256::from(1), serde_json::json!({}))
+}
+
+fn outbox(kind: &str, account: u8, block: u64) -> Mutation {
+    Mutation::Outbox { event: Box::new(event(kind, account, block)), achievement: true }
+}
+
+pub fn stats_count_votes_per_voter_and_day(s: Arc<dyn Store>) {
+    let day = 86_400 / 12; // blocks per day at 12 s
+    let mut v1 = vote(1, 10, 5, 2, 0);
+    v1.timestamp = 0; // 1970-01-01
+    let mut v2 = vote(2, 10, 5, 3, 0);
+    v2.timestamp = 86_400; // 1970-01-02
+    let mut v3 = vote(2, 11, 5, 3, 1);
+    v3.timestamp = 86_400;
+    let acct = |a: u8| Mutation::Account { account: Address([a; 20]), power: AccountPower { block_number: 3, timestamp: 36, ..Default::default() } };
+    s.commit(&batch(
+        1,
+        3,
+        vec![
+            Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Active, 1, 1))),
+            Mutation::Proposal(Box::new(proposal(2, ProposalStatus::Active, 1, 1))),
+            Mutation::Vote(Box::new(v1.clone())),
+            Mutation::Vote(Box::new(v2.clone())),
+            Mutation::Vote(Box::new(v3.clone())),
+            acct(10),
+            acct(11),
+            acct(12),
+        ],
+        false,
+    ))
+    .unwrap();
+    // The same records again, in a later batch and with a repeated account: nothing moves.
+    s.commit(&batch(4, 4 + day, vec![Mutation::Vote(Box::new(v2)), Mutation::Vote(Box::new(v1)), acct(12)], false)).unwrap();
+    let st = s.stats().unwrap();
+    assert_eq!((st.votes, st.unique_voters, st.accounts, st.proposals), (3, 2, 3, 2));
+    let days: Vec<(String, u64)> = st.votes_by_day.into_iter().collect();
+    assert_eq!(days, vec![("1970-01-01".to_string(), 1), ("1970-01-02".to_string(), 2)]);
+    assert_eq!(s.voter_vote_count(&Address([10; 20])).unwrap(), 2);
+    assert_eq!(s.voter_vote_count(&Address([11; 20])).unwrap(), 1);
+    assert_eq!(s.voter_vote_count(&Address([12; 20])).unwrap(), 0);
+}
+
+pub fn feed_publishes_final_events_once_and_retracts_orphans(s: Arc<dyn Store>) {
+    s.commit(&batch(1, 2, vec![outbox("ProposalCreated", 7, 2)], true)).unwrap();
+    s.commit(&batch(3, 4, vec![outbox("VoteCast", 7, 3), outbox("VoteCast", 8, 4)], true)).unwrap();
+    let first = s.publish_final(3).unwrap();
+    assert_eq!(first.iter().map(|i| (i.seq, i.event.block_number)).collect::<Vec<_>>(), vec![(1, 2), (2, 3)]);
+    assert!(s.publish_final(3).unwrap().is_empty(), "published once");
+    assert_eq!(s.publish_final(4).unwrap().iter().map(|i| i.seq).collect::<Vec<_>>(), vec![3]);
+    assert_eq!(s.feed_position().unwrap(), 3);
+    let mine = s.account_events(&Address([7; 20])).unwrap();
+    assert_eq!(mine.iter().map(|(e, published)| (e.block_number, *published)).collect::<Vec<_>>(), vec![(2, true), (3, true)]);
+    // A reorg deeper than the published blocks retracts what the new chain does not have.
+    assert_eq!(s.rollback(2).unwrap().unwrap().block, 2);
+    let feed = s.feed(0, 100).unwrap();
+    let kinds: Vec<(u64, &str, u64)> = feed.iter().map(|i| (i.seq, i.item_type.as_str(), i.event.block_number)).collect();
+    assert_eq!(kinds, vec![(1, "event", 2), (2, "event", 3), (3, "event", 4), (4, "retraction", 3), (5, "retraction", 4)]);
+    assert_eq!(s.feed(3, 1).unwrap().iter().map(|i| i.seq).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(s.feed_position().unwrap(), 5);
+    assert_eq!(s.account_events(&Address([7; 20])).unwrap().len(), 1);
+    // The new chain's events are published from the rollback point on.
+    s.commit(&batch(3, 4, vec![outbox("VoteCast", 9, 4)], true)).unwrap();
+    let again = s.publish_final(4).unwrap();
+    assert_eq!(again.iter().map(|i| (i.seq, i.event.account)).collect::<Vec<_>>(), vec![(6, Address([9; 20]))]);
+}
+
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -294,6 +371,16 @@ macro_rules! store_suite {
                 let (_g, s) = $make;
                 super::voting_power_by_block_and_time(s);
             }
+            #[test]
+            fn stats_count_votes_per_voter_and_day() {
+                let (_g, s) = $make;
+                super::stats_count_votes_per_voter_and_day(s);
+            }
+            #[test]
+            fn feed_publishes_final_events_once_and_retracts_orphans() {
+                let (_g, s) = $make;
+                super::feed_publishes_final_events_once_and_retracts_orphans(s);
+            }
         }
     };
 }
@@ -305,3 +392,13 @@ fn embedded() -> (tempfile::TempDir, Arc<dyn Store>) {
 }
 
 store_suite!(embedded_store, embedded());
+
+mod cql;
+
+fn scylla() -> (cql::DropKeyspace, Arc<dyn Store>) {
+    let ks = cql::fresh_keyspace("conf");
+    let s = govflow::store::scylla::ScyllaStore::connect(&cql::config(&ks), true).unwrap();
+    (cql::DropKeyspace(ks), Arc::new(s))
+}
+
+store_suite!(scylla_store, scylla());

@@ -501,6 +501,8 @@ pub fn stats(state: &ApiState, req: &Req<'_>) -> Resp {
         "uniqueVoters": s.unique_voters,
         "accounts": s.accounts,
         "eventsIndexed": s.events,
+        "votesByDay": s.votes_by_day,
+        "voterTurnout": if s.accounts > 0 { s.unique_voters as f64 / s.accounts as f64 } else { 0.0 },
         "averageVotesPerProposal": if s.proposals > 0 { s.votes as f64 / s.proposals as f64 } else { 0.0 },
         "passRate": if decided > 0 { passed as f64 / decided as f64 } else { 0.0 },
         "executionRate": if passed > 0 { get("Executed") as f64 / passed as f64 } else { 0.0 },

@@ -76,6 +76,8 @@ struct Counters {
     events: u64,
     voters: u64,
     accounts: u64,
+    /// Votes per UTC day (`YYYY-MM-DD`).
+    days: std::collections::BTreeMap<String, u64>,
 }
 
 fn be(e: impl std::fmt::Display) -> StoreError {
@@ -216,6 +218,7 @@ impl<'t> Writer<'t> {
                 }
                 st.put(T_VOTES_BY_VOTER, cat(&[&v.voter.0, &pos]), id.to_vec());
                 st.counters.votes += 1;
+                *st.counters.days.entry(utc_day(v.timestamp)).or_insert(0) += 1;
             }
             Mutation::Account { account, power } => {
                 let v = enc(power);
@@ -383,17 +386,6 @@ impl EmbeddedStore {
             }
         }
         Ok(())
-    }
-}
-
-fn proposal_sort_key(p: &Proposal, sort: ProposalSort) -> Vec<u8> {
-    let id = u256_be(&p.proposal_id);
-    match sort {
-        ProposalSort::CreatedAt => cat(&[&p.created.block_number.to_be_bytes(), &id]),
-        ProposalSort::StartBlock => cat(&[&p.start_block.to_be_bytes(), &id]),
-        ProposalSort::EndBlock => cat(&[&p.end_block.to_be_bytes(), &id]),
-        ProposalSort::ForVotes => cat(&[&u256_be(&p.for_votes), &id]),
-        ProposalSort::TotalVotes => cat(&[&u256_be(&p.total_votes()), &id]),
     }
 }
 
@@ -641,27 +633,7 @@ impl Store for EmbeddedStore {
                 Ok(true)
             })?;
         }
-        let mut rows: Vec<(Vec<u8>, Proposal)> = self
-            .load_proposals(&tx, &ids)?
-            .into_iter()
-            .filter(|p| q.proposer.is_none_or(|a| p.proposer == a))
-            .filter(|p| q.created_from.is_none_or(|t| p.created_at >= t))
-            .filter(|p| q.created_to.is_none_or(|t| p.created_at <= t))
-            .filter(|p| q.end_from.is_none_or(|t| p.end_block >= t))
-            .filter(|p| q.end_to.is_none_or(|t| p.end_block <= t))
-            .map(|p| (proposal_sort_key(&p, q.sort), p))
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        if q.descending {
-            rows.reverse();
-        }
-        if let Some(after) = &q.after {
-            rows.retain(|(k, _)| if q.descending { k.as_slice() < after.as_slice() } else { k.as_slice() > after.as_slice() });
-        }
-        let more = rows.len() > q.limit;
-        rows.truncate(q.limit);
-        let next = if more { rows.last().map(|(k, _)| k.clone()) } else { None };
-        Ok(Page { items: rows.into_iter().map(|(_, p)| p).collect(), next })
+        Ok(page_proposals(self.load_proposals(&tx, &ids)?, q))
     }
 
     fn history(&self, id: &U256) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -672,7 +644,7 @@ impl Store for EmbeddedStore {
             Ok(true)
         })?;
         // Same-block changes (e.g. Succeeded and Queued) keep causal order, not enum order.
-        out.sort_by_key(|h| (h.block_number, h.transaction_hash.is_some(), status_rank(h.status)));
+        sort_history(&mut out);
         Ok(out)
     }
 
@@ -731,17 +703,7 @@ impl Store for EmbeddedStore {
                     }
                     Ok(true)
                 })?;
-                rows.sort_by(|a, b| a.0.cmp(&b.0));
-                if q.descending {
-                    rows.reverse();
-                }
-                if let Some(after) = &q.after {
-                    rows.retain(|(k, _)| if q.descending { k < after } else { k > after });
-                }
-                let more = rows.len() > q.limit;
-                rows.truncate(q.limit);
-                let next = if more { rows.last().map(|(k, _)| k.clone()) } else { None };
-                Ok(Page { items: rows.into_iter().map(|(_, v)| v).collect(), next })
+                Ok(page_sorted(rows, q.descending, q.after.as_deref(), q.limit))
             }
         }
     }
@@ -933,6 +895,7 @@ impl Store for EmbeddedStore {
         s.events = c.events;
         s.unique_voters = c.voters;
         s.accounts = c.accounts;
+        s.votes_by_day = c.days.into_iter().rev().take(STATS_DAYS).collect();
         Ok(s)
     }
 }
@@ -972,16 +935,4 @@ fn retract_orphans(tx: &WriteTransaction, w: &mut Writer<'_>, target: u64) -> Re
         None => meta.remove(K_PUBLISHED_UPTO).map_err(be)?,
     };
     Ok(())
-}
-
-/// Causal order of statuses within one block.
-fn status_rank(s: ProposalStatus) -> u8 {
-    match s {
-        ProposalStatus::Pending => 0,
-        ProposalStatus::Active => 1,
-        ProposalStatus::Succeeded | ProposalStatus::Defeated => 2,
-        ProposalStatus::Queued => 3,
-        ProposalStatus::Expired => 4,
-        ProposalStatus::Executed | ProposalStatus::Canceled => 5,
-    }
 }

@@ -11,6 +11,8 @@
 //! weight, by voter) and by voter; voting power by account and block; history by proposal.
 
 pub mod embedded;
+pub mod migrate;
+pub mod scylla;
 
 use serde::{Deserialize, Serialize};
 
@@ -252,6 +254,57 @@ pub struct Stats {
     pub accounts: u64,
     /// Events applied.
     pub events: u64,
+    /// Vote records per UTC day (`YYYY-MM-DD`) of the vote's block, the most recent
+    /// [`STATS_DAYS`] days that had votes.
+    pub votes_by_day: std::collections::BTreeMap<String, u64>,
+}
+
+/// Days of [`Stats::votes_by_day`].
+pub const STATS_DAYS: usize = 30;
+
+/// The UTC day (`YYYY-MM-DD`) of a unix time.
+pub fn utc_day(ts: u64) -> String {
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), no allocation but the
+    // result.
+    let z = (ts / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_days_match_the_calendar() {
+        assert_eq!(super::utc_day(0), "1970-01-01");
+        assert_eq!(super::utc_day(951_782_400), "2000-02-29");
+        assert_eq!(super::utc_day(1_764_028_799), "2025-11-24");
+        assert_eq!(super::utc_day(1_764_028_800), "2025-11-25");
+        for ts in (0..4_000_000_000u64).step_by(7_776_013) {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts);
+            assert_eq!(super::utc_day(ts), humantime::format_rfc3339_seconds(t).to_string()[..10]);
+        }
+    }
+}
+
+/// What a reconciliation found and corrected.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileReport {
+    /// Vote records read.
+    pub votes_scanned: u64,
+    /// Counters compared.
+    pub counters_checked: u64,
+    /// Counters that had drifted and were corrected.
+    pub counters_corrected: u64,
+    /// Sum of the absolute corrections.
+    pub drift: u64,
 }
 
 /// The storage interface every backend implements.
@@ -312,4 +365,73 @@ pub trait Store: Send + Sync + 'static {
     fn account_events(&self, account: &Address) -> Result<Vec<(GovernanceEvent, bool)>, StoreError>;
     /// Number of vote records of a voter.
     fn voter_vote_count(&self, voter: &Address) -> Result<u64, StoreError>;
+    /// Recomputes the vote counters from the vote records and corrects any drift: one
+    /// proposal's counters, or (`None`) every counter. Backends whose counters are written in
+    /// the same transaction as the records they count have nothing to correct.
+    fn reconcile(&self, proposal: Option<&U256>) -> Result<ReconcileReport, StoreError> {
+        let _ = proposal;
+        Ok(ReconcileReport::default())
+    }
+}
+
+/// Sort key of a proposal in a list (also its keyset cursor): the sort value, then the id.
+pub(crate) fn proposal_sort_key(p: &Proposal, sort: ProposalSort) -> Vec<u8> {
+    let id = crate::domain::u256_be(&p.proposal_id);
+    let v: Vec<u8> = match sort {
+        ProposalSort::CreatedAt => p.created.block_number.to_be_bytes().to_vec(),
+        ProposalSort::StartBlock => p.start_block.to_be_bytes().to_vec(),
+        ProposalSort::EndBlock => p.end_block.to_be_bytes().to_vec(),
+        ProposalSort::ForVotes => crate::domain::u256_be(&p.for_votes).to_vec(),
+        ProposalSort::TotalVotes => crate::domain::u256_be(&p.total_votes()).to_vec(),
+    };
+    [v.as_slice(), id.as_slice()].concat()
+}
+
+/// Filters, sorts and pages candidate proposals (every backend reads its narrowest index for
+/// the candidates, then shares this step so pages are identical across backends).
+pub(crate) fn page_proposals(candidates: Vec<Proposal>, q: &ProposalQuery) -> Page<Proposal> {
+    let rows: Vec<(Vec<u8>, Proposal)> = candidates
+        .into_iter()
+        .filter(|p| q.statuses.is_empty() || q.statuses.contains(&p.status))
+        .filter(|p| q.proposer.is_none_or(|a| p.proposer == a))
+        .filter(|p| q.created_from.is_none_or(|t| p.created_at >= t))
+        .filter(|p| q.created_to.is_none_or(|t| p.created_at <= t))
+        .filter(|p| q.end_from.is_none_or(|t| p.end_block >= t))
+        .filter(|p| q.end_to.is_none_or(|t| p.end_block <= t))
+        .map(|p| (proposal_sort_key(&p, q.sort), p))
+        .collect();
+    page_sorted(rows, q.descending, q.after.as_deref(), q.limit)
+}
+
+/// Sorts `(key, item)` rows by key, keeps those after the keyset cursor and cuts a page.
+pub(crate) fn page_sorted<T>(mut rows: Vec<(Vec<u8>, T)>, descending: bool, after: Option<&[u8]>, limit: usize) -> Page<T> {
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    if descending {
+        rows.reverse();
+    }
+    if let Some(after) = after {
+        rows.retain(|(k, _)| if descending { k.as_slice() < after } else { k.as_slice() > after });
+    }
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(|(k, _)| k.clone()) } else { None };
+    Page { items: rows.into_iter().map(|(_, v)| v).collect(), next }
+}
+
+/// Causal order of statuses within one block (history is listed in this order).
+pub(crate) fn status_rank(s: ProposalStatus) -> u8 {
+    match s {
+        ProposalStatus::Pending => 0,
+        ProposalStatus::Active => 1,
+        ProposalStatus::Succeeded | ProposalStatus::Defeated => 2,
+        ProposalStatus::Queued => 3,
+        ProposalStatus::Expired => 4,
+        ProposalStatus::Executed | ProposalStatus::Canceled => 5,
+    }
+}
+
+/// Sorts a proposal's history in causal order: block, then changes announced by a transaction
+/// after clock-driven ones, then status rank.
+pub(crate) fn sort_history(h: &mut [HistoryEntry]) {
+    h.sort_by_key(|h| (h.block_number, h.transaction_hash.is_some(), status_rank(h.status)));
 }

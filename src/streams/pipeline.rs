@@ -198,6 +198,12 @@ impl Pipeline {
             self.rules = Arc::new(rules_of(&self.info));
         }
         for p in self.store.live_proposals()? {
+            // Counters that drifted (a crash between a vote record and its counters) are
+            // corrected before the proposal's actor starts.
+            let r = self.store.reconcile(Some(&p.proposal_id))?;
+            if r.counters_corrected > 0 {
+                tracing::warn!(target: "pipeline", proposal = %p.proposal_id, corrected = r.counters_corrected, drift = r.drift, "vote counters reconciled");
+            }
             self.spawn(p);
         }
         self.proposal_count = self.store.stats()?.proposals;
