@@ -402,3 +402,138 @@ fn scylla() -> (cql::DropKeyspace, Arc<dyn Store>) {
 }
 
 store_suite!(scylla_store, scylla());
+
+/// What only the ScyllaDB backend needs: recovery of interrupted commits (no multi-table
+/// transactions there), counter drift, and whole-history replays.
+mod scylla_only {
+    use super::*;
+    use govflow::store::scylla::ScyllaStore;
+
+    fn store() -> (cql::DropKeyspace, ScyllaStore, String) {
+        let ks = cql::fresh_keyspace("only");
+        let s = ScyllaStore::connect(&cql::config(&ks), true).unwrap();
+        (cql::DropKeyspace(ks.clone()), s, ks)
+    }
+
+    fn exact(s: &ScyllaStore) {
+        let r = s.reconcile(None).unwrap();
+        assert_eq!((r.counters_corrected, r.drift), (0, 0), "counters match the vote records: {r:?}");
+    }
+
+    #[test]
+    fn an_interrupted_reversible_commit_leaves_no_ghost_after_a_reorg() {
+        let (_g, s, _) = store();
+        s.commit(&batch(1, 2, vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Active, 1, 1)))], false)).unwrap();
+        for step in ["journal", "rows", "votes", "counters"] {
+            // The process dies during batch [3, 4] of a chain that then reorgs: the new chain
+            // has another vote at the same position.
+            s.set_failpoint(Some(step));
+            let ghost = Mutation::Vote(Box::new(vote(1, 99, 7, 4, 0)));
+            let ghost_power = Mutation::Account { account: Address([99; 20]), power: AccountPower { block_number: 4, ..Default::default() } };
+            assert!(s.commit(&batch(3, 4, vec![ghost, ghost_power], true)).is_err(), "{step}");
+            s.set_failpoint(None);
+            s.commit(&batch(3, 4, vec![Mutation::Vote(Box::new(vote(1, 98, 5, 4, 0)))], true)).unwrap();
+            assert!(s.vote(&U256::from(1), &Address([99; 20])).unwrap().is_none(), "{step}: ghost vote");
+            assert!(s.account(&Address([99; 20])).unwrap().is_none(), "{step}: ghost account");
+            assert_eq!(s.vote(&U256::from(1), &Address([98; 20])).unwrap().unwrap().weight, U256::from(5));
+            let st = s.stats().unwrap();
+            assert_eq!((st.votes, st.unique_voters, st.accounts), (1, 1, 0), "{step}");
+            assert_eq!(s.voter_vote_count(&Address([99; 20])).unwrap(), 0, "{step}");
+            assert_eq!(s.voter_vote_count(&Address([98; 20])).unwrap(), 1, "{step}");
+            exact(&s);
+            // Back to block 2 for the next step.
+            assert_eq!(s.rollback(2).unwrap().unwrap().block, 2);
+            assert_eq!(s.stats().unwrap().votes, 0);
+            exact(&s);
+        }
+    }
+
+    #[test]
+    fn an_interrupted_final_commit_is_retried_without_double_counting() {
+        let (_g, s, _) = store();
+        let mut muts = vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Active, 1, 1)))];
+        for v in 0..20u8 {
+            muts.push(Mutation::Vote(Box::new(vote(1, 10 + v, 3, 2 + v as u64 / 4, v as u64))));
+        }
+        for step in ["rows", "votes", "counters"] {
+            s.set_failpoint(Some(step));
+            assert!(s.commit(&batch(1, 10, muts.clone(), false)).is_err());
+        }
+        s.set_failpoint(None);
+        s.commit(&batch(1, 10, muts, false)).unwrap();
+        let st = s.stats().unwrap();
+        assert_eq!((st.votes, st.unique_voters), (20, 20));
+        assert_eq!(st.events, 10);
+        exact(&s);
+    }
+
+    #[test]
+    fn drifted_counters_are_reconciled() {
+        let (_g, s, ks) = store();
+        let mut muts = vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Active, 1, 1)))];
+        for v in 0..6u8 {
+            muts.push(Mutation::Vote(Box::new(vote(1, 10 + v, 3, 2, v as u64))));
+        }
+        s.commit(&batch(1, 3, muts, false)).unwrap();
+        let pid = format!("0x{}", hex::encode(govflow::domain::u256_be(&U256::from(1))));
+        cql::raw(&[
+            format!("UPDATE {ks}.global_counters SET value = value + 5 WHERE name = 'votes'"),
+            format!("UPDATE {ks}.proposal_vote_counters SET votes = votes - 2, for_votes = for_votes + 1 WHERE proposal_id = {pid}"),
+            format!("UPDATE {ks}.voter_vote_counters SET votes = votes + 1 WHERE voter = 0x{}", hex::encode([10u8; 20])),
+        ]);
+        assert_eq!(s.stats().unwrap().votes, 11, "the drift is visible");
+        let one = s.reconcile(Some(&U256::from(1))).unwrap();
+        assert_eq!((one.votes_scanned, one.counters_corrected, one.drift), (6, 2, 3), "{one:?}");
+        let all = s.reconcile(None).unwrap();
+        assert_eq!((all.counters_corrected, all.drift), (2, 6), "global votes and one voter: {all:?}");
+        assert_eq!(s.stats().unwrap().votes, 6);
+        assert_eq!(s.voter_vote_count(&Address([10; 20])).unwrap(), 1);
+        exact(&s);
+    }
+
+    #[test]
+    fn every_event_twice_in_restarted_batches_keeps_tallies_exact() {
+        let (_g, s, ks) = store();
+        // 8 proposals x 25 voters, 200 vote records over 40 blocks.
+        let mut all = Vec::new();
+        for p in 1..=8u64 {
+            all.push((p, Mutation::Proposal(Box::new(proposal(p, ProposalStatus::Active, 1, p)))));
+        }
+        for n in 0..200u64 {
+            let block = 10 + n / 5;
+            all.push((block, Mutation::Vote(Box::new(vote(1 + n % 8, 20 + (n / 8) as u8, 1 + n % 13, block, n % 5)))));
+        }
+        let split = |bounds: &[u64]| -> Vec<Batch> {
+            let mut out = Vec::new();
+            let mut from = 1;
+            for &to in bounds {
+                let muts = all.iter().filter(|(b, _)| *b >= from && *b <= to).map(|(_, m)| m.clone()).collect();
+                out.push(batch(from, to, muts, false));
+                from = to + 1;
+            }
+            out
+        };
+        for b in split(&[12, 25, 49]) {
+            s.commit(&b).unwrap();
+        }
+        let first = s.stats().unwrap();
+        assert_eq!((first.votes, first.unique_voters), (200, 25));
+        // The cursor is lost (a restart from scratch): every event is applied again, in
+        // batches cut elsewhere.
+        cql::raw(&[format!("UPDATE {ks}.listener_cursors SET block_number = null, block_hash = null, events = 0 WHERE name = 'listener'")]);
+        for b in split(&[3, 17, 18, 40, 49]) {
+            s.commit(&b).unwrap();
+        }
+        let again = s.stats().unwrap();
+        assert_eq!(again, first, "tallies after the replay");
+        for v in 0..25u8 {
+            assert_eq!(s.voter_vote_count(&Address([20 + v; 20])).unwrap(), 8);
+        }
+        for p in 1..=8u64 {
+            let votes = s.proposal_votes(&U256::from(p), &VoteQuery { sort: VoteSort::Block, descending: false, support: None, after: None, limit: 1000 }).unwrap();
+            assert_eq!(votes.items.len(), 25);
+            assert_eq!(s.reconcile(Some(&U256::from(p))).unwrap().counters_corrected, 0);
+        }
+        exact(&s);
+    }
+}

@@ -314,6 +314,9 @@ struct Inner {
     st: Sts,
     page_size: i32,
     conc: usize,
+    /// Fault injection for tests: the commit step after which a commit stops as if the process
+    /// had died (`journal`, `rows`, `votes`, `counters`).
+    failpoint: std::sync::Mutex<Option<&'static str>>,
 }
 
 /// The ScyllaDB store.
@@ -522,7 +525,14 @@ impl ScyllaStore {
             }
         }
         let st = Sts::prepare(&session, ks).await?;
-        Ok(Inner { session, st, page_size: cfg.page_size, conc: cfg.write_concurrency })
+        Ok(Inner { session, st, page_size: cfg.page_size, conc: cfg.write_concurrency, failpoint: std::sync::Mutex::new(None) })
+    }
+
+    /// Test hook: the next commits stop right after step `step` (`journal`, `rows`, `votes`,
+    /// `counters`) and fail, leaving the store as a crash at that point would.
+    #[doc(hidden)]
+    pub fn set_failpoint(&self, step: Option<&'static str>) {
+        *self.inner().failpoint.lock().unwrap_or_else(|e| e.into_inner()) = step;
     }
 
     fn inner(&self) -> &Arc<Inner> {
@@ -724,6 +734,13 @@ impl Inner {
         Ok(())
     }
 
+    fn failpoint(&self, step: &'static str) -> Result<(), StoreError> {
+        if *self.failpoint.lock().unwrap_or_else(|e| e.into_inner()) == Some(step) {
+            return Err(StoreError::Backend(format!("failpoint after {step}")));
+        }
+        Ok(())
+    }
+
     async fn voter_count(&self, voter: &[u8]) -> Result<i64, StoreError> {
         Ok(self.one::<(Option<Counter>,)>(&self.st.vc_get, (voter,)).await?.and_then(|r| r.0).map_or(0, |c| c.0))
     }
@@ -861,6 +878,7 @@ impl Inner {
                 })
                 .collect();
             self.each(futs).await?;
+            self.failpoint("journal")?;
         }
 
         // The rows.
@@ -873,6 +891,7 @@ impl Inner {
             })
             .collect();
         self.each(futs).await?;
+        self.failpoint("rows")?;
 
         // Vote records once, then their counters.
         let futs: Vec<Fut<'_, Option<&Vote>>> = insert_votes
@@ -903,6 +922,7 @@ impl Inner {
         if replays > 0 {
             metrics::counter!(crate::metrics::STORE_VOTE_REPLAYS_TOTAL).increment(replays);
         }
+        self.failpoint("votes")?;
         let mut d = Deltas::default();
         for v in &applied {
             d.vote(&u256_be(&v.proposal_id), &v.voter.0, v.support as i8, &utc_day(v.timestamp), 1);
@@ -911,6 +931,7 @@ impl Inner {
         *d.global.entry("voters").or_default() += new_voters;
         *d.global.entry("accounts").or_default() += new_accounts;
         self.apply_deltas(d).await?;
+        self.failpoint("counters")?;
 
         // Headers, the batch's journal entry, pruning.
         let futs: Vec<Fut<'_, ()>> = batch
