@@ -305,9 +305,11 @@ pub fn stats_count_votes_per_voter_and_day(s: Arc<dyn Store>) {
 
 pub fn feed_publishes_final_events_once_and_retracts_orphans(s: Arc<dyn Store>) {
     s.commit(&batch(1, 2, vec![outbox("ProposalCreated", 7, 2)], true)).unwrap();
+    // The chain's final block may be ahead of the store: what is committed later still goes out.
+    assert_eq!(s.publish_final(3).unwrap().iter().map(|i| (i.seq, i.event.block_number)).collect::<Vec<_>>(), vec![(1, 2)]);
     s.commit(&batch(3, 4, vec![outbox("VoteCast", 7, 3), outbox("VoteCast", 8, 4)], true)).unwrap();
     let first = s.publish_final(3).unwrap();
-    assert_eq!(first.iter().map(|i| (i.seq, i.event.block_number)).collect::<Vec<_>>(), vec![(1, 2), (2, 3)]);
+    assert_eq!(first.iter().map(|i| (i.seq, i.event.block_number)).collect::<Vec<_>>(), vec![(2, 3)]);
     assert!(s.publish_final(3).unwrap().is_empty(), "published once");
     assert_eq!(s.publish_final(4).unwrap().iter().map(|i| i.seq).collect::<Vec<_>>(), vec![3]);
     assert_eq!(s.feed_position().unwrap(), 3);

@@ -258,7 +258,9 @@ impl ProposalLogic {
     pub fn apply(&mut self, inputs: Vec<ProposalInput>, quorum: Option<U256>) -> Result<Vec<Mutation>, ProposalError> {
         let mut out = Vec::new();
         let before = self.p.clone();
-        if self.p.quorum.is_none() {
+        // Quorum belongs to proposals that reached their snapshot: one canceled while Pending
+        // has none, whether its cancellation is seen live or in a backfill batch.
+        if self.p.quorum.is_none() && self.p.status != ProposalStatus::Canceled {
             self.p.quorum = quorum;
         }
         for input in inputs {
@@ -282,6 +284,9 @@ impl ProposalLogic {
                     self.transition(ProposalStatus::Executed, point(&at), &mut out);
                 }
                 ProposalInput::Canceled { at } => {
+                    if self.p.status == ProposalStatus::Pending {
+                        self.p.quorum = None;
+                    }
                     if self.p.status != ProposalStatus::Executed {
                         self.transition(ProposalStatus::Canceled, point(&at), &mut out);
                     }
@@ -535,8 +540,17 @@ mod tests {
         assert_eq!(l.apply(vec![tick(30)], None).unwrap_err(), ProposalError::QuorumUnknown(U256::from(42)));
         let mut l = ProposalLogic::new(proposal(10, 20), rules(ClockMode::BlockNumber, None));
         l.apply(vec![ProposalInput::Canceled { at: at(5) }], None).unwrap();
-        assert!(statuses(&l.apply(vec![tick(30)], None).unwrap()).is_empty());
+        assert!(statuses(&l.apply(vec![tick(30)], Some(U256::from(7))).unwrap()).is_empty());
         assert_eq!(l.p.status, ProposalStatus::Canceled);
+        assert_eq!(l.p.quorum, None, "canceled while Pending: no quorum, even when offered later");
+        // The same cancellation seen in one backfill batch with the snapshot behind it.
+        let mut l = ProposalLogic::new(proposal(10, 20), rules(ClockMode::BlockNumber, None));
+        l.apply(vec![ProposalInput::Canceled { at: at(5) }, tick(15)], Some(U256::from(7))).unwrap();
+        assert_eq!((l.p.status, l.p.quorum), (ProposalStatus::Canceled, None));
+        // Canceled once Active: the quorum at the snapshot stays.
+        let mut l = ProposalLogic::new(proposal(10, 20), rules(ClockMode::BlockNumber, None));
+        l.apply(vec![tick(11), ProposalInput::Canceled { at: at(12) }], Some(U256::from(7))).unwrap();
+        assert_eq!((l.p.status, l.p.quorum), (ProposalStatus::Canceled, Some(U256::from(7))));
     }
 
     #[test]

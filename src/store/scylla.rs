@@ -1097,13 +1097,17 @@ impl Inner {
     }
 
     async fn publish_final(&self, finalized: u64) -> Result<Vec<FeedItem>, StoreError> {
+        // Final blocks not committed yet are published once they are.
+        let cur = self.cursor_row().await?;
+        let Some(c) = cur.cursor else { return Ok(vec![]) };
+        let finalized = finalized.min(c.block);
         let (mut seq, through) = self.feed_state().await?;
         if through.is_some_and(|t| t >= finalized) {
             return Ok(vec![]);
         }
         let first = match through {
             Some(t) => t + 1,
-            None => self.cursor_row().await?.first_block.unwrap_or(0),
+            None => cur.first_block.unwrap_or(0),
         };
         if first > finalized {
             return Ok(vec![]);
