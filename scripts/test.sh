@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, checks the contract artifacts against their
-# sources, then runs every Rust test (unit, store conformance, anvil end-to-end, crash).
+# sources, starts a CQL engine (Apache Cassandra 5 from Maven Central, for the ScyllaDB store),
+# then runs every Rust test (unit, store conformance on both backends, anvil end-to-end, crash)
+# and stops the engine it started.
+#
+#   GOVFLOW_TEST_CQL=host:port   use that CQL engine instead of starting one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -8,9 +12,20 @@ echo "== contracts: artifacts match the Solidity sources"
 node scripts/compile-contracts.js --check
 echo "== benches compile"
 cargo build --locked --benches --quiet
-echo "== cargo test (unit, store conformance, anvil end-to-end, crash)"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+cql_started=0
+cleanup() {
+  rm -f "$log"
+  if [ "$cql_started" = 1 ]; then scripts/cassandra.sh stop || true; fi
+}
+trap cleanup EXIT
+if [ -z "${GOVFLOW_TEST_CQL:-}" ]; then
+  echo "== CQL engine for the ScyllaDB store tests (scripts/cassandra.sh)"
+  if ! scripts/cassandra.sh status >/dev/null 2>&1; then cql_started=1; fi
+  scripts/cassandra.sh start
+  export GOVFLOW_TEST_CQL="127.0.0.1:${GOVFLOW_CQL_PORT:-9042}"
+fi
+echo "== cargo test (unit, store conformance, anvil end-to-end, crash)"
 set +e
 cargo test --locked --lib --bins --tests -- --test-threads "${GOVFLOW_TEST_THREADS:-2}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
