@@ -549,6 +549,40 @@ mod tests {
     }
 
     #[test]
+    fn scylla_section_is_validated_and_its_password_never_printed() {
+        let env = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let e = load(
+            None,
+            env(&[
+                ("GOVFLOW_STORE_BACKEND", "scylla"),
+                ("GOVFLOW_SCYLLA_NODES", "nohost"),
+                ("GOVFLOW_SCYLLA_KEYSPACE", "9bad"),
+                ("GOVFLOW_SCYLLA_CONSISTENCY", "most"),
+                ("GOVFLOW_SCYLLA_PASSWORD", "hunter2"),
+            ]),
+            &[("chain.governor", GOV.into())],
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["scylla.nodes", "scylla.keyspace", "scylla.consistency", "scylla.username"], "{e}");
+        let c = load(
+            None,
+            env(&[
+                ("GOVFLOW_STORE_BACKEND", "scylla"),
+                ("GOVFLOW_SCYLLA_NODES", "10.0.0.1:9042, 10.0.0.2:9042"),
+                ("GOVFLOW_SCYLLA_USERNAME", "gf"),
+                ("GOVFLOW_SCYLLA_PASSWORD", "hunter2"),
+            ]),
+            &[("chain.governor", GOV.into())],
+        )
+        .unwrap();
+        assert_eq!(c.scylla.password.as_deref(), Some("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = load(None, env(&[("GOVFLOW_STORE_BACKEND", "postgres")]), &[("chain.governor", GOV.into())]).unwrap_err();
+        assert_eq!(e.0[0].path, "store.backend");
+    }
+
+    #[test]
     fn every_shipped_config_file_loads() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let mut n = 0;

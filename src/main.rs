@@ -143,7 +143,9 @@ fn store_command(args: &RunArgs, reconcile: bool) -> ExitCode {
 
 fn init_logging(cfg: &govflow::config::Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GOVFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    // The CQL driver's per-connection notices stay out of the way unless asked for.
+    let level = if cfg.log.level.contains("scylla") { cfg.log.level.clone() } else { format!("{},scylla=warn", cfg.log.level) };
+    let filter = EnvFilter::try_from_env("GOVFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(&level));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cfg.log.format == "json" {
         b.json().init();
