@@ -183,6 +183,9 @@ async fn compare(anvil: &Anvil, dao: &Dao, gf: &Govflow, story: &Story) {
         }
         // Voters and weights.
         let votes = gf.all_pages(&format!("/v1/proposals/{id}/votes?sort=weight&limit=2")).await;
+        assert_eq!(p["voteCounts"]["total"], votes.len(), "vote counters of {id}: {p}");
+        let by = |s: u64| votes.iter().filter(|v| v["support"] == s).count();
+        assert_eq!((p["voteCounts"]["against"].as_u64(), p["voteCounts"]["for"].as_u64(), p["voteCounts"]["abstain"].as_u64()), (Some(by(0) as u64), Some(by(1) as u64), Some(by(2) as u64)), "{p}");
         let voters: BTreeSet<String> = votes.iter().map(|v| v["voter"].as_str().unwrap().to_string()).collect();
         for a in &story.accounts {
             assert_eq!(voters.contains(&hexa(*a)), at.has_voted(*id, *a).await, "hasVoted({id}, {a:?})");

@@ -301,6 +301,10 @@ pub fn stats_count_votes_per_voter_and_day(s: Arc<dyn Store>) {
     assert_eq!(s.voter_vote_count(&Address([10; 20])).unwrap(), 2);
     assert_eq!(s.voter_vote_count(&Address([11; 20])).unwrap(), 1);
     assert_eq!(s.voter_vote_count(&Address([12; 20])).unwrap(), 0);
+    // vote(pid, voter, ...) has support = voter % 3: voter 10 votes for, voter 11 abstains.
+    assert_eq!(s.vote_counts(&U256::from(1)).unwrap(), VoteCounts { total: 1, for_: 1, ..Default::default() });
+    assert_eq!(s.vote_counts(&U256::from(2)).unwrap(), VoteCounts { total: 2, for_: 1, abstain: 1, ..Default::default() });
+    assert_eq!(s.vote_counts(&U256::from(3)).unwrap(), VoteCounts::default());
 }
 
 pub fn feed_publishes_final_events_once_and_retracts_orphans(s: Arc<dyn Store>) {

@@ -18,7 +18,7 @@ const PROPOSAL_FIELDS: &[&str] = &[
     "id", "proposalId", "title", "description", "proposer", "startBlock", "endBlock", "originalEndBlock", "status",
     "forVotes", "againstVotes", "abstainVotes", "voteCount", "quorum", "targets", "values", "signatures", "calldatas",
     "eta", "timelockOperationId", "created", "createdAt", "updatedAt", "updatedBlock", "executedAt", "metadataURI",
-    "totalVotes", "provisional", "clockMode", "history",
+    "totalVotes", "provisional", "clockMode", "history", "voteCounts",
 ];
 const VOTE_FIELDS: &[&str] = &[
     "id", "proposalId", "voter", "support", "weight", "reason", "params", "blockNumber", "blockHash", "logIndex",
@@ -215,6 +215,11 @@ pub fn proposal(state: &ApiState, req: &Req<'_>) -> Resp {
     let mut v = proposal_json(state, &p, clock_mode(state)?);
     if let Value::Object(o) = &mut v {
         o.insert("history".into(), serde_json::to_value(state.store.history(&id)?).unwrap_or(Value::Null));
+        let c = state.store.vote_counts(&id)?;
+        o.insert(
+            "voteCounts".into(),
+            json!({ "total": c.total, "against": c.against, "for": c.for_, "abstain": c.abstain, "fractional": c.fractional }),
+        );
     }
     Ok(json(&project(v, &f)))
 }

@@ -865,6 +865,17 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    fn vote_counts(&self, id: &U256) -> Result<VoteCounts, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let mut c = VoteCounts::default();
+        Self::scan(&tx, VOTES, &u256_be(id), None, false, |_, v| {
+            let v: Vote = dec("votes", v)?;
+            c.add(v.support);
+            Ok(true)
+        })?;
+        Ok(c)
+    }
+
     fn voter_vote_count(&self, voter: &Address) -> Result<u64, StoreError> {
         let tx = self.db.begin_read().map_err(be)?;
         let mut n = 0;

@@ -293,6 +293,35 @@ mod tests {
     }
 }
 
+/// Vote records of one proposal by support (counts of records, not weights).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoteCounts {
+    /// All records.
+    pub total: u64,
+    /// Against.
+    pub against: u64,
+    /// For.
+    pub for_: u64,
+    /// Abstain.
+    pub abstain: u64,
+    /// Fractional (split) votes.
+    pub fractional: u64,
+}
+
+impl VoteCounts {
+    /// Counts one record of `support`.
+    pub fn add(&mut self, support: u8) {
+        self.total += 1;
+        match support {
+            0 => self.against += 1,
+            1 => self.for_ += 1,
+            2 => self.abstain += 1,
+            _ => self.fractional += 1,
+        }
+    }
+}
+
 /// What a reconciliation found and corrected.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -365,6 +394,8 @@ pub trait Store: Send + Sync + 'static {
     fn account_events(&self, account: &Address) -> Result<Vec<(GovernanceEvent, bool)>, StoreError>;
     /// Number of vote records of a voter.
     fn voter_vote_count(&self, voter: &Address) -> Result<u64, StoreError>;
+    /// Number of vote records of a proposal, by support.
+    fn vote_counts(&self, id: &U256) -> Result<VoteCounts, StoreError>;
     /// Recomputes the vote counters from the vote records and corrects any drift: one
     /// proposal's counters, or (`None`) every counter. Backends whose counters are written in
     /// the same transaction as the records they count have nothing to correct.

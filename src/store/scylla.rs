@@ -1611,6 +1611,16 @@ impl Store for ScyllaStore {
         run!(self, |s| Ok(s.voter_count(&v).await?.max(0) as u64))
     }
 
+    fn vote_counts(&self, id: &U256) -> Result<VoteCounts, StoreError> {
+        let pid = u256_be(id).to_vec();
+        run!(self, |s| {
+            type R = (Option<Counter>, Option<Counter>, Option<Counter>, Option<Counter>, Option<Counter>);
+            let Some(r) = s.one::<R>(&s.st.pc_get, (pid,)).await? else { return Ok(VoteCounts::default()) };
+            let n = |c: Option<Counter>| c.map_or(0, |c| c.0.max(0) as u64);
+            Ok(VoteCounts { total: n(r.0), against: n(r.1), for_: n(r.2), abstain: n(r.3), fractional: n(r.4) })
+        })
+    }
+
     fn reconcile(&self, proposal: Option<&U256>) -> Result<ReconcileReport, StoreError> {
         let p = proposal.copied();
         run!(self, |s| s.reconcile(p.as_ref()).await)
