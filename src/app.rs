@@ -101,6 +101,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.voter_power.cache_accounts_per_shard,
     )?
     .with_achievements(cfg.achievements.enabled);
+    // What each commit changed, for websockets and cache invalidation.
+    let changes = Arc::new(crate::streams::changes::ChangeHub::default());
+    let pipeline = pipeline.with_changes(changes.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let settings = ListenerSettings {
         start_block,
@@ -121,7 +124,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _listener = ListenerActor::new(listener, stop.clone(), fatal_tx).start();
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let state = ApiState { store: store.clone(), status: status.clone(), metrics: Some(prometheus), http: cfg.http.clone() };
+    let state = ApiState {
+        store: store.clone(),
+        status: status.clone(),
+        metrics: Some(prometheus),
+        http: cfg.http.clone(),
+        changes: changes.clone(),
+        cache: Arc::new(crate::http::cache::Cache::disabled()),
+        websocket: cfg.websocket.clone(),
+    };
     let (bound, server) = http::serve(state, cfg.listen(), async {
         let _ = http_stop_rx.await;
     })

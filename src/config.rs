@@ -26,6 +26,10 @@ pub struct Config {
     pub achievements: AchievementsConfig,
     /// ScyllaDB (or any CQL engine) store, used when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
+    /// Websockets.
+    pub websocket: WebsocketConfig,
+    /// Read cache.
+    pub cache: CacheConfig,
 }
 
 /// `[scylla]`: the ScyllaDB store (`store.backend = "scylla"`). Any CQL engine speaking the
@@ -204,7 +208,7 @@ impl Default for StoreConfig {
 }
 
 /// `[http]`: the REST API.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Listen address.
@@ -213,11 +217,105 @@ pub struct HttpConfig {
     pub default_page_size: usize,
     /// Largest accepted `limit`.
     pub max_page_size: usize,
+    /// Origins allowed by CORS, comma separated; `*` for any; empty: no CORS headers.
+    pub cors_origins: String,
+    /// Requests per second per client (by remote address) before 429; 0 = no limit.
+    pub rate_limit_per_second: u32,
+    /// Requests a client may burst above the rate.
+    pub rate_limit_burst: u32,
+    /// Take the client address from `X-Forwarded-For` (behind a trusted proxy only).
+    pub trust_forwarded_for: bool,
+    /// Time a request may take before it is answered 503.
+    pub request_timeout_ms: u64,
+    /// Responses at least this large are compressed (gzip or br, as the client accepts).
+    pub compression_min_bytes: usize,
+    /// Bearer token of the admin routes (`/v1/admin/...`); unset: admin routes disabled.
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("cors_origins", &self.cors_origins)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".into(), default_page_size: 50, max_page_size: 500 }
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+            default_page_size: 50,
+            max_page_size: 500,
+            cors_origins: String::new(),
+            rate_limit_per_second: 0,
+            rate_limit_burst: 100,
+            trust_forwarded_for: false,
+            request_timeout_ms: 10_000,
+            compression_min_bytes: 1_024,
+            admin_token: None,
+        }
+    }
+}
+
+/// `[websocket]`: live updates on `/v1/ws`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebsocketConfig {
+    /// Open connections at most; more are refused with 503.
+    pub max_connections: usize,
+    /// Topics one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// Messages queued per client; a client that falls this far behind is disconnected.
+    pub queue_per_client: usize,
+    /// Seconds between heartbeats (ping frames and `heartbeat` messages).
+    pub heartbeat_interval_s: u64,
+    /// Messages kept per topic for clients that reconnect with their last sequence number.
+    pub replay_per_topic: usize,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        WebsocketConfig { max_connections: 20_000, max_subscriptions: 64, queue_per_client: 1_024, heartbeat_interval_s: 15, replay_per_topic: 1_024 }
+    }
+}
+
+/// `[cache]`: the read cache (in-process, optionally in front of Redis).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Cache reads at all.
+    pub enabled: bool,
+    /// Entries kept in process.
+    pub capacity: u64,
+    /// An entry is refreshed from the store after this long even without an invalidation.
+    pub ttl_ms: u64,
+    /// Redis URL (`redis://host:6379/0`): a second level shared by instances, and the channel
+    /// carrying invalidations between them. Unset: the in-process cache serves alone.
+    pub redis_url: Option<String>,
+    /// Proposals (newest first, plus every live one) loaded into the cache at start.
+    pub warm_proposals: usize,
+    /// Most recently active accounts whose voting power is loaded at start.
+    pub warm_accounts: usize,
+}
+
+impl std::fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("enabled", &self.enabled)
+            .field("capacity", &self.capacity)
+            .field("ttl_ms", &self.ttl_ms)
+            .field("redis_url", &self.redis_url.as_deref().map(crate::chain::redact_url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { enabled: true, capacity: 100_000, ttl_ms: 30_000, redis_url: None, warm_proposals: 100, warm_accounts: 1_000 }
     }
 }
 
@@ -267,7 +365,7 @@ pub struct ConfigIssue {
 #[error("invalid configuration:\n{}", .0.iter().map(|i| format!("  - {}: {}", i.path, i.message)).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigIssue>);
 
-const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log", "achievements", "scylla"];
+const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log", "achievements", "scylla", "websocket", "cache"];
 
 fn check_section<T: for<'de> Deserialize<'de>>(name: &str, v: &toml::Value, issues: &mut Vec<ConfigIssue>) {
     let Some(t) = v.as_table() else {
@@ -298,7 +396,7 @@ fn scalar(s: &str) -> toml::Value {
 }
 
 /// Keys that stay strings even when they look like numbers.
-const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend", "scylla.nodes", "scylla.keyspace", "scylla.replication", "scylla.keyspace_options", "scylla.consistency", "scylla.serial_consistency", "scylla.local_datacenter", "scylla.retry_policy", "scylla.username", "scylla.password"];
+const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend", "scylla.nodes", "scylla.keyspace", "scylla.replication", "scylla.keyspace_options", "scylla.consistency", "scylla.serial_consistency", "scylla.local_datacenter", "scylla.retry_policy", "scylla.username", "scylla.password", "http.cors_origins", "http.admin_token", "cache.redis_url"];
 
 /// Sets `section.key` in a TOML document.
 pub fn set(doc: &mut toml::Table, path: &str, value: &str) {
@@ -367,6 +465,8 @@ fn load_with(
             "log" => check_section::<LogConfig>(k, v, &mut issues),
             "achievements" => check_section::<AchievementsConfig>(k, v, &mut issues),
             "scylla" => check_section::<ScyllaConfig>(k, v, &mut issues),
+            "websocket" => check_section::<WebsocketConfig>(k, v, &mut issues),
+            "cache" => check_section::<CacheConfig>(k, v, &mut issues),
             other => issues.push(ConfigIssue { path: other.into(), message: format!("unknown section; expected one of {}", SECTIONS.join(", ")) }),
         }
     }
@@ -427,6 +527,20 @@ impl Config {
         }
         if self.http.default_page_size == 0 || self.http.default_page_size > self.http.max_page_size {
             bad("http.default_page_size", "must be between 1 and http.max_page_size".into());
+        }
+        if self.http.request_timeout_ms == 0 {
+            bad("http.request_timeout_ms", "must be at least 1".into());
+        }
+        if self.http.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            bad("http.admin_token", "must be at least 16 characters".into());
+        }
+        if let Some(u) = &self.cache.redis_url {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) {
+                bad("cache.redis_url", "must be a redis://, rediss:// or unix:// URL".into());
+            }
+        }
+        if self.websocket.queue_per_client == 0 || self.websocket.heartbeat_interval_s == 0 {
+            bad("websocket", "queue_per_client and heartbeat_interval_s must be at least 1".into());
         }
         if self.voter_power.shards == 0 || self.voter_power.shards > 1024 {
             bad("voter_power.shards", "must be between 1 and 1024".into());

@@ -180,6 +180,10 @@ fn main() -> ExitCode {
                 if cfg.scylla.password.is_some() {
                     cfg.scylla.password = Some("<redacted>".into());
                 }
+                if cfg.http.admin_token.is_some() {
+                    cfg.http.admin_token = Some("<redacted>".into());
+                }
+                cfg.cache.redis_url = cfg.cache.redis_url.as_deref().map(govflow::chain::redact_url);
                 println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
                 ExitCode::SUCCESS
             }

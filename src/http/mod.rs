@@ -4,7 +4,11 @@
 //! a handler; unknown routes and methods answer problem+json like every other error.
 
 pub mod api;
+pub mod cache;
+pub mod conventions;
+pub mod openapi;
 pub mod problem;
+pub mod ws;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,9 +19,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use warp::http::{Method, StatusCode};
 use warp::Filter;
 
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, WebsocketConfig};
 use crate::metrics as m;
 use crate::store::Store;
+use crate::streams::changes::ChangeHub;
 use crate::streams::listener::IndexerStatus;
 use problem::Problem;
 
@@ -30,8 +35,14 @@ pub struct ApiState {
     pub status: Arc<IndexerStatus>,
     /// Prometheus renderer.
     pub metrics: Option<PrometheusHandle>,
-    /// Page sizes.
+    /// HTTP settings (page sizes, CORS, limits, admin token).
     pub http: HttpConfig,
+    /// What each commit changed (websockets, cache invalidation).
+    pub changes: Arc<ChangeHub>,
+    /// The read cache.
+    pub cache: Arc<cache::Cache>,
+    /// Websocket settings.
+    pub websocket: WebsocketConfig,
 }
 
 /// A parsed request.
@@ -42,6 +53,8 @@ pub struct Req<'a> {
     pub query: Vec<(String, String)>,
     /// Full path.
     pub path: &'a str,
+    /// Request headers.
+    pub headers: &'a warp::http::HeaderMap,
 }
 
 impl Req<'_> {
@@ -77,6 +90,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/events/governance"),
     ("GET", "/v1/delegates"),
     ("GET", "/v1/status"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/docs"),
+    ("GET", "/v1/docs/{asset}"),
+    ("POST", "/v1/admin/cache/invalidate"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -96,6 +113,10 @@ fn handler_for(template: &str) -> Handler {
         "/v1/events/governance" => api::governance_events,
         "/v1/delegates" => api::delegates,
         "/v1/status" => api::status,
+        "/v1/openapi.json" => openapi::document,
+        "/v1/docs" => openapi::explorer,
+        "/v1/docs/{asset}" => openapi::asset,
+        "/v1/admin/cache/invalidate" => cache::invalidate,
         "/healthz" => api::healthz,
         "/readyz" => api::readyz,
         _ => api::metrics,
@@ -116,19 +137,25 @@ fn find(segments: &[&str]) -> Option<&'static (&'static str, &'static str)> {
 }
 
 /// Answers one request.
-pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str) -> (String, warp::reply::Response) {
+pub fn route(
+    state: &ApiState,
+    method: &Method,
+    path: &str,
+    raw_query: &str,
+    headers: &warp::http::HeaderMap,
+) -> (String, warp::reply::Response) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let Some((route_method, template)) = find(&segments) else {
         return ("unmatched".into(), Problem::not_found(format!("no route {path}")).at(path).response());
     };
-    if method.as_str() != *route_method && method != Method::HEAD {
+    if method.as_str() != *route_method && !(method == Method::HEAD && *route_method == "GET") {
         return ((*template).into(), Problem::method_not_allowed(method.as_str()).at(path).response());
     }
     let query: Vec<(String, String)> = match serde_urlencoded::from_str(raw_query) {
         Ok(q) => q,
         Err(e) => return ((*template).into(), Problem::bad_param("query", format!("malformed query string: {e}")).at(path).response()),
     };
-    let req = Req { segments, query, path };
+    let req = Req { segments, query, path, headers };
     let resp = match handler_for(template)(state, &req) {
         Ok(r) => r,
         Err(p) => p.at(path).response(),
@@ -136,22 +163,34 @@ pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str) -> 
     ((*template).into(), resp)
 }
 
-/// The warp filter serving everything.
+/// The warp filter serving everything: the websocket upgrade on `/v1/ws`, then every route of
+/// the table, with the HTTP conventions (request ids, CORS, rate limits, timeouts, ETags,
+/// compression) around them.
 pub fn filter(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     let state = Arc::new(state);
-    warp::method()
+    let api_state = state.clone();
+    let api = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .map(move |method: Method, path: warp::path::FullPath, q: String| {
-            let started = Instant::now();
-            let st = state.clone();
-            let (template, resp) = route(&st, &method, path.as_str(), &q);
-            let status = resp.status().as_u16().to_string();
-            metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => template.clone(), "status" => status.clone()).increment(1);
-            metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "route" => template, "status" => status)
-                .record(started.elapsed().as_secs_f64());
-            resp
-        })
+        .and(warp::header::headers_cloned())
+        .and_then(move |method: Method, path: warp::path::FullPath, q: String, headers: warp::http::HeaderMap| {
+            let st = api_state.clone();
+            async move { Ok::<_, Infallible>(answer(st, method, path.as_str().to_string(), q, headers).await) }
+        });
+    conventions::wrap(state.clone(), ws::route(state).or(api).unify())
+}
+
+/// Answers one table route off the async threads (store reads block), with metrics.
+async fn answer(state: Arc<ApiState>, method: Method, path: String, q: String, headers: warp::http::HeaderMap) -> warp::reply::Response {
+    let started = Instant::now();
+    let (template, resp) = match tokio::task::spawn_blocking(move || route(&state, &method, &path, &q, &headers)).await {
+        Ok(r) => r,
+        Err(e) => ("unmatched".to_string(), Problem::internal(&e).response()),
+    };
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => template.clone(), "status" => status.clone()).increment(1);
+    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "route" => template, "status" => status).record(started.elapsed().as_secs_f64());
+    resp
 }
 
 /// Serves the API until `shutdown` resolves; returns the bound address.

@@ -368,6 +368,7 @@ impl Listener {
         metrics::gauge!(m::LISTENER_REORG_DEPTH_BLOCKS).set(depth as f64);
         tracing::warn!(target: "listener", ancestor, depth, resume_after = ?new_cursor.map(|c| c.block), "reorg: rolled back orphaned blocks");
         self.pipeline.reset()?;
+        self.pipeline.notify_rollback(ancestor, depth);
         // Retractions written by the rollback go out now.
         self.publish()?;
         Ok(())

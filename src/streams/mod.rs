@@ -2,6 +2,7 @@
 //! atomic store batches.
 
 pub mod achievements;
+pub mod changes;
 pub mod decode;
 pub mod listener;
 pub mod pipeline;

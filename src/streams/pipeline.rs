@@ -151,6 +151,7 @@ pub struct Pipeline {
     actor_restarts: u64,
     proposal_count: u64,
     achievements: bool,
+    changes: Option<Arc<crate::streams::changes::ChangeHub>>,
 }
 
 impl Pipeline {
@@ -176,6 +177,7 @@ impl Pipeline {
             actor_restarts: 0,
             proposal_count: 0,
             achievements: true,
+            changes: None,
         };
         p.reset()?;
         Ok(p)
@@ -209,6 +211,19 @@ impl Pipeline {
         self.proposal_count = self.store.stats()?.proposals;
         metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
         Ok(())
+    }
+
+    /// Sends what each committed batch changed to `hub` (websockets, cache invalidation).
+    pub fn with_changes(mut self, hub: Arc<crate::streams::changes::ChangeHub>) -> Self {
+        self.changes = Some(hub);
+        self
+    }
+
+    /// Tells live readers that a reorg rolled the store back to `ancestor`.
+    pub fn notify_rollback(&self, ancestor: u64, depth: u64) {
+        if let Some(h) = &self.changes {
+            h.send(crate::streams::changes::Update::RolledBack { ancestor, depth });
+        }
     }
 
     /// Turns the derivation of governance events for the achievement system on or off.
@@ -606,10 +621,14 @@ impl Pipeline {
         };
         let store = self.store.clone();
         let started = std::time::Instant::now();
+        let update = self.changes.as_ref().filter(|h| h.has_subscribers()).map(|_| crate::streams::changes::Update::of_batch(&batch));
         tokio::task::spawn_blocking(move || store.commit(&batch))
             .await
             .map_err(|e| StoreError::Backend(format!("commit task: {e}")))??;
         metrics::histogram!(m::STORE_COMMIT_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+        if let (Some(h), Some(u)) = (&self.changes, update) {
+            h.send(u);
+        }
 
         for (pid, s) in summaries {
             if s.status.is_final() {
