@@ -130,9 +130,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         metrics: Some(prometheus),
         http: cfg.http.clone(),
         changes: changes.clone(),
-        cache: Arc::new(crate::http::cache::Cache::disabled()),
+        cache: Arc::new(crate::http::cache::Cache::new(&cfg.cache)),
         websocket: cfg.websocket.clone(),
     };
+    // The read cache follows every commit from here on; it warms up once the listener caught up.
+    crate::http::cache::start(state.clone());
     let (bound, server) = http::serve(state, cfg.listen(), async {
         let _ = http_stop_rx.await;
     })

@@ -71,6 +71,23 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "govflow_http_request_duration_s
 /// HTTP requests. Counter, labels `route`, `status`.
 pub const HTTP_REQUESTS_TOTAL: &str = "govflow_http_requests_total";
 
+/// Cacheable reads by cache level and result. Counter, labels `level` (`l1`, `l2`), `result`
+/// (`hit`, `miss`, `bypass`: the cache had not yet applied the last indexed block's changes).
+pub const CACHE_LOOKUPS_TOTAL: &str = "govflow_cache_lookups_total";
+/// Share of cacheable reads answered from a cache level since start. Gauge.
+pub const CACHE_HIT_RATIO: &str = "govflow_cache_hit_ratio";
+/// Entries in the in-process cache. Gauge.
+pub const CACHE_ENTRIES: &str = "govflow_cache_entries";
+/// Cache invalidations. Counter, label `source` (`chain`, `rollback`, `lagged`, `remote`, `admin`).
+pub const CACHE_INVALIDATIONS_TOTAL: &str = "govflow_cache_invalidations_total";
+/// Redis operations that failed or timed out (the request fell back to the store). Counter,
+/// label `op` (`connect`, `lookup`, `store`, `invalidate`, `clean`).
+pub const CACHE_REDIS_ERRORS_TOTAL: &str = "govflow_cache_redis_errors_total";
+/// Requests answered 503 after `http.request_timeout_ms`. Counter, label `route`.
+pub const HTTP_REQUEST_TIMEOUTS_TOTAL: &str = "govflow_http_request_timeouts_total";
+/// Requests refused with 429 by the per-client rate limit. Counter.
+pub const HTTP_RATE_LIMITED_TOTAL: &str = "govflow_http_rate_limited_total";
+
 /// Installs the Prometheus recorder and describes every metric.
 pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -116,4 +133,11 @@ fn describe() {
     describe_histogram!(STORE_COMMIT_DURATION_SECONDS, Unit::Seconds, "Store batch commit duration");
     describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request duration");
     describe_counter!(HTTP_REQUESTS_TOTAL, Unit::Count, "HTTP requests");
+    describe_counter!(CACHE_LOOKUPS_TOTAL, Unit::Count, "Cacheable reads by cache level and result");
+    describe_gauge!(CACHE_HIT_RATIO, "Share of cacheable reads answered from a cache level");
+    describe_gauge!(CACHE_ENTRIES, Unit::Count, "Entries in the in-process cache");
+    describe_counter!(CACHE_INVALIDATIONS_TOTAL, Unit::Count, "Cache invalidations");
+    describe_counter!(CACHE_REDIS_ERRORS_TOTAL, Unit::Count, "Redis operations that failed or timed out");
+    describe_counter!(HTTP_REQUEST_TIMEOUTS_TOTAL, Unit::Count, "Requests answered 503 after the request timeout");
+    describe_counter!(HTTP_RATE_LIMITED_TOTAL, Unit::Count, "Requests refused by the per-client rate limit");
 }

@@ -1,7 +1,33 @@
 //! The HTTP API (warp): `/v1` read routes, health, readiness and Prometheus metrics.
 //!
 //! Routing is one table in [`route`]: each route has a template used as the metrics label and
-//! a handler; unknown routes and methods answer problem+json like every other error.
+//! a handler; unknown routes and methods answer problem+json like every other error. Around the
+//! table: the read cache ([`cache`]: proposal list, proposal details, voting power, statistics)
+//! and the HTTP conventions ([`conventions`]: request ids, CORS, rate limits, ETags,
+//! Cache-Control, compression); [`answer`] runs the handlers off the async threads with the
+//! request timeout. Every JSON read takes `fields=a,b,...` (top-level members, or the members
+//! of each `items[]` element of a list).
+//!
+//! # Versioning policy
+//!
+//! The API is versioned in the path: every resource lives under `/v1`; only the probes
+//! (`/healthz`, `/readyz`) and `/metrics` are unversioned.
+//!
+//! - **Within `/v1`** changes are additive only: new routes, new optional query parameters, new
+//!   members in response objects, new values in documented open sets (problem `type`s,
+//!   governance event kinds, `executionState`). Clients must ignore members they do not know.
+//!   Fixes that make an answer equal to what the contracts say are not breaking changes.
+//! - **A `/v2`** is needed to remove or rename a route, a parameter or a member, to change a
+//!   member's type, format or meaning (e.g. uint256 as decimal strings, times as RFC 3339,
+//!   addresses in lower case), to change defaults (page size, sort order), pagination or the
+//!   error format, or to make an optional parameter required. `/v1` and `/v2` are then served
+//!   side by side.
+//! - **Deprecation**: a route (or a whole version) due to go is announced with a
+//!   `Deprecation: @<unix time>` header (RFC 9745) on each of its answers, a
+//!   `Sunset: <HTTP date>` header (RFC 8594) at least six months later, and a
+//!   `Link: <successor>; rel="successor-version"` header; it keeps answering exactly as before
+//!   until the sunset date, and the change is listed in the README. The table is
+//!   [`DEPRECATIONS`].
 
 pub mod api;
 pub mod cache;
@@ -13,7 +39,7 @@ pub mod ws;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use warp::http::{Method, StatusCode};
@@ -129,11 +155,73 @@ fn matches(template: &str, segments: &[&str]) -> bool {
 }
 
 /// Finds the route for a path; literal templates win over parameterised ones.
-fn find(segments: &[&str]) -> Option<&'static (&'static str, &'static str)> {
+pub(crate) fn find(segments: &[&str]) -> Option<&'static (&'static str, &'static str)> {
     ROUTES
         .iter()
         .filter(|(_, t)| matches(t, segments))
         .min_by_key(|(_, t)| t.matches('{').count())
+}
+
+/// Deprecated routes: template, `Deprecation` (RFC 9745, `@<unix time>`), `Sunset` (RFC 8594,
+/// HTTP date) and the successor's path (`Link: <...>; rel="successor-version"`). Empty: nothing
+/// in `/v1` is deprecated.
+pub const DEPRECATIONS: &[(&str, &str, &str, &str)] = &[];
+
+/// Routes whose handlers do not project `fields=` themselves: [`route`] projects their JSON.
+const GENERIC_FIELDS: &[&str] = &[
+    "/v1/proposals/stats",
+    "/v1/proposals/{proposalId}/execution-status",
+    "/v1/users/{address}/governance-achievements",
+    "/v1/events/governance",
+    "/v1/status",
+    "/healthz",
+    "/readyz",
+];
+
+/// Keeps the `fields` members of a JSON answer: of each `items[]` element when the answer is a
+/// list, else of the object itself. A field no member has is a 400 (in a list: no element has
+/// it; an empty list accepts any).
+fn project_fields(resp: warp::reply::Response, fields: &str) -> Result<warp::reply::Response, Problem> {
+    let list: Vec<&str> = fields.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if list.is_empty() {
+        return Err(Problem::bad_param("fields", "fields must name at least one field"));
+    }
+    let (parts, body) = resp.into_parts();
+    let body = futures::executor::block_on(warp::hyper::body::to_bytes(body)).map_err(|e| Problem::internal(&e))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Problem::internal(&e))?;
+    let keep = |o: &mut serde_json::Map<String, serde_json::Value>| o.retain(|k, _| list.contains(&k.as_str()));
+    let unknown = |known: &dyn Fn(&str) -> bool| -> Result<(), Problem> {
+        match list.iter().find(|f| !known(f)) {
+            Some(f) => Err(Problem::bad_param("fields", format!("unknown field {f:?}"))),
+            None => Ok(()),
+        }
+    };
+    match v.as_object_mut() {
+        Some(o) if o.get("items").is_some_and(|i| i.is_array()) => {
+            let items = o.get_mut("items").and_then(|i| i.as_array_mut()).map(std::mem::take).unwrap_or_default();
+            if !items.is_empty() {
+                unknown(&|f| items.iter().any(|i| i.get(f).is_some()))?;
+            }
+            let items = items
+                .into_iter()
+                .map(|mut i| {
+                    if let Some(o) = i.as_object_mut() {
+                        keep(o);
+                    }
+                    i
+                })
+                .collect();
+            o.insert("items".into(), serde_json::Value::Array(items));
+        }
+        Some(o) => {
+            unknown(&|f| o.contains_key(f))?;
+            keep(o);
+        }
+        None => return Err(Problem::bad_param("fields", "this answer has no fields to choose from")),
+    }
+    let mut r = warp::reply::Response::from_parts(parts, serde_json::to_vec(&v).unwrap_or_default().into());
+    r.headers_mut().remove(warp::http::header::CONTENT_LENGTH);
+    Ok(r)
 }
 
 /// Answers one request.
@@ -146,20 +234,50 @@ pub fn route(
 ) -> (String, warp::reply::Response) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let Some((route_method, template)) = find(&segments) else {
-        return ("unmatched".into(), Problem::not_found(format!("no route {path}")).at(path).response());
+        let detail = if segments.first() == Some(&"v1") || path == "/" {
+            format!("no route {path}")
+        } else {
+            format!("no route {path}; the API is versioned: resources are under /v1")
+        };
+        return ("unmatched".into(), Problem::not_found(detail).at(path).response());
     };
+    if method == Method::OPTIONS {
+        let allow = if *route_method == "GET" { "GET, HEAD, OPTIONS" } else { "POST, OPTIONS" };
+        let mut r = warp::reply::Response::new(warp::hyper::Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+        return ((*template).into(), r);
+    }
     if method.as_str() != *route_method && !(method == Method::HEAD && *route_method == "GET") {
         return ((*template).into(), Problem::method_not_allowed(method.as_str()).at(path).response());
     }
-    let query: Vec<(String, String)> = match serde_urlencoded::from_str(raw_query) {
+    let mut query: Vec<(String, String)> = match serde_urlencoded::from_str(raw_query) {
         Ok(q) => q,
         Err(e) => return ((*template).into(), Problem::bad_param("query", format!("malformed query string: {e}")).at(path).response()),
     };
+    let fields = if GENERIC_FIELDS.contains(template) {
+        let f = query.iter().find(|(k, _)| k == "fields").map(|(_, v)| v.clone());
+        query.retain(|(k, _)| k != "fields");
+        f
+    } else {
+        None
+    };
     let req = Req { segments, query, path, headers };
-    let resp = match handler_for(template)(state, &req) {
+    let mut resp = match handler_for(template)(state, &req) {
         Ok(r) => r,
         Err(p) => p.at(path).response(),
     };
+    if let Some(f) = fields.filter(|_| resp.status() == StatusCode::OK) {
+        resp = project_fields(resp, &f).unwrap_or_else(|p| p.at(path).response());
+    }
+    if let Some((_, deprecation, sunset, successor)) = DEPRECATIONS.iter().find(|d| d.0 == *template) {
+        let h = resp.headers_mut();
+        for (k, v) in [("deprecation", deprecation.to_string()), ("sunset", sunset.to_string()), ("link", format!("<{successor}>; rel=\"successor-version\""))] {
+            if let Ok(v) = warp::http::HeaderValue::from_str(&v) {
+                h.insert(k, v);
+            }
+        }
+    }
     ((*template).into(), resp)
 }
 
@@ -180,17 +298,62 @@ pub fn filter(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
     conventions::wrap(state.clone(), ws::route(state).or(api).unify())
 }
 
-/// Answers one table route off the async threads (store reads block), with metrics.
+/// Answers one table route, with metrics.
 async fn answer(state: Arc<ApiState>, method: Method, path: String, q: String, headers: warp::http::HeaderMap) -> warp::reply::Response {
     let started = Instant::now();
-    let (template, resp) = match tokio::task::spawn_blocking(move || route(&state, &method, &path, &q, &headers)).await {
-        Ok(r) => r,
-        Err(e) => ("unmatched".to_string(), Problem::internal(&e).response()),
-    };
+    let (template, resp) = respond(&state, method, path, q, headers, false).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => template.clone(), "status" => status.clone()).increment(1);
     metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "route" => template, "status" => status).record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// Answers one table route: cacheable reads through the cache, everything else (and cache
+/// misses) by the handler. `refresh` recomputes a cacheable read even when cached.
+pub(crate) async fn respond(
+    state: &Arc<ApiState>,
+    method: Method,
+    path: String,
+    q: String,
+    headers: warp::http::HeaderMap,
+    refresh: bool,
+) -> (String, warp::reply::Response) {
+    if method == Method::GET || method == Method::HEAD {
+        if let Some(plan) = state.cache.plan(&path, &q) {
+            let template = plan.template.to_string();
+            let run = run(state.clone(), method, path, q, headers);
+            let resp = state.cache.serve(&state.status, plan, refresh, async move { run.await.1 }).await;
+            return (template, resp);
+        }
+    }
+    run(state.clone(), method, path, q, headers).await
+}
+
+/// Runs the handler off the async threads (store reads block) within `http.request_timeout_ms`;
+/// past it, 503 problem+json with `Retry-After` (the handler finishes in the background).
+async fn run(state: Arc<ApiState>, method: Method, path: String, q: String, headers: warp::http::HeaderMap) -> (String, warp::reply::Response) {
+    let timeout = Duration::from_millis(state.http.request_timeout_ms.max(1));
+    let p = path.clone();
+    let work = tokio::task::spawn_blocking(move || route(&state, &method, &p, &q, &headers));
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => ("unmatched".to_string(), Problem::internal(&e).at(&path).response()),
+        Err(_) => {
+            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            let template = find(&segments).map_or("unmatched", |r| r.1).to_string();
+            metrics::counter!(m::HTTP_REQUEST_TIMEOUTS_TOTAL, "route" => template.clone()).increment(1);
+            let mut r = conventions::problem(
+                "timeout",
+                "Request timeout",
+                503,
+                format!("the answer took longer than {} ms; retry later", timeout.as_millis()),
+            )
+            .at(&path)
+            .response();
+            r.headers_mut().insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from_static("1"));
+            (template, r)
+        }
+    }
 }
 
 /// Serves the API until `shutdown` resolves; returns the bound address.
