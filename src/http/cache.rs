@@ -930,7 +930,14 @@ pub fn authorize(state: &ApiState, req: &Req<'_>) -> Result<(), Problem> {
 /// list), or `scope=` `all`, `proposals` (the lists) or `stats`. For emergencies: the cache
 /// follows the chain by itself.
 pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    authorize(state, req)?;
+    if let Err(p) = authorize(state, req) {
+        let status = p.status;
+        let mut r = p.at(req.path).response();
+        if status == 401 {
+            r.headers_mut().insert(warp::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"govflow-admin\""));
+        }
+        return Ok(r);
+    }
     req.only(&["proposalId", "account", "scope"])?;
     let mut tags = Vec::new();
     for (k, v) in &req.query {
