@@ -71,6 +71,17 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "govflow_http_request_duration_s
 /// HTTP requests. Counter, labels `route`, `status`.
 pub const HTTP_REQUESTS_TOTAL: &str = "govflow_http_requests_total";
 
+/// Open websocket connections on `/v1/ws`. Gauge.
+pub const WEBSOCKET_CONNECTIONS: &str = "govflow_websocket_connections";
+/// Websocket connections refused over `websocket.max_connections` (HTTP 503). Counter.
+pub const WEBSOCKET_CONNECTIONS_REFUSED_TOTAL: &str = "govflow_websocket_connections_refused_total";
+/// Topic subscriptions over all websocket connections. Gauge.
+pub const WEBSOCKET_SUBSCRIPTIONS: &str = "govflow_websocket_subscriptions";
+/// Messages written to websocket clients. Counter.
+pub const WEBSOCKET_MESSAGES_SENT_TOTAL: &str = "govflow_websocket_messages_sent_total";
+/// Websocket clients dropped by the server. Counter, label `reason` (`slow`: queue full, `idle`: silent).
+pub const WEBSOCKET_CLIENTS_DROPPED_TOTAL: &str = "govflow_websocket_clients_dropped_total";
+
 /// Cacheable reads by cache level and result. Counter, labels `level` (`l1`, `l2`), `result`
 /// (`hit`, `miss`, `bypass`: the cache had not yet applied the last indexed block's changes).
 pub const CACHE_LOOKUPS_TOTAL: &str = "govflow_cache_lookups_total";
@@ -140,4 +151,9 @@ fn describe() {
     describe_counter!(CACHE_REDIS_ERRORS_TOTAL, Unit::Count, "Redis operations that failed or timed out");
     describe_counter!(HTTP_REQUEST_TIMEOUTS_TOTAL, Unit::Count, "Requests answered 503 after the request timeout");
     describe_counter!(HTTP_RATE_LIMITED_TOTAL, Unit::Count, "Requests refused by the per-client rate limit");
+    describe_gauge!(WEBSOCKET_CONNECTIONS, Unit::Count, "Open websocket connections");
+    describe_counter!(WEBSOCKET_CONNECTIONS_REFUSED_TOTAL, Unit::Count, "Websocket connections refused over the limit");
+    describe_gauge!(WEBSOCKET_SUBSCRIPTIONS, Unit::Count, "Websocket topic subscriptions");
+    describe_counter!(WEBSOCKET_MESSAGES_SENT_TOTAL, Unit::Count, "Messages written to websocket clients");
+    describe_counter!(WEBSOCKET_CLIENTS_DROPPED_TOTAL, Unit::Count, "Websocket clients dropped (slow or silent)");
 }

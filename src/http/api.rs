@@ -106,7 +106,7 @@ fn clock_mode(state: &ApiState) -> Result<ClockMode, Problem> {
     Ok(state.store.info()?.map_or(ClockMode::BlockNumber, |i| i.clock_mode))
 }
 
-fn proposal_json(state: &ApiState, p: &Proposal, mode: ClockMode) -> Value {
+pub(crate) fn proposal_json(state: &ApiState, p: &Proposal, mode: ClockMode) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
         o.insert("totalVotes".into(), Value::String(p.total_votes().to_string()));
@@ -117,7 +117,7 @@ fn proposal_json(state: &ApiState, p: &Proposal, mode: ClockMode) -> Value {
 }
 
 /// A vote as served: the record plus the voter's weight breakdown at the proposal's snapshot.
-fn vote_json(state: &ApiState, v: &Vote, snapshot: Option<(u64, ClockMode)>) -> Result<Value, Problem> {
+pub(crate) fn vote_json(state: &ApiState, v: &Vote, snapshot: Option<(u64, ClockMode)>) -> Result<Value, Problem> {
     let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut j {
         o.insert("provisional".into(), Value::Bool(v.block_number > state.status.finalized()));
