@@ -287,7 +287,7 @@ fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error>
 }
 
 /// How the governor measures time (ERC-6372 `CLOCK_MODE()`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ClockMode {
     /// `mode=blocknumber&from=default`: timepoints are block numbers.
@@ -342,7 +342,7 @@ impl QuorumCounting {
 }
 
 /// A proposal's lifecycle status: the eight values of OpenZeppelin's `ProposalState`, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ProposalStatus {
     /// Created, voting not started (`snapshot >= clock`).
     Pending = 0,
@@ -411,26 +411,29 @@ impl fmt::Display for ProposalStatus {
 }
 
 /// Where something happened on chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainPoint {
     /// Block number.
     pub block_number: u64,
     /// Block timestamp (unix seconds).
     #[serde(with = "time")]
+    #[schema(value_type = crate::http::openapi::Timestamp)]
     pub timestamp: u64,
     /// Transaction, when an event caused it (none for clock-driven changes).
     pub transaction_hash: Option<B256>,
 }
 
 /// A governance proposal as the governor sees it, plus indexing metadata.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Proposal {
     /// Stable UUID derived from chain id, governor and proposal id.
+    #[schema(value_type = crate::http::openapi::Uuid)]
     pub id: uuid::Uuid,
     /// On-chain proposal id.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub proposal_id: U256,
     /// First line of the description, without Markdown heading marks.
     pub title: String,
@@ -450,22 +453,27 @@ pub struct Proposal {
     pub status: ProposalStatus,
     /// Votes for.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub for_votes: U256,
     /// Votes against.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub against_votes: U256,
     /// Abstaining votes.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub abstain_votes: U256,
     /// Number of distinct vote records.
     pub vote_count: u64,
     /// `quorum(snapshot)`, known once the snapshot has passed.
     #[serde(with = "u256_opt")]
+    #[schema(value_type = Option<crate::http::openapi::Uint256>)]
     pub quorum: Option<U256>,
     /// Call targets.
     pub targets: Vec<Address>,
     /// Call values (wei).
     #[serde(with = "u256_vec")]
+    #[schema(value_type = Vec<crate::http::openapi::Uint256>)]
     pub values: Vec<U256>,
     /// Function signatures as emitted (empty strings in OpenZeppelin 5).
     pub signatures: Vec<String>,
@@ -473,6 +481,7 @@ pub struct Proposal {
     pub calldatas: Vec<HexBytes>,
     /// Timelock eta (unix seconds) once queued.
     #[serde(with = "time_opt")]
+    #[schema(value_type = Option<crate::http::openapi::Timestamp>)]
     pub eta: Option<u64>,
     /// Timelock operation id once queued.
     pub timelock_operation_id: Option<B256>,
@@ -480,14 +489,17 @@ pub struct Proposal {
     pub created: ChainPoint,
     /// Creation time (same as `created.timestamp`), for sorting and filters.
     #[serde(with = "time")]
+    #[schema(value_type = crate::http::openapi::Timestamp)]
     pub created_at: u64,
     /// Time of the last change.
     #[serde(with = "time")]
+    #[schema(value_type = crate::http::openapi::Timestamp)]
     pub updated_at: u64,
     /// Block of the last change.
     pub updated_block: u64,
     /// Execution time, once executed.
     #[serde(with = "time_opt")]
+    #[schema(value_type = Option<crate::http::openapi::Timestamp>)]
     pub executed_at: Option<u64>,
     /// First URI found in the description (ipfs://, ar://, https://), if any (the guide's
     /// `metadataURI`).
@@ -518,20 +530,24 @@ pub fn metadata_uri_of(description: &str) -> Option<String> {
 }
 
 /// One vote record (from `VoteCast` or `VoteCastWithParams`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Vote {
     /// Stable UUID derived from the event identity.
+    #[schema(value_type = crate::http::openapi::Uuid)]
     pub id: uuid::Uuid,
     /// On-chain proposal id.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub proposal_id: U256,
     /// Voter.
     pub voter: Address,
     /// 0 = Against, 1 = For, 2 = Abstain (255 = fractional split in `params`).
+    #[schema(maximum = 255)]
     pub support: u8,
     /// Weight the governor counted.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub weight: U256,
     /// Reason, when one was given.
     pub reason: Option<String>,
@@ -547,22 +563,26 @@ pub struct Vote {
     pub transaction_hash: B256,
     /// Block time.
     #[serde(with = "time")]
+    #[schema(value_type = crate::http::openapi::Timestamp)]
     pub timestamp: u64,
 }
 
 /// One status change of a proposal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     /// Stable UUID derived from proposal, status and block.
+    #[schema(value_type = crate::http::openapi::Uuid)]
     pub id: uuid::Uuid,
     /// On-chain proposal id.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub proposal_id: U256,
     /// The new status.
     pub status: ProposalStatus,
     /// Block time.
     #[serde(with = "time")]
+    #[schema(value_type = crate::http::openapi::Timestamp)]
     pub timestamp: u64,
     /// Block where the status took effect.
     pub block_number: u64,
@@ -571,13 +591,14 @@ pub struct HistoryEntry {
 }
 
 /// A timelock operation and what happened to it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelockOperation {
     /// Operation id (`hashOperationBatch`).
     pub id: B256,
     /// Proposal that scheduled it, when known.
     #[serde(with = "u256_opt")]
+    #[schema(value_type = Option<crate::http::openapi::Uint256>)]
     pub proposal_id: Option<U256>,
     /// Number of calls scheduled.
     pub calls: u64,
@@ -619,29 +640,35 @@ pub struct AccountPower {
 }
 
 /// Voting power of an account as served (the guide's UserVotingPower).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserVotingPower {
     /// Account.
     pub user: Address,
     /// Proposal whose snapshot this is, or none for "now"/a block.
     #[serde(with = "u256_opt")]
+    #[schema(value_type = Option<crate::http::openapi::Uint256>)]
     pub proposal_id: Option<U256>,
     /// The account's own balance, counted when it delegates to itself.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub base_weight: U256,
     /// Bonus from achievement NFTs (zero for governors without one).
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub nft_bonus: U256,
     /// Weight delegated to this account by others.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub delegated_weight: U256,
     /// Weight the governor counts (`getVotes`/`getPastVotes` of its vote source): token votes
     /// plus the NFT bonus.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub total_weight: U256,
     /// Token balance.
     #[serde(with = "u256")]
+    #[schema(value_type = crate::http::openapi::Uint256)]
     pub balance: U256,
     /// The account's delegate, if any.
     pub delegate: Option<Address>,
@@ -651,6 +678,7 @@ pub struct UserVotingPower {
     pub timepoint: u64,
     /// Time of the checkpoint block (unix seconds, RFC 3339 in JSON).
     #[serde(with = "time")]
+    #[schema(value_type = crate::http::openapi::Timestamp)]
     pub timestamp: u64,
 }
 

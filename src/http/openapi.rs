@@ -1,19 +1,1565 @@
-//! The OpenAPI document and its explorer (to be completed by issue 7's OpenAPI work).
+//! The OpenAPI 3.1 document of the API (`GET /v1/openapi.json`) and its explorer (`/v1/docs`).
+//!
+//! The document is generated from the code: the domain types the handlers serialize carry
+//! `#[derive(utoipa::ToSchema)]`, the JSON the handlers assemble around them is described by the
+//! view types below, and the operations by [`OPERATIONS`], one entry per route of
+//! [`super::ROUTES`] (a unit test keeps the two in step; `tests/openapi.rs` checks the document
+//! against a running govflow and fuzzes the API with it). Page sizes come from the running
+//! configuration, so `limit` is documented with the bounds the handlers enforce.
+//!
+//! The explorer is Swagger UI from `utoipa-swagger-ui`, whose `vendored` feature embeds the
+//! distribution files at build time: nothing is fetched at build or run time.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{json, Map, Value};
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, ParameterStyle, PathItem};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr,
+    Required, Response, ResponseBuilder, Server,
+};
+use utoipa::{PartialSchema, ToSchema};
+use warp::http::HeaderValue;
 
 use super::problem::Problem;
 use super::{ApiState, Req};
+use crate::config::HttpConfig;
+use crate::domain::{Address, ClockMode, HexBytes, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, UserVotingPower, Vote, B256};
+use crate::store::VoteCounts;
+
+type Resp = Result<warp::reply::Response, Problem>;
+
+/// Where the document is served (the explorer loads it from here).
+pub const DOCUMENT_PATH: &str = "/v1/openapi.json";
+/// Where the explorer is served.
+pub const EXPLORER_PATH: &str = "/v1/docs";
+
+const ADDRESS_OUT: &str = "^0x[0-9a-f]{40}$";
+const ADDRESS_IN: &str = "^0[xX][0-9a-fA-F]{40}$";
+const HASH_OUT: &str = "^0x[0-9a-f]{64}$";
+const UINT256_OUT: &str = "^(0|[1-9][0-9]{0,77})$";
+const UINT256_IN: &str = "^(0x[0-9a-fA-F]{1,64}|[0-9]{1,78})$";
+const CURSOR: &str = "^[A-Za-z0-9_-]+$";
+const RFC3339_IN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|\\+00:00)$";
+
+// ---------------------------------------------------------------------------------------------
+// Value schemas: how the domain's value types are written in JSON.
+
+fn string_schema(pattern: &str, description: &str, example: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .examples([json!(example)])
+        .into()
+}
+
+/// A uint256 as served: a decimal string (JSON numbers cannot hold 2^256).
+pub struct Uint256;
+
+impl PartialSchema for Uint256 {
+    fn schema() -> RefOr<Schema> {
+        string_schema(UINT256_OUT, "An unsigned 256-bit integer as a decimal string.", "42000000000000000000")
+    }
+}
+impl ToSchema for Uint256 {
+    fn name() -> Cow<'static, str> {
+        "Uint256".into()
+    }
+}
+
+/// A time as served: RFC 3339, UTC, whole seconds.
+pub struct Timestamp;
+
+impl PartialSchema for Timestamp {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+            .description(Some("A time, RFC 3339 in UTC (block times are whole seconds)."))
+            .examples([json!("2026-01-31T12:00:00Z")])
+            .into()
+    }
+}
+impl ToSchema for Timestamp {
+    fn name() -> Cow<'static, str> {
+        "Timestamp".into()
+    }
+}
+
+/// A stable record id (UUID v5 derived from chain data).
+pub struct Uuid;
+
+impl PartialSchema for Uuid {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("uuid".into())))
+            .pattern(Some("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"))
+            .description(Some("A stable id derived from chain data (UUID v5): the same data always gets the same id."))
+            .into()
+    }
+}
+impl ToSchema for Uuid {
+    fn name() -> Cow<'static, str> {
+        "Uuid".into()
+    }
+}
+
+impl PartialSchema for Address {
+    fn schema() -> RefOr<Schema> {
+        string_schema(ADDRESS_OUT, "A 20-byte account or contract address, lower-case 0x hex.", "0x70997970c51812dc3a010c7d01b50e0d17dc79c8")
+    }
+}
+impl ToSchema for Address {
+    fn name() -> Cow<'static, str> {
+        "Address".into()
+    }
+}
+
+impl PartialSchema for B256 {
+    fn schema() -> RefOr<Schema> {
+        string_schema(
+            HASH_OUT,
+            "A 32-byte hash (block, transaction, timelock operation), lower-case 0x hex.",
+            "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060",
+        )
+    }
+}
+impl ToSchema for B256 {
+    fn name() -> Cow<'static, str> {
+        "Hash".into()
+    }
+}
+
+impl PartialSchema for HexBytes {
+    fn schema() -> RefOr<Schema> {
+        string_schema("^0x([0-9a-f]{2})*$", "Bytes as lower-case 0x hex.", "0x55241077000000000000000000000000000000000000000000000000000000000000002a")
+    }
+}
+impl ToSchema for HexBytes {
+    fn name() -> Cow<'static, str> {
+        "HexBytes".into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views: the JSON the handlers build around the domain types.
+
+fn reference(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+fn described(schema: RefOr<Schema>, description: &str) -> RefOr<Schema> {
+    match schema {
+        RefOr::Ref(mut r) => {
+            r.description = description.into();
+            RefOr::Ref(r)
+        }
+        RefOr::T(Schema::Object(mut o)) => {
+            o.description = Some(description.into());
+            RefOr::T(Schema::Object(o))
+        }
+        other => other,
+    }
+}
+
+fn boolean(description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new().schema_type(Type::Boolean).description(Some(description)).into()
+}
+
+/// The derived object schema of `T` with extra properties, as a handler extends it.
+fn extended<T: PartialSchema>(description: &str, extra: Vec<(&str, RefOr<Schema>)>) -> RefOr<Schema> {
+    match T::schema() {
+        RefOr::T(Schema::Object(mut o)) => {
+            for (name, schema) in extra {
+                o.properties.insert(name.to_string(), schema);
+            }
+            o.description = Some(description.into());
+            RefOr::T(Schema::Object(o))
+        }
+        other => other,
+    }
+}
+
+fn push<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
+    out.push((T::name().into_owned(), T::schema()));
+    T::schemas(out);
+}
+
+/// A proposal in a list (`GET /v1/proposals`).
+pub struct ProposalSummary;
+
+impl PartialSchema for ProposalSummary {
+    fn schema() -> RefOr<Schema> {
+        extended::<Proposal>(
+            "A proposal as listed. Without `fields` every property is present; with `fields` only those named.",
+            proposal_extras(),
+        )
+    }
+}
+impl ToSchema for ProposalSummary {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        Proposal::schemas(out);
+        push::<ClockMode>(out);
+        push::<Uint256>(out);
+    }
+}
+
+fn proposal_extras() -> Vec<(&'static str, RefOr<Schema>)> {
+    vec![
+        ("totalVotes", described(reference("Uint256"), "For + against + abstain.")),
+        ("provisional", boolean("True while the last change is newer than the finalized block (`chain.confirmations`): a reorg may still undo it.")),
+        ("clockMode", described(reference("ClockMode"), "The governor's clock: `startBlock`/`endBlock` are block numbers or unix seconds.")),
+    ]
+}
+
+/// A proposal with its history and vote counters (`GET /v1/proposals/{proposalId}`).
+pub struct ProposalDetail;
+
+impl PartialSchema for ProposalDetail {
+    fn schema() -> RefOr<Schema> {
+        let mut extra = proposal_extras();
+        extra.push(("history", ArrayBuilder::new().items(reference("HistoryEntry")).description(Some("Status changes, oldest first.")).into()));
+        extra.push(("voteCounts", described(reference("VoteCounts"), "Vote records per support (counts of records, not weights).")));
+        extended::<Proposal>(
+            "A proposal with its status history. Without `fields` every property is present; with `fields` only those named.",
+            extra,
+        )
+    }
+}
+impl ToSchema for ProposalDetail {
+    fn name() -> Cow<'static, str> {
+        "Proposal".into()
+    }
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        ProposalSummary::schemas(out);
+        push::<HistoryEntry>(out);
+        push::<VoteCounts>(out);
+    }
+}
+
+/// A vote as served.
+pub struct VoteView;
+
+impl PartialSchema for VoteView {
+    fn schema() -> RefOr<Schema> {
+        extended::<Vote>(
+            "A vote record. Without `fields` every property is present; with `fields` only those named.",
+            vec![
+                ("provisional", boolean("True while the vote's block is newer than the finalized block.")),
+                ("weightBreakdown", described(reference("WeightBreakdown"), "The voter's weight at the proposal's snapshot, part by part.")),
+            ],
+        )
+    }
+}
+impl ToSchema for VoteView {
+    fn name() -> Cow<'static, str> {
+        "Vote".into()
+    }
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        Vote::schemas(out);
+        push::<WeightBreakdown>(out);
+    }
+}
+
+/// Voting power as served.
+pub struct VotingPowerView;
+
+impl PartialSchema for VotingPowerView {
+    fn schema() -> RefOr<Schema> {
+        extended::<UserVotingPower>(
+            "An account's voting power, part by part. Without `fields` every property is present; with `fields` only those named.",
+            vec![("provisional", boolean("True while `blockNumber` is newer than the finalized block."))],
+        )
+    }
+}
+impl ToSchema for VotingPowerView {
+    fn name() -> Cow<'static, str> {
+        "VotingPower".into()
+    }
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        UserVotingPower::schemas(out);
+    }
+}
+
+/// The voter's weight at a proposal's snapshot, part by part.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct WeightBreakdown {
+    /// The voter's own balance, counted when it delegates to itself.
+    base_weight: Uint256,
+    /// Weight delegated to the voter by others.
+    delegated_weight: Uint256,
+    /// Bonus from achievement NFTs (zero for governors without one).
+    nft_bonus: Uint256,
+    /// What the governor counts: token votes plus the NFT bonus.
+    total_weight: Uint256,
+}
+
+/// A page of proposals.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ProposalPage {
+    /// The proposals of this page.
+    items: Vec<ProposalSummary>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
+    next_cursor: Option<String>,
+}
+
+/// A page of votes.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct VotePage {
+    /// The votes of this page.
+    items: Vec<VoteView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
+    next_cursor: Option<String>,
+}
+
+/// An account ranked by the weight the governor counts now. Without `fields` every property is
+/// present; with `fields` only those named.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Delegate {
+    /// The account.
+    address: Address,
+    /// What the governor counts: token votes plus the NFT bonus.
+    total_weight: Uint256,
+    /// Token votes (`getVotes` of the token): own delegated balance plus others'.
+    votes: Uint256,
+    /// Bonus from achievement NFTs.
+    nft_bonus: Uint256,
+    /// Token balance.
+    balance: Uint256,
+    /// Other accounts delegating to this one.
+    delegators: u64,
+    /// The account delegates to itself.
+    self_delegated: bool,
+    /// The account's delegate, if any.
+    delegate: Option<Address>,
+}
+
+/// A page of delegates.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct DelegatePage {
+    /// The delegates of this page, by total weight then address, descending.
+    items: Vec<Delegate>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
+    next_cursor: Option<String>,
+}
+
+/// NFT weight bonus and special benefits of an account. Without `fields` every property is
+/// present; with `fields` only those named.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct GovernanceBenefits {
+    /// The account.
+    user: Address,
+    /// Governance-weight bonus from achievement NFTs.
+    nft_bonus: Uint256,
+    /// Proposal-fee discount in basis points.
+    fee_discount_bps: Uint256,
+    /// Priority boost.
+    priority_boost: Uint256,
+    /// The benefit executor, when the governor has one.
+    benefit_executor: Option<Address>,
+    /// Block the answer is for.
+    block_number: u64,
+    /// True while `blockNumber` is newer than the finalized block.
+    provisional: bool,
+}
+
+/// Where a proposal's execution stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ExecutionStatus {
+    /// On-chain proposal id.
+    proposal_id: Uint256,
+    /// The proposal's status.
+    status: ProposalStatus,
+    /// The execution state derived from the status, the eta and the indexed time.
+    execution_state: ExecutionState,
+    /// Timelock eta, once queued.
+    eta: Option<Timestamp>,
+    /// When a queued operation expires (timelocks with a grace period).
+    expires_at: Option<Timestamp>,
+    /// The governor's timelock, if any.
+    timelock: Option<Address>,
+    /// Timelock operation id, once queued.
+    timelock_operation_id: Option<B256>,
+    /// The timelock operation, once scheduled.
+    operation: Option<TimelockOperation>,
+    /// Execution time, once executed.
+    executed_at: Option<Timestamp>,
+    /// Call targets.
+    targets: Vec<Address>,
+    /// Call data.
+    calldatas: Vec<HexBytes>,
+}
+
+/// Execution state of a proposal.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+enum ExecutionState {
+    /// Executed.
+    Executed,
+    /// Canceled.
+    Canceled,
+    /// Queued but not executed within the grace period.
+    Expired,
+    /// Voting closed without quorum or majority.
+    Defeated,
+    /// Pending or active.
+    Voting,
+    /// Succeeded, not queued yet.
+    AwaitingQueue,
+    /// Queued and past its eta.
+    Ready,
+    /// Queued, eta not reached.
+    Waiting,
+}
+
+/// Governance-wide figures.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Stats {
+    /// Proposals.
+    proposals: u64,
+    /// Proposals per status name.
+    by_status: std::collections::BTreeMap<String, u64>,
+    /// Proposals now Active.
+    active_proposals: u64,
+    /// Vote records.
+    votes: u64,
+    /// Distinct voters.
+    unique_voters: u64,
+    /// Accounts with token state.
+    accounts: u64,
+    /// Chain events applied.
+    events_indexed: u64,
+    /// Vote records per UTC day (`YYYY-MM-DD`), the 30 most recent days with votes.
+    votes_by_day: std::collections::BTreeMap<String, u64>,
+    /// Unique voters per account with token state.
+    #[schema(minimum = 0.0)]
+    voter_turnout: f64,
+    /// Vote records per proposal.
+    #[schema(minimum = 0.0)]
+    average_votes_per_proposal: f64,
+    /// Passed (Succeeded, Queued, Executed, Expired) per decided proposal (passed or Defeated).
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pass_rate: f64,
+    /// Executed per passed proposal.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    execution_rate: f64,
+}
+
+/// Where indexing stands, and what discovery found. The contract fields are null until the
+/// governor has been discovered.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Status {
+    /// Chain id of the node.
+    chain_id: u64,
+    /// The governor.
+    governor: Option<Address>,
+    /// The governor's `name()`.
+    governor_name: Option<String>,
+    /// The governor's vote source (`token()`): the token or a voting manager.
+    vote_source: Option<Address>,
+    /// The ERC20Votes token.
+    token: Option<Address>,
+    /// CultureBridge benefit executor, if any.
+    benefit_executor: Option<Address>,
+    /// CultureBridge achievement NFT, if any.
+    achievement_nft: Option<Address>,
+    /// The timelock, if any.
+    timelock: Option<Address>,
+    /// `CLOCK_MODE()`.
+    clock_mode: Option<ClockMode>,
+    /// `COUNTING_MODE()`.
+    counting_mode: Option<String>,
+    /// `votingDelay()` at discovery, in clock units.
+    voting_delay: Option<u64>,
+    /// `votingPeriod()` at discovery, in clock units.
+    voting_period: Option<u64>,
+    /// `proposalThreshold()` at discovery.
+    proposal_threshold: Option<Uint256>,
+    /// First block indexed.
+    start_block: u64,
+    /// The node's head.
+    head_block: u64,
+    /// Last block whose effects are committed.
+    indexed_block: u64,
+    /// Last block deep enough to be final (`chain.confirmations`).
+    finalized_block: u64,
+    /// Confirmations configured.
+    confirmations: u64,
+    /// Head minus indexed.
+    lag_blocks: u64,
+    /// Backfill done; following the head.
+    caught_up: bool,
+    /// The last RPC request succeeded.
+    rpc_reachable: bool,
+    /// Reorgs rolled back since start-up.
+    reorgs_handled: u64,
+}
+
+/// An account's governance achievements.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct GovernanceAchievements {
+    /// The account.
+    user: Address,
+    /// Proposals the account created.
+    proposals_created: u64,
+    /// Vote records of the account.
+    votes_cast: u64,
+    /// First proposal, first vote, executed proposals, then participation streaks.
+    achievements: Vec<Achievement>,
+}
+
+/// One achievement and the event that earned it.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Achievement {
+    /// `firstProposal`, `firstVote`, `executedProposal` or `participationStreak<N>` (N in 3, 5,
+    /// 10, 20, 50, 100).
+    #[schema(pattern = "^(firstProposal|firstVote|executedProposal|participationStreak[0-9]+)$")]
+    achievement: String,
+    /// The event is final (published on the feed); false while a reorg may still undo it.
+    r#final: bool,
+    /// The governance event that earned it.
+    #[schema(value_type = Object)]
+    earned_by: GovernanceEventRef,
+}
+
+/// A page of the governance event feed.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct GovernanceEventPage {
+    /// Feed items after `after`, in order.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<GovernanceEventRef>,
+    /// The last `seq` of this page (`after` when empty): pass it as `after`.
+    next_after: u64,
+}
+
+/// Placeholder for the event schemas taken from `schema/` (see [`versioned_event_schemas`]).
+#[allow(dead_code)]
+struct GovernanceEventRef;
+
+/// What the admin route invalidated.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CacheInvalidation {
+    /// The cache tags invalidated: `p:<proposalId>`, `a:<address>`, `proposals`, `stats` or `*`.
+    invalidated: Vec<String>,
+    /// Other instances were told (through Redis).
+    propagated: bool,
+    /// This instance has a Redis level.
+    redis: bool,
+}
+
+/// `GET /healthz`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Health {
+    /// Always `ok`.
+    #[schema(pattern = "^ok$")]
+    status: String,
+}
+
+/// `GET /readyz` when ready.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Ready {
+    /// Always `ready`.
+    #[schema(pattern = "^ready$")]
+    status: String,
+}
+
+/// An error (RFC 9457 problem details), served as `application/problem+json`.
+#[derive(ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+struct ProblemDoc {
+    /// Stable id of the error kind: `tag:govflow,2026:problem/<kind>`.
+    #[schema(pattern = "^tag:govflow,2026:problem/[a-z-]+$", example = "tag:govflow,2026:problem/invalid-parameter")]
+    r#type: String,
+    /// Short summary of the kind.
+    title: String,
+    /// The HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
+    status: u16,
+    /// What went wrong this time.
+    detail: String,
+    /// The offending query or path parameter (400s).
+    parameter: Option<String>,
+    /// The request path.
+    instance: Option<String>,
+}
+
+/// The governance event and feed item schemas of `schema/`, as components: one schema for the
+/// feed, the achievements and their consumers.
+fn versioned_event_schemas() -> Vec<(&'static str, Value)> {
+    let event = adapt(
+        include_str!("../../schema/governance-event.v1.json"),
+        &[
+            ("#/$defs/address", "#/components/schemas/Address"),
+            ("#/$defs/hash", "#/components/schemas/Hash"),
+            ("#/$defs/uint256", "#/components/schemas/Uint256"),
+        ],
+    );
+    vec![("GovernanceEvent", event), ("GovernanceFeedItem", feed_item_schema())]
+}
+
+fn adapt(text: &str, defs: &[(&str, &str)]) -> Value {
+    let mut v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.remove("$schema");
+        o.remove("$id");
+        o.remove("$defs");
+    }
+    let mut s = v.to_string();
+    for (from, to) in defs {
+        s = s.replace(from, to);
+    }
+    serde_json::from_str(&s).unwrap_or(Value::Null)
+}
+
+fn feed_item_schema() -> Value {
+    adapt(
+        include_str!("../../schema/governance-feed-item.v1.json"),
+        &[("tag:govflow,2026:schema/governance-event/v1", "#/components/schemas/GovernanceEvent")],
+    )
+}
+
+/// Schemas whose objects the handlers project with `fields=`: no property is required.
+const PROJECTED: &[&str] = &[
+    "ProposalSummary",
+    "Proposal",
+    "Vote",
+    "VotingPower",
+    "Delegate",
+    "GovernanceBenefits",
+    "Stats",
+    "ExecutionStatus",
+    "GovernanceAchievements",
+    "Status",
+    "Health",
+    "Ready",
+];
+/// Schemas left open: problem details may carry extension members (RFC 9457 §3.2).
+const OPEN: &[&str] = &["Problem"];
+
+// ---------------------------------------------------------------------------------------------
+// Operations.
+
+/// A parameter of an operation.
+#[derive(Clone, Copy)]
+enum P {
+    /// `{proposalId}`.
+    ProposalId,
+    /// `{address}`.
+    Account,
+    /// `{asset}`.
+    Asset,
+    /// `limit`.
+    Limit,
+    /// `cursor`.
+    Cursor,
+    /// `order`.
+    Order,
+    /// `fields`, with the names the handler accepts.
+    Fields(&'static [&'static str]),
+    /// `fields` projected by the router (`http::route`): the members of the answer, or of each
+    /// `items[]` element of a list, as the schema names them.
+    FieldsOf(fn() -> Vec<String>),
+    /// Another query parameter.
+    Q(&'static str, &'static str, K),
+}
+
+/// The kind of a query parameter's value.
+#[derive(Clone, Copy)]
+enum K {
+    /// A non-negative 64-bit integer.
+    U64,
+    /// A uint256, decimal or 0x hex.
+    Uint256,
+    /// An address.
+    Address,
+    /// Unix seconds or an RFC 3339 UTC time.
+    Time,
+    /// One of these strings.
+    Enum(&'static [&'static str]),
+    /// A comma-separated list of statuses.
+    Statuses,
+    /// A comma-separated list of uint256 (decimal or 0x hex).
+    Uint256s,
+    /// A comma-separated list of addresses.
+    Addresses,
+    /// A comma-separated list of these strings.
+    Enums(&'static [&'static str]),
+}
+
+/// What a route answers when it succeeds.
+#[derive(Clone, Copy)]
+enum Ok {
+    /// 200 with a JSON body of this schema.
+    Json(&'static str, &'static str),
+    /// 200 with the Prometheus text format.
+    Metrics,
+    /// 200 with the OpenAPI document.
+    Document,
+    /// 200 with the explorer's page.
+    Explorer,
+    /// 200 with an explorer file.
+    Asset,
+    /// 101: a websocket.
+    Websocket,
+    /// 200 (or 204) from an admin action.
+    Admin,
+}
+
+/// One documented operation.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    description: &'static str,
+    params: &'static [P],
+    ok: Ok,
+    /// When the route answers 404, if it can.
+    not_found: Option<&'static str>,
+    /// The route rejects unknown query parameters with 400.
+    strict: bool,
+}
+
+const PROPOSAL_FIELDS: &[&str] = &[
+    "id", "proposalId", "title", "description", "proposer", "startBlock", "endBlock", "originalEndBlock", "status",
+    "forVotes", "againstVotes", "abstainVotes", "voteCount", "quorum", "targets", "values", "signatures", "calldatas",
+    "eta", "timelockOperationId", "created", "createdAt", "updatedAt", "updatedBlock", "executedAt", "metadataURI",
+    "totalVotes", "provisional", "clockMode", "history", "voteCounts",
+];
+const VOTE_FIELDS: &[&str] = &[
+    "id", "proposalId", "voter", "support", "weight", "reason", "params", "blockNumber", "blockHash", "logIndex",
+    "transactionHash", "timestamp", "provisional", "weightBreakdown",
+];
+const VOTING_POWER_FIELDS: &[&str] = &[
+    "user", "proposalId", "baseWeight", "nftBonus", "delegatedWeight", "totalWeight", "balance", "delegate", "blockNumber",
+    "timepoint", "timestamp", "provisional",
+];
+const DELEGATE_FIELDS: &[&str] = &["address", "totalWeight", "votes", "nftBonus", "balance", "delegators", "selfDelegated", "delegate"];
+const BENEFIT_FIELDS: &[&str] = &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"];
+
+/// Files of the explorer documented as `{asset}` (Swagger UI's distribution).
+pub const EXPLORER_ASSETS: &[&str] = &[
+    "index.html",
+    "index.css",
+    "swagger-ui.css",
+    "swagger-ui-bundle.js",
+    "swagger-ui-standalone-preset.js",
+    "swagger-initializer.js",
+    "favicon-32x32.png",
+    "favicon-16x16.png",
+    "oauth2-redirect.html",
+];
+
+/// Every documented operation; [`super::ROUTES`] and this table name the same routes (plus the
+/// websocket upgrade, which is served before the table).
+const OPERATIONS: &[Op] = &[
+    Op {
+        method: "GET",
+        path: "/v1/proposals",
+        id: "listProposals",
+        tag: "proposals",
+        summary: "List proposals",
+        description: "Proposals filtered by status, proposer, creation time and deadline, sorted and keyset-paginated (stable under concurrent writes).",
+        params: &[
+            P::Q("status", "Only these statuses (comma-separated, case-insensitive).", K::Statuses),
+            P::Q("proposer", "Only proposals of this proposer.", K::Address),
+            P::Q("createdFrom", "Created at or after this time: unix seconds or an RFC 3339 UTC time.", K::Time),
+            P::Q("createdTo", "Created at or before this time: unix seconds or an RFC 3339 UTC time.", K::Time),
+            P::Q("endFrom", "Deadline (`endBlock`) at or after this timepoint, in the governor's clock units.", K::U64),
+            P::Q("endTo", "Deadline (`endBlock`) at or before this timepoint, in the governor's clock units.", K::U64),
+            P::Q("sort", "Sort key (default `createdAt`: creation block).", K::Enum(&["createdAt", "startBlock", "endBlock", "forVotes", "totalVotes"])),
+            P::Order,
+            P::Cursor,
+            P::Limit,
+            P::Fields(PROPOSAL_FIELDS),
+        ],
+        ok: Ok::Json("ProposalPage", "A page of proposals."),
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/proposals/stats",
+        id: "proposalStats",
+        tag: "proposals",
+        summary: "Governance statistics",
+        description: "Proposals per status, votes, unique voters, votes per day (the last 30 days with votes), turnout, pass and execution rates.",
+        params: &[P::FieldsOf(members::<Stats>)],
+        ok: Ok::Json("Stats", "The figures."),
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/proposals/{proposalId}",
+        id: "getProposal",
+        tag: "proposals",
+        summary: "One proposal",
+        description: "The proposal (tallies, `quorum(snapshot)`, eta, calls, `title` from the description's first line, `metadataURI`) with its status `history` (status, block, time, transaction; none for clock-driven changes) and `voteCounts`.",
+        params: &[P::ProposalId, P::Fields(PROPOSAL_FIELDS)],
+        ok: Ok::Json("Proposal", "The proposal."),
+        not_found: Some("No such proposal."),
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/proposals/{proposalId}/votes",
+        id: "listProposalVotes",
+        tag: "proposals",
+        summary: "Votes on a proposal",
+        description: "The proposal's vote records, by block (default) or weight; each carries the voter's weight breakdown at the snapshot.",
+        params: &[
+            P::ProposalId,
+            P::Q("sort", "Sort key (default `block`: block and log index).", K::Enum(&["block", "weight"])),
+            P::Order,
+            P::Q("support", "Only votes with this support.", K::Enum(&["0", "1", "2", "against", "for", "abstain"])),
+            P::Cursor,
+            P::Limit,
+            P::Fields(VOTE_FIELDS),
+        ],
+        ok: Ok::Json("VotePage", "A page of votes."),
+        not_found: Some("No such proposal."),
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/proposals/{proposalId}/execution-status",
+        id: "getExecutionStatus",
+        tag: "proposals",
+        summary: "Execution status of a proposal",
+        description: "The timelock operation (scheduled, executed, cancelled), the eta and the execution state.",
+        params: &[P::ProposalId, P::FieldsOf(members::<ExecutionStatus>)],
+        ok: Ok::Json("ExecutionStatus", "The execution status."),
+        not_found: Some("No such proposal."),
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/users/{address}/votes",
+        id: "listUserVotes",
+        tag: "users",
+        summary: "Votes of an account",
+        description: "The account's vote records, newest first (by block), each with its weight breakdown at the proposal's snapshot.",
+        params: &[P::Account, P::Order, P::Cursor, P::Limit, P::Fields(VOTE_FIELDS)],
+        ok: Ok::Json("VotePage", "A page of votes."),
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/users/{address}/voting-power",
+        id: "getVotingPower",
+        tag: "users",
+        summary: "Voting power of an account",
+        description: "Own balance (`baseWeight`, when self-delegated), weight delegated by others, NFT bonus and the total the governor counts: now (the indexed block), after `block`, or at a proposal's snapshot (`proposalId`). `block` and `proposalId` exclude each other. Unknown accounts have zero power.",
+        params: &[
+            P::Account,
+            P::Q("block", "Answer as of this block (at most the indexed block).", K::U64),
+            P::Q("proposalId", "Answer at this proposal's snapshot (decimal or 0x hex).", K::Uint256),
+            P::Fields(VOTING_POWER_FIELDS),
+        ],
+        ok: Ok::Json("VotingPower", "The voting power."),
+        not_found: Some("No such proposal (`proposalId`)."),
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/users/{address}/governance-benefits",
+        id: "getGovernanceBenefits",
+        tag: "users",
+        summary: "Governance benefits of an account",
+        description: "NFT weight bonus and special benefits (fee discount, priority boost), now or as of `block`.",
+        params: &[P::Account, P::Q("block", "Answer as of this block (at most the indexed block).", K::U64), P::Fields(BENEFIT_FIELDS)],
+        ok: Ok::Json("GovernanceBenefits", "The benefits."),
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/users/{address}/governance-achievements",
+        id: "getGovernanceAchievements",
+        tag: "users",
+        summary: "Governance achievements of an account",
+        description: "First proposal, first vote, executed proposals and participation streaks (3, 5, 10, 20, 50, 100 consecutive proposals), each with the event that earned it and whether it is final.",
+        params: &[P::Account, P::FieldsOf(members::<GovernanceAchievements>)],
+        ok: Ok::Json("GovernanceAchievements", "The achievements."),
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/events/governance",
+        id: "listGovernanceEvents",
+        tag: "events",
+        summary: "Governance event feed",
+        description: "The feed of governance events for the achievement system (schema `GovernanceEvent`, version 1), in order: each event once it is final, exactly once; a `retraction` follows an event a deeper reorg removed. Poll with `after` = the last `nextAfter`.",
+        params: &[P::Q("after", "Items after this position (`seq`); 0 for the start.", K::U64), P::Limit, P::FieldsOf(feed_item_members)],
+        ok: Ok::Json("GovernanceEventPage", "Feed items."),
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/delegates",
+        id: "listDelegates",
+        tag: "delegates",
+        summary: "Delegates",
+        description: "Accounts ranked by the weight the governor counts now (token votes plus NFT bonus), with the number of other accounts delegating to them.",
+        params: &[P::Cursor, P::Limit, P::Fields(DELEGATE_FIELDS)],
+        ok: Ok::Json("DelegatePage", "A page of delegates."),
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/status",
+        id: "getStatus",
+        tag: "operations",
+        summary: "Indexer status",
+        description: "Chain id, discovered contracts and modes, head, indexed and finalized blocks, lag.",
+        params: &[P::FieldsOf(members::<Status>)],
+        ok: Ok::Json("Status", "The status."),
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/openapi.json",
+        id: "getOpenApiDocument",
+        tag: "documentation",
+        summary: "This document",
+        description: "The OpenAPI 3.1 document of this API, generated from govflow's code.",
+        params: &[],
+        ok: Ok::Document,
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/docs",
+        id: "getExplorer",
+        tag: "documentation",
+        summary: "API explorer",
+        description: "An interactive explorer of this document (Swagger UI, served by govflow itself: its files are built into the binary, nothing is loaded from elsewhere).",
+        params: &[],
+        ok: Ok::Explorer,
+        not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/docs/{asset}",
+        id: "getExplorerAsset",
+        tag: "documentation",
+        summary: "API explorer file",
+        description: "A file of the explorer (scripts, styles, icons).",
+        params: &[P::Asset],
+        ok: Ok::Asset,
+        not_found: Some("No such file."),
+        strict: true,
+    },
+    Op {
+        method: "POST",
+        path: "/v1/admin/cache/invalidate",
+        id: "invalidateCache",
+        tag: "admin",
+        summary: "Invalidate the read cache",
+        description: "Invalidates the cached reads of proposals, accounts or a scope, in this instance and (through Redis) every other; for emergencies, since the cache follows the chain by itself. Name at least one of `proposalId`, `account`, `scope`. Needs the admin bearer token (`http.admin_token`); without a configured token the admin routes are disabled and answer 404.",
+        params: &[
+            P::Q("proposalId", "These proposals (comma-separated, decimal or 0x hex).", K::Uint256s),
+            P::Q("account", "These accounts (comma-separated).", K::Addresses),
+            P::Q("scope", "`all`, `proposals` (the lists) or `stats` (comma-separated).", K::Enums(&["all", "proposals", "stats"])),
+        ],
+        ok: Ok::Admin,
+        not_found: Some("The admin routes are disabled (no `http.admin_token`)."),
+        strict: false,
+    },
+    Op {
+        method: "GET",
+        path: "/v1/ws",
+        id: "openWebsocket",
+        tag: "websocket",
+        summary: "Live updates (websocket)",
+        description: "Upgrades to a websocket (RFC 6455) pushing live updates as commits land. The client sends JSON commands (text frames, each may carry an `id` echoed in the answer): `{\"op\":\"subscribe\",\"topic\":T}` (optionally with `since`: the last `seq` seen, to replay what was missed), `{\"op\":\"unsubscribe\",\"topic\":T}`, `{\"op\":\"ping\"}`. Topics: `proposals`, `proposal:<id>`, `account:<address>`, `status`. Topic messages are `{type, topic, seq, provisional, data}` with `data` in the REST shape of the same object (`proposal.updated`, `proposal.removed`, `vote.cast`, `power.changed`, `status`, `rollback`, `resync`); `subscribed`, `unsubscribed`, `pong`, `heartbeat` and `error` carry no `seq`. A request that is not a websocket upgrade answers 426; past `websocket.max_connections`, 503.",
+        params: &[],
+        ok: Ok::Websocket,
+        not_found: None,
+        strict: false,
+    },
+    Op {
+        method: "GET",
+        path: "/healthz",
+        id: "healthz",
+        tag: "operations",
+        summary: "Liveness",
+        description: "The process answers.",
+        params: &[P::FieldsOf(members::<Health>)],
+        ok: Ok::Json("Health", "Alive."),
+        not_found: None,
+        strict: false,
+    },
+    Op {
+        method: "GET",
+        path: "/readyz",
+        id: "readyz",
+        tag: "operations",
+        summary: "Readiness",
+        description: "Ready when caught up with the head and the chain node is reachable; 503 otherwise.",
+        params: &[P::FieldsOf(members::<Ready>)],
+        ok: Ok::Json("Ready", "Ready."),
+        not_found: None,
+        strict: false,
+    },
+    Op {
+        method: "GET",
+        path: "/metrics",
+        id: "metrics",
+        tag: "operations",
+        summary: "Prometheus metrics",
+        description: "Metrics in the Prometheus text format (`govflow_*`).",
+        params: &[],
+        ok: Ok::Metrics,
+        not_found: None,
+        strict: false,
+    },
+];
+
+/// The property names of a derived object schema (the members `fields=` may name).
+fn members<T: PartialSchema>() -> Vec<String> {
+    match T::schema() {
+        RefOr::T(Schema::Object(o)) => o.properties.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The members of a feed item (`schema/governance-feed-item.v1.json`).
+fn feed_item_members() -> Vec<String> {
+    feed_item_schema()["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+}
+
+fn str_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn u64_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64))).minimum(Some(0)).maximum(Some(u64::MAX as usize))
+}
+
+fn comma_list(items: RefOr<Schema>) -> ArrayBuilder {
+    ArrayBuilder::new().items(items).min_items(Some(1))
+}
+
+fn parameter(p: P, http: &HttpConfig) -> Parameter {
+    let (name, place, description, schema, list): (&str, ParameterIn, String, RefOr<Schema>, bool) = match p {
+        P::ProposalId => (
+            "proposalId",
+            ParameterIn::Path,
+            "On-chain proposal id, decimal or 0x hex.".into(),
+            str_schema().pattern(Some(UINT256_IN)).into(),
+            false,
+        ),
+        P::Account => (
+            "address",
+            ParameterIn::Path,
+            "Account address (0x hex, any case).".into(),
+            str_schema().pattern(Some(ADDRESS_IN)).into(),
+            false,
+        ),
+        P::Asset => (
+            "asset",
+            ParameterIn::Path,
+            "A file of the explorer's distribution.".into(),
+            str_schema().enum_values(Some(EXPLORER_ASSETS.iter().copied())).into(),
+            false,
+        ),
+        P::Limit => (
+            "limit",
+            ParameterIn::Query,
+            format!("Page size (default {}, at most `http.max_page_size` = {}).", http.default_page_size, http.max_page_size),
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(http.max_page_size))
+                .default(Some(json!(http.default_page_size)))
+                .into(),
+            false,
+        ),
+        P::Cursor => (
+            "cursor",
+            ParameterIn::Query,
+            "`nextCursor` of the previous page, with the same sort and order (opaque).".into(),
+            str_schema().pattern(Some(CURSOR)).into(),
+            false,
+        ),
+        P::Order => (
+            "order",
+            ParameterIn::Query,
+            "Direction (default `desc`).".into(),
+            str_schema().enum_values(Some(["desc", "asc"])).default(Some(json!("desc"))).into(),
+            false,
+        ),
+        P::Fields(names) => (
+            "fields",
+            ParameterIn::Query,
+            "Return only these top-level fields (comma-separated).".into(),
+            comma_list(str_schema().enum_values(Some(names.iter().copied())).into()).into(),
+            true,
+        ),
+        P::FieldsOf(members) => (
+            "fields",
+            ParameterIn::Query,
+            "Return only these members (comma-separated): of the answer, or of each element of `items` for a list.".into(),
+            comma_list(str_schema().enum_values(Some(members())).into()).into(),
+            true,
+        ),
+        P::Q(name, description, kind) => {
+            let (schema, list): (RefOr<Schema>, bool) = match kind {
+                K::U64 => (u64_schema().into(), false),
+                K::Uint256 => (str_schema().pattern(Some(UINT256_IN)).into(), false),
+                K::Address => (str_schema().pattern(Some(ADDRESS_IN)).into(), false),
+                K::Time => (
+                    AnyOfBuilder::new()
+                        .item(u64_schema())
+                        .item(str_schema().pattern(Some(RFC3339_IN)).examples([json!("2026-01-31T12:00:00Z")]))
+                        .into(),
+                    false,
+                ),
+                K::Enum(values) => (str_schema().enum_values(Some(values.iter().copied())).into(), false),
+                K::Statuses => (comma_list(reference("ProposalStatus")).into(), true),
+                K::Uint256s => (comma_list(str_schema().pattern(Some(UINT256_IN)).into()).into(), true),
+                K::Addresses => (comma_list(str_schema().pattern(Some(ADDRESS_IN)).into()).into(), true),
+                K::Enums(values) => (comma_list(str_schema().enum_values(Some(values.iter().copied())).into()).into(), true),
+            };
+            (name, ParameterIn::Query, description.to_string(), schema, list)
+        }
+    };
+    let mut b = ParameterBuilder::new()
+        .name(name)
+        .parameter_in(place.clone())
+        .required(if matches!(place, ParameterIn::Path) { Required::True } else { Required::False })
+        .description(Some(description))
+        .schema(Some(schema));
+    if list {
+        b = b.style(Some(ParameterStyle::Form)).explode(Some(false));
+    }
+    b.build()
+}
+
+fn json_response(description: &str, schema: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(reference(schema))).build())
+        .build()
+}
+
+fn problem_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/problem+json", ContentBuilder::new().schema(Some(reference("Problem"))).build())
+        .build()
+}
+
+fn response_ref(name: &str) -> RefOr<Response> {
+    RefOr::Ref(Ref::from_response_name(name))
+}
+
+fn operation(op: &Op, http: &HttpConfig) -> Operation {
+    let mut b = OperationBuilder::new()
+        .operation_id(Some(op.id))
+        .tag(op.tag)
+        .summary(Some(op.summary))
+        .description(Some(op.description));
+    for p in op.params {
+        b = b.parameter(parameter(*p, http));
+    }
+    b = match op.ok {
+        Ok::Json(schema, description) => b.response("200", json_response(description, schema)),
+        Ok::Metrics => b.response(
+            "200",
+            ResponseBuilder::new()
+                .description("Prometheus text format, version 0.0.4.")
+                .content("text/plain; version=0.0.4", ContentBuilder::new().schema(Some(str_schema())).build())
+                .build(),
+        ),
+        Ok::Document => b.response(
+            "200",
+            ResponseBuilder::new()
+                .description("The document.")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .property("openapi", str_schema().pattern(Some("^3\\.1\\.[0-9]+$")))
+                                .required("openapi")
+                                .property("info", ObjectBuilder::new())
+                                .required("info")
+                                .property("paths", ObjectBuilder::new())
+                                .required("paths"),
+                        ))
+                        .build(),
+                )
+                .build(),
+        ),
+        Ok::Explorer => b.response(
+            "200",
+            ResponseBuilder::new()
+                .description("The explorer's page.")
+                .content("text/html; charset=utf-8", ContentBuilder::new().schema(Some(str_schema())).build())
+                .build(),
+        ),
+        Ok::Asset => {
+            let mut r = ResponseBuilder::new().description("The file.");
+            for ct in asset_content_types() {
+                r = r.content(ct, ContentBuilder::new().build());
+            }
+            b.response("200", r.build())
+        }
+        Ok::Websocket => b
+            .response(
+                "101",
+                ResponseBuilder::new().description("Switching Protocols: the connection is now a websocket.").build(),
+            )
+            .response("426", problem_response("Upgrade Required: not a websocket upgrade request.")),
+        Ok::Admin => b
+            .response("200", json_response("The cached reads were invalidated.", "CacheInvalidation"))
+            .response("401", response_ref("Unauthorized"))
+            .response("403", response_ref("Forbidden"))
+            .security(SecurityRequirement::new("adminToken", Vec::<String>::new())),
+    };
+    if revalidated(op) {
+        b = b.response("304", response_ref("NotModified"));
+    }
+    if op.strict || !op.params.is_empty() {
+        b = b.response("400", response_ref("BadRequest"));
+    }
+    if let Some(d) = op.not_found {
+        b = b.response("404", problem_response(d));
+    }
+    b.response("429", response_ref("TooManyRequests"))
+        .response("500", response_ref("InternalError"))
+        .response("503", response_ref("Unavailable"))
+        .build()
+}
+
+/// Reads that carry an `ETag` and answer 304 to a matching `If-None-Match` (the HTTP
+/// conventions: every successful `/v1` read but the status and the websocket).
+fn revalidated(op: &Op) -> bool {
+    op.method == "GET" && op.path.starts_with("/v1/") && op.path != "/v1/status" && !matches!(op.ok, Ok::Websocket)
+}
+
+/// Content types of [`EXPLORER_ASSETS`], as the asset route sends them.
+fn asset_content_types() -> Vec<String> {
+    let mut v: Vec<String> = EXPLORER_ASSETS.iter().map(|a| asset_content_type(a)).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn asset_content_type(name: &str) -> String {
+    let ct = match name.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("png") => "image/png",
+        Some("map") => "application/json",
+        _ => "application/octet-stream",
+    };
+    ct.to_string()
+}
+
+const DESCRIPTION: &str = "govflow indexes an OpenZeppelin Governor DAO exactly (proposals, votes, status history and \
+voting power, equal to the contracts' own views, across reorgs) and serves it over this API.
+
+**Conventions.** JSON in camelCase; uint256 values as decimal strings; addresses and hashes as lower-case 0x hex \
+(accepted in any case); times as RFC 3339 (UTC). Lists are keyset-paginated: `{ \"items\": [...], \"nextCursor\": \"…\" | null }`; \
+pass `cursor` for the next page (cursors are opaque and belong to one listing, sort and order). Reads take \
+`fields=a,b,…` to return only some top-level fields; without it every documented field is present. Errors are \
+`application/problem+json` (RFC 9457) with a stable `type` (`tag:govflow,2026:problem/invalid-parameter`, \
+`…/not-found`, `…/method-not-allowed`, `…/unavailable`, `…/internal`) and, for 400s, the offending `parameter`. A \
+method a route does not support answers 405 (`MethodNotAllowed`); an unknown path answers 404.
+
+**Versioning.** The API is under `/v1` (the operational routes `/healthz`, `/readyz` and `/metrics` aside). Within \
+`/v1` changes are additive only: new routes, new optional query parameters, new response fields. Anything else \
+(removing or renaming a field, changing a type or a meaning) gets a new prefix, `/v2`, served alongside `/v1`. \
+Clients must ignore fields they do not know; this document describes this release exactly.";
+
+/// The OpenAPI document for a server with these HTTP settings.
+pub fn openapi(http: &HttpConfig) -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    for op in OPERATIONS {
+        let method = if op.method == "POST" { HttpMethod::Post } else { HttpMethod::Get };
+        paths = paths.path(op.path, PathItem::new(method, operation(op, http)));
+    }
+    let mut schemas = Vec::new();
+    push::<ProposalPage>(&mut schemas);
+    push::<ProposalDetail>(&mut schemas);
+    push::<VotePage>(&mut schemas);
+    push::<ExecutionStatus>(&mut schemas);
+    push::<Stats>(&mut schemas);
+    push::<VotingPowerView>(&mut schemas);
+    push::<GovernanceBenefits>(&mut schemas);
+    push::<GovernanceAchievements>(&mut schemas);
+    push::<GovernanceEventPage>(&mut schemas);
+    push::<DelegatePage>(&mut schemas);
+    push::<Status>(&mut schemas);
+    push::<Health>(&mut schemas);
+    push::<Ready>(&mut schemas);
+    push::<ProblemDoc>(&mut schemas);
+    push::<ProposalStatus>(&mut schemas);
+    push::<CacheInvalidation>(&mut schemas);
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .response(
+            "NotModified",
+            ResponseBuilder::new().description("Not Modified: the `If-None-Match` of the request names the answer's current `ETag`.").build(),
+        )
+        .response("BadRequest", problem_response("A parameter is invalid (`parameter` names it), or the query string is malformed."))
+        .response("Unauthorized", problem_response("No or a wrong bearer token."))
+        .response("Forbidden", problem_response("The token may not do this."))
+        .response("MethodNotAllowed", problem_response("The route does not support this method."))
+        .response("TooManyRequests", problem_response("Rate limit reached (`http.rate_limit_per_second`); retry later."))
+        .response("InternalError", problem_response("The server failed to answer (a store failure); the error is logged."))
+        .response(
+            "Unavailable",
+            problem_response("Not ready (backfill in progress or the chain node unreachable), or the request took longer than `http.request_timeout_ms`."),
+        )
+        .security_scheme(
+            "adminToken",
+            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("The admin token (`http.admin_token`).")).build()),
+        )
+        .build();
+    let tags = [
+        ("proposals", "Proposals, their votes and execution."),
+        ("users", "Accounts: votes, voting power, benefits, achievements."),
+        ("delegates", "Delegates ranked by weight."),
+        ("events", "The governance event feed for the achievement system."),
+        ("websocket", "Live updates."),
+        ("operations", "Status, health, readiness and metrics."),
+        ("documentation", "This document and its explorer."),
+        ("admin", "Administration (bearer token)."),
+    ]
+    .map(|(name, d)| TagBuilder::new().name(name).description(Some(d)).build());
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("govflow")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(DESCRIPTION))
+                .license(Some(LicenseBuilder::new().name("Apache-2.0").identifier(Some("Apache-2.0")).build()))
+                .build(),
+        )
+        .servers(Some([Server::new("/")]))
+        .paths(paths.build())
+        .components(Some(components))
+        .tags(Some(tags))
+        .build()
+}
+
+/// The document as served: [`openapi`] with the closed objects and the versioned event schemas.
+pub fn document_json(http: &HttpConfig) -> Value {
+    let mut doc = serde_json::to_value(openapi(http)).unwrap_or(Value::Null);
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        for (name, schema) in schemas.iter_mut() {
+            close(name, schema);
+        }
+        // Paging of the event feed refers to the schema of `schema/` (the placeholders above).
+        // With `fields`, the router keeps only some members of each item: the items are feed
+        // items (`GovernanceFeedItem`) with every member optional.
+        let mut item = feed_item_schema();
+        if let Value::Object(o) = &mut item {
+            o.remove("required");
+            o.remove("title");
+            o.insert("description".into(), json!("A `GovernanceFeedItem`; with `fields`, only the members named."));
+        }
+        patch_ref(schemas, "GovernanceEventPage", "/properties/items", json!({ "type": "array", "items": item, "description": "Feed items after `after`, in order." }));
+        patch_ref(schemas, "Achievement", "/properties/earnedBy", json!({ "$ref": "#/components/schemas/GovernanceEvent", "description": "The governance event that earned it." }));
+        if let Some(Value::Object(by_day)) = schemas.get_mut("Stats").and_then(|s| s.pointer_mut("/properties/votesByDay")) {
+            by_day.insert("propertyNames".into(), json!({ "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$" }));
+            by_day.insert("maxProperties".into(), json!(crate::store::STATS_DAYS));
+        }
+        if let Some(Value::Object(by_status)) = schemas.get_mut("Stats").and_then(|s| s.pointer_mut("/properties/byStatus")) {
+            by_status.insert("propertyNames".into(), json!({ "enum": ProposalStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>() }));
+        }
+        for (name, schema) in versioned_event_schemas() {
+            schemas.insert(name.into(), schema);
+        }
+    }
+    doc
+}
+
+fn patch_ref(schemas: &mut Map<String, Value>, schema: &str, pointer: &str, with: Value) {
+    if let Some(slot) = schemas.get_mut(schema).and_then(|s| s.pointer_mut(pointer)) {
+        *slot = with;
+    }
+}
+
+/// Closes an object schema: the handlers always write every property (null when absent) and
+/// nothing else, except where `fields=` projects ([`PROJECTED`]) or extensions are allowed.
+fn close(name: &str, schema: &mut Value) {
+    let Value::Object(o) = schema else { return };
+    let Some(Value::Object(props)) = o.get("properties") else { return };
+    if OPEN.contains(&name) {
+        return;
+    }
+    let keys: Vec<Value> = props.keys().map(|k| Value::String(k.clone())).collect();
+    if PROJECTED.contains(&name) {
+        o.remove("required");
+    } else {
+        o.insert("required".into(), Value::Array(keys));
+    }
+    o.insert("additionalProperties".into(), Value::Bool(false));
+}
 
 /// `GET /v1/openapi.json`.
-pub fn document(_state: &ApiState, _req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    Err(Problem::not_found("no OpenAPI document yet"))
+pub fn document(state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&[])?;
+    Ok(super::json(&document_json(&state.http)))
 }
 
-/// `GET /v1/docs`.
-pub fn explorer(_state: &ApiState, _req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    Err(Problem::not_found("no explorer yet"))
+fn explorer_config() -> Arc<utoipa_swagger_ui::Config<'static>> {
+    static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            Arc::new(
+                utoipa_swagger_ui::Config::new([DOCUMENT_PATH])
+                    // The online validator badge would call validator.swagger.io.
+                    .validator_url("none")
+                    .deep_linking(true)
+                    .display_request_duration(true)
+                    .filter(true),
+            )
+        })
+        .clone()
 }
 
-/// `GET /v1/docs/{asset}`.
-pub fn asset(_state: &ApiState, _req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    Err(Problem::not_found("no explorer yet"))
+fn file_response(name: &str) -> Resp {
+    let file = utoipa_swagger_ui::serve(name, explorer_config())
+        .map_err(|e| Problem::internal(&e))?
+        .ok_or_else(|| Problem::not_found(format!("the explorer has no file {name:?}")))?;
+    let mut body = file.bytes.into_owned();
+    if name == "index.html" {
+        // Served at /v1/docs (no trailing slash) too: relative links must resolve under /v1/docs/.
+        let page = String::from_utf8_lossy(&body)
+            .replacen("<head>", &format!("<head>\n    <base href=\"{EXPLORER_PATH}/\">"), 1)
+            .replacen("<title>Swagger UI</title>", "<title>govflow API explorer</title>", 1);
+        body = page.into_bytes();
+    }
+    let mut r = warp::reply::Response::new(body.into());
+    let ct = HeaderValue::from_str(&asset_content_type(name)).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    r.headers_mut().insert("content-type", ct);
+    Ok(r)
+}
+
+/// `GET /v1/docs`: the explorer's page.
+pub fn explorer(_state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&[])?;
+    file_response("index.html")
+}
+
+/// `GET /v1/docs/{asset}`: a file of the explorer.
+pub fn asset(_state: &ApiState, req: &Req<'_>) -> Resp {
+    req.only(&[])?;
+    // `/v1/docs/{asset}`: the third segment.
+    let name = req.segments.get(2).copied().unwrap_or("");
+    file_response(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        document_json(&HttpConfig::default())
+    }
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = doc();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        for (method, template) in super::super::ROUTES {
+            assert!(documented.contains(&(method.to_string(), template.to_string())), "{method} {template} is not documented");
+        }
+        for (method, path) in &documented {
+            let routed = super::super::ROUTES.iter().any(|(m, t)| m == method && t == path);
+            assert!(routed || path == "/v1/ws", "{method} {path} is documented but not routed");
+        }
+    }
+
+    #[test]
+    fn references_resolve() {
+        let doc = doc();
+        let text = doc.to_string();
+        for part in text.split("\"$ref\":\"").skip(1) {
+            let target = &part[..part.find('"').unwrap()];
+            let pointer = target.strip_prefix('#').unwrap_or_else(|| panic!("external reference {target}"));
+            assert!(doc.pointer(pointer).is_some(), "dangling reference {target}");
+        }
+    }
+
+    #[test]
+    fn document_is_openapi_3_1_with_the_crate_version() {
+        let doc = doc();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(doc["servers"][0]["url"], "/");
+        let limit = doc["paths"]["/v1/proposals"]["get"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap().clone();
+        assert_eq!(limit["schema"]["maximum"], 500);
+        assert_eq!(limit["schema"]["default"], 50);
+    }
+
+    #[test]
+    fn explorer_files_are_embedded() {
+        for name in EXPLORER_ASSETS {
+            assert!(utoipa_swagger_ui::serve(name, explorer_config()).unwrap().is_some(), "{name}");
+        }
+        let init = utoipa_swagger_ui::serve("swagger-initializer.js", explorer_config()).unwrap().unwrap();
+        let init = String::from_utf8_lossy(&init.bytes);
+        assert!(init.contains(DOCUMENT_PATH), "{init}");
+        assert!(!init.contains("petstore"), "{init}");
+    }
 }

@@ -294,7 +294,7 @@ mod tests {
 }
 
 /// Vote records of one proposal by support (counts of records, not weights).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoteCounts {
     /// All records.
@@ -302,6 +302,7 @@ pub struct VoteCounts {
     /// Against.
     pub against: u64,
     /// For.
+    #[schema(rename = "for")]
     pub for_: u64,
     /// Abstain.
     pub abstain: u64,
