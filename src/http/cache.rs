@@ -353,8 +353,12 @@ impl Cache {
             }
         }
         let resp = compute.await;
+        // A refresh is not a read: it is not counted.
+        let counted = if refresh { None } else { Some(Source::Miss) };
         if resp.status() != StatusCode::OK {
-            self.count(Source::Miss);
+            if let Some(s) = counted {
+                self.count(s);
+            }
             return resp;
         }
         let (parts, body) = resp.into_parts();
@@ -393,7 +397,9 @@ impl Cache {
                 tokio::spawn(async move { redis.store(&key, raw).await });
             }
         }
-        self.count(Source::Miss);
+        if let Some(s) = counted {
+            self.count(s);
+        }
         e.response(Source::Miss)
     }
 
@@ -612,9 +618,7 @@ impl Redis {
     }
 
     fn connection(&self) -> Option<redis::aio::ConnectionManager> {
-        if self.prefix.get().is_none() {
-            return None;
-        }
+        self.prefix.get()?;
         if let Some(until) = *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) {
             if Instant::now() < until {
                 return None;
@@ -861,7 +865,7 @@ fn hot_set(state: &ApiState, accounts: bool) -> Vec<(String, String)> {
     out.extend(ids.into_iter().map(|id| (format!("/v1/proposals/{id}"), String::new())));
     if accounts && state.cache.warm_accounts > 0 {
         let mut all = state.store.latest_accounts().unwrap_or_default();
-        all.sort_by(|a, b| b.1.block_number.cmp(&a.1.block_number));
+        all.sort_by_key(|a| std::cmp::Reverse(a.1.block_number));
         out.extend(all.into_iter().take(state.cache.warm_accounts).map(|(a, _)| (format!("/v1/users/{a}/voting-power"), String::new())));
     }
     out
