@@ -130,6 +130,7 @@ async fn world() -> World {
 struct Answer {
     status: u16,
     content_type: String,
+    headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -151,8 +152,9 @@ async fn call(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
     let resp = r.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let headers = resp.headers().clone();
     let body = resp.bytes().await.unwrap().to_vec();
-    Answer { status, content_type, body }
+    Answer { status, content_type, headers, body }
 }
 
 async fn document(gf: &Govflow) -> Value {
@@ -227,6 +229,11 @@ fn check(doc: &Value, strict_doc: &Value, method: &str, template: &str, url: &st
     let op = &doc["paths"][template][method.to_lowercase()];
     let what = format!("{method} {url} -> {}", a.status);
     let r = response(doc, op, a.status).unwrap_or_else(|| panic!("{what}: status not documented: {}", a.text()));
+    for (name, h) in r["headers"].as_object().into_iter().flatten() {
+        if h["required"] == true {
+            assert!(a.headers.contains_key(name.as_str()), "{what}: no {name} header");
+        }
+    }
     let Some(content) = r.get("content") else {
         assert!(a.body.is_empty(), "{what}: no content documented, got {}", a.text());
         return;

@@ -1424,7 +1424,86 @@ pub fn document_json(http: &HttpConfig) -> Value {
             schemas.insert(name.into(), schema);
         }
     }
+    document_headers(&mut doc);
     doc
+}
+
+/// Documents the headers the HTTP conventions put on answers (`http::conventions`): a request
+/// id on every answer, validators and caching on reads, `Retry-After` and `WWW-Authenticate`
+/// where they apply.
+fn document_headers(doc: &mut Value) {
+    fn header(description: &str, required: bool) -> Value {
+        json!({ "description": description, "required": required, "schema": { "type": "string" } })
+    }
+    let request_id = header("The request's id: the client's `X-Request-Id` when sane, else a new one; also `requestId` in problem bodies and in the log.", true);
+    let add = |r: &mut Value, name: &str, h: &Value| {
+        if let Value::Object(o) = r {
+            if !o.contains_key("$ref") {
+                let headers = o.entry("headers").or_insert_with(|| json!({}));
+                headers[name] = h.clone();
+            }
+        }
+    };
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for (path, item) in paths.iter_mut() {
+            let Value::Object(ops) = item else { continue };
+            for (method, op) in ops.iter_mut() {
+                let cached = method == "get" && path.starts_with("/v1/") && path != "/v1/status" && path != "/v1/ws";
+                let Some(Value::Object(responses)) = op.get_mut("responses") else { continue };
+                for (status, r) in responses.iter_mut() {
+                    add(r, "X-Request-Id", &request_id);
+                    if status == "200" && cached {
+                        add(r, "ETag", &header("The answer's validator: send it back as `If-None-Match` to get 304 while it is unchanged.", true));
+                        add(r, "Cache-Control", &header("`public, max-age=5` (reads move with the chain).", true));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(responses)) = doc.pointer_mut("/components/responses") {
+        for (name, r) in responses.iter_mut() {
+            add(r, "X-Request-Id", &request_id);
+            match name.as_str() {
+                "NotModified" => add(r, "ETag", &header("The current validator.", true)),
+                "Unauthorized" => add(r, "WWW-Authenticate", &header("`Bearer realm=\"govflow-admin\"`.", true)),
+                "TooManyRequests" => add(r, "Retry-After", &header("Seconds to wait.", true)),
+                "Unavailable" => add(r, "Retry-After", &header("Seconds to wait (timeouts and refused websockets).", false)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Puts real values of the indexed chain as examples of the path parameters (the newest
+/// proposal and its proposer), so the explorer's "Try it out" and the fuzzers start from data.
+fn add_examples(doc: &mut Value, state: &ApiState) -> Result<(), Problem> {
+    let q = crate::store::ProposalQuery {
+        statuses: Vec::new(),
+        proposer: None,
+        created_from: None,
+        created_to: None,
+        end_from: None,
+        end_to: None,
+        sort: crate::store::ProposalSort::CreatedAt,
+        descending: true,
+        after: None,
+        limit: 1,
+    };
+    let Some(p) = state.store.list_proposals(&q)?.items.into_iter().next() else { return Ok(()) };
+    let examples = [("proposalId", p.proposal_id.to_string()), ("address", p.proposer.to_hex())];
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|ops| ops.values_mut()) {
+            for param in op.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+                if param["in"] != "path" {
+                    continue;
+                }
+                if let Some((_, example)) = examples.iter().find(|(name, _)| param["name"] == *name) {
+                    param["example"] = json!(example);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn patch_ref(schemas: &mut Map<String, Value>, schema: &str, pointer: &str, with: Value) {
@@ -1453,7 +1532,9 @@ fn close(name: &str, schema: &mut Value) {
 /// `GET /v1/openapi.json`.
 pub fn document(state: &ApiState, req: &Req<'_>) -> Resp {
     req.only(&[])?;
-    Ok(super::json(&document_json(&state.http)))
+    let mut doc = document_json(&state.http);
+    add_examples(&mut doc, state)?;
+    Ok(super::json(&doc))
 }
 
 fn explorer_config() -> Arc<utoipa_swagger_ui::Config<'static>> {
