@@ -416,7 +416,7 @@ impl fmt::Display for ProposalStatus {
 pub struct ChainPoint {
     /// Block number.
     pub block_number: u64,
-    /// Block timestamp (unix seconds).
+    /// Block timestamp (unix seconds; RFC 3339 in JSON).
     #[serde(with = "time")]
     #[schema(value_type = crate::http::openapi::Timestamp)]
     pub timestamp: u64,
@@ -479,7 +479,7 @@ pub struct Proposal {
     pub signatures: Vec<String>,
     /// Call data.
     pub calldatas: Vec<HexBytes>,
-    /// Timelock eta (unix seconds) once queued.
+    /// Timelock eta (unix seconds; RFC 3339 in JSON) once queued.
     #[serde(with = "time_opt")]
     #[schema(value_type = Option<crate::http::openapi::Timestamp>)]
     pub eta: Option<u64>,

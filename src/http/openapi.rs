@@ -413,7 +413,7 @@ struct ExecutionStatus {
     calldatas: Vec<HexBytes>,
 }
 
-/// Execution state of a proposal.
+/// Execution state of a proposal (an open set: new values may appear within `/v1`).
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 #[allow(dead_code)]
@@ -1312,16 +1312,23 @@ voting power, equal to the contracts' own views, across reorgs) and serves it ov
 
 **Conventions.** JSON in camelCase; uint256 values as decimal strings; addresses and hashes as lower-case 0x hex \
 (accepted in any case); times as RFC 3339 (UTC). Lists are keyset-paginated: `{ \"items\": [...], \"nextCursor\": \"…\" | null }`; \
-pass `cursor` for the next page (cursors are opaque and belong to one listing, sort and order). Reads take \
-`fields=a,b,…` to return only some top-level fields; without it every documented field is present. Errors are \
-`application/problem+json` (RFC 9457) with a stable `type` (`tag:govflow,2026:problem/invalid-parameter`, \
-`…/not-found`, `…/method-not-allowed`, `…/unavailable`, `…/internal`) and, for 400s, the offending `parameter`. A \
-method a route does not support answers 405 (`MethodNotAllowed`); an unknown path answers 404.
+pass `cursor` for the next page (cursors are opaque and belong to one listing, sort and order). The reads of \
+data take `fields=a,b,…` to return only some members (of each element of `items` for a list); without it every \
+documented member is present. Errors are `application/problem+json` (RFC 9457) with a stable `type` \
+(`tag:govflow,2026:problem/<kind>`: `invalid-parameter`, `not-found`, `method-not-allowed`, `unavailable`, \
+`timeout`, `rate-limited`, `internal`, …), the request's `requestId` and, for 400s, the offending `parameter`. A \
+method a route does not support answers 405 (`MethodNotAllowed`); an unknown path answers 404. Every answer \
+carries `X-Request-Id`; reads carry an `ETag` (send `If-None-Match` for a 304) and `Cache-Control`; bodies are \
+compressed (br, gzip) when the client accepts it; CORS follows `http.cors_origins` (a refused origin gets 403); \
+past `http.rate_limit_per_second` a client gets 429 with `Retry-After`.
 
-**Versioning.** The API is under `/v1` (the operational routes `/healthz`, `/readyz` and `/metrics` aside). Within \
-`/v1` changes are additive only: new routes, new optional query parameters, new response fields. Anything else \
-(removing or renaming a field, changing a type or a meaning) gets a new prefix, `/v2`, served alongside `/v1`. \
-Clients must ignore fields they do not know; this document describes this release exactly.";
+**Versioning.** The API is under `/v1` (the probes `/healthz`, `/readyz` and `/metrics` aside). Within `/v1` \
+changes are additive only: new routes, new optional query parameters, new members in response objects, new values \
+in open sets (problem `type`s, governance event kinds, `executionState`). Clients must ignore members they do not \
+know. Anything else (removing or renaming a route, parameter or member, changing a type, format, meaning or \
+default, making a parameter required) needs `/v2`, served alongside `/v1`. A route due to go is announced with \
+`Deprecation`, `Sunset` and `Link: <successor>; rel=\"successor-version\"` headers at least six months ahead. \
+This document describes this release exactly: its objects list every member served today.";
 
 /// The OpenAPI document for a server with these HTTP settings.
 pub fn openapi(http: &HttpConfig) -> OpenApi {
