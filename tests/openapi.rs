@@ -373,10 +373,12 @@ async fn every_route_is_documented_and_answers() {
     assert!(init.contains("\"/v1/openapi.json\""), "{init}");
     assert!(init.contains("\"validatorUrl\": \"none\""), "no online validator: {init}");
     assert!(!init.contains("https://"), "{init}");
-    let missing = format!("{}/v1/docs/nope.js", gf.base);
-    let a = call("GET", &missing, &[]).await;
-    assert_eq!(a.status, 404, "{}", a.text());
-    check(&doc, &strict_doc, "GET", "/v1/docs/{asset}", &missing, &a, false);
+    for name in ["nope.js", "swagger-ui.js.map", "..%2FCargo.toml"] {
+        let missing = format!("{}/v1/docs/{name}", gf.base);
+        let a = call("GET", &missing, &[]).await;
+        assert_eq!(a.status, 404, "{missing}: {}", a.text());
+        check(&doc, &strict_doc, "GET", "/v1/docs/{asset}", &missing, &a, false);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

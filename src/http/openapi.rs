@@ -776,7 +776,7 @@ const VOTING_POWER_FIELDS: &[&str] = &[
 const DELEGATE_FIELDS: &[&str] = &["address", "totalWeight", "votes", "nftBonus", "balance", "delegators", "selfDelegated", "delegate"];
 const BENEFIT_FIELDS: &[&str] = &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"];
 
-/// Files of the explorer documented as `{asset}` (Swagger UI's distribution).
+/// Files of the explorer served as `{asset}`: those of Swagger UI's distribution the page uses.
 pub const EXPLORER_ASSETS: &[&str] = &[
     "index.html",
     "index.css",
@@ -1361,8 +1361,8 @@ pub fn openapi(http: &HttpConfig) -> OpenApi {
             ResponseBuilder::new().description("Not Modified: the `If-None-Match` of the request names the answer's current `ETag`.").build(),
         )
         .response("BadRequest", problem_response("A parameter is invalid (`parameter` names it), or the query string is malformed."))
-        .response("Unauthorized", problem_response("No or a wrong bearer token."))
-        .response("Forbidden", problem_response("The token may not do this."))
+        .response("Unauthorized", problem_response("No bearer token: send `Authorization: Bearer <http.admin_token>`."))
+        .response("Forbidden", problem_response("The bearer token is not the admin token."))
         .response("MethodNotAllowed", problem_response("The route does not support this method."))
         .response("TooManyRequests", problem_response("Rate limit reached (`http.rate_limit_per_second`); retry later."))
         .response("InternalError", problem_response("The server failed to answer (a store failure); the error is logged."))
@@ -1587,8 +1587,11 @@ pub fn explorer(_state: &ApiState, req: &Req<'_>) -> Resp {
 /// `GET /v1/docs/{asset}`: a file of the explorer.
 pub fn asset(_state: &ApiState, req: &Req<'_>) -> Resp {
     req.only(&[])?;
-    // `/v1/docs/{asset}`: the third segment.
+    // `/v1/docs/{asset}`: the third segment; only the files the page uses (no source maps).
     let name = req.segments.get(2).copied().unwrap_or("");
+    if !EXPLORER_ASSETS.contains(&name) {
+        return Err(Problem::not_found(format!("the explorer has no file {name:?}")));
+    }
     file_response(name)
 }
 
