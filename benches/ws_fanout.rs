@@ -1,0 +1,264 @@
+//! Benchmark: websocket fan-out of one proposal's updates to many subscribers.
+//!
+//! `cargo bench --bench ws_fanout [-- SUBSCRIBERS [UPDATES [PROCESSES]]]` (default 10,000
+//! subscribers of `proposal:1`, 50 updates, 2 client processes). The server is govflow's warp
+//! filter in this process (embedded store in a temporary directory, the real `/v1/ws` route and
+//! HTTP conventions, no rate limit); the clients are websocket connections in child processes
+//! (this binary again), so each process stays under the file-descriptor limit. Each update is a
+//! `proposal.updated` sent into the change hub carrying its send time; the latency of a
+//! delivery is the client's receive time minus that (hub → client, one clock: same machine).
+//! Updates are sent every `INTERVAL_MS`. Prints p50/p99/max over all deliveries and the mean
+//! time until the last subscriber of an update has it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use govflow::config::{HttpConfig, WebsocketConfig};
+use govflow::domain::{Address, ChainPoint, HexBytes, Proposal, ProposalStatus, U256};
+use govflow::http::{self, ApiState};
+use govflow::store::embedded::EmbeddedStore;
+use govflow::store::Store;
+use govflow::streams::changes::{Change, ChangeHub, Update};
+use govflow::streams::listener::IndexerStatus;
+use tokio_tungstenite::tungstenite::Message;
+
+const INTERVAL_MS: u64 = 100;
+const CONNECT_CONCURRENCY: usize = 256;
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn main() {
+    if let Ok(url) = std::env::var("WS_FANOUT_URL") {
+        let n: usize = std::env::var("WS_FANOUT_CLIENTS").unwrap().parse().unwrap();
+        let updates: usize = std::env::var("WS_FANOUT_UPDATES").unwrap().parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(clients(url, n, updates));
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let subscribers: usize = args.first().map_or(10_000, |s| s.parse().expect("SUBSCRIBERS"));
+    let updates: usize = args.get(1).map_or(50, |s| s.parse().expect("UPDATES"));
+    let processes: usize = args.get(2).map_or(2, |s| s.parse().expect("PROCESSES"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(server(subscribers, updates, processes));
+}
+
+fn proposal(i: u64) -> Proposal {
+    let description = format!("# Fund the festival\nUpdate {i}, sent={}", now_nanos());
+    Proposal {
+        id: uuid::Uuid::nil(),
+        proposal_id: U256::one(),
+        title: "Fund the festival".into(),
+        description,
+        proposer: Address([0x11; 20]),
+        start_block: 10,
+        end_block: 100_000,
+        original_end_block: 100_000,
+        creation_index: 0,
+        status: ProposalStatus::Active,
+        for_votes: U256::from(i) * U256::exp10(18),
+        against_votes: U256::exp10(18),
+        abstain_votes: U256::zero(),
+        vote_count: i + 1,
+        quorum: Some(U256::from(4) * U256::exp10(18)),
+        targets: vec![Address([0x22; 20])],
+        values: vec![U256::zero()],
+        signatures: vec![String::new()],
+        calldatas: vec![HexBytes(vec![0x55, 0x24, 0x10, 0x77, 0, 0, 0, 42])],
+        eta: None,
+        timelock_operation_id: None,
+        created: ChainPoint { block_number: 5, timestamp: 1_700_000_000, transaction_hash: None },
+        created_at: 1_700_000_000,
+        updated_at: 1_700_000_000 + i,
+        updated_block: 10 + i,
+        executed_at: None,
+        metadata_uri: None,
+    }
+}
+
+async fn server(subscribers: usize, updates: usize, processes: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let status = Arc::new(IndexerStatus::default());
+    status.head.store(10_000, Ordering::Relaxed);
+    status.indexed.store(10_000, Ordering::Relaxed);
+    let changes = Arc::new(ChangeHub::default());
+    let state = ApiState {
+        store,
+        status,
+        metrics: None,
+        http: HttpConfig { rate_limit_per_second: 0, ..HttpConfig::default() },
+        changes: changes.clone(),
+        cache: Arc::new(http::cache::Cache::disabled()),
+        websocket: WebsocketConfig {
+            max_connections: subscribers + 100,
+            heartbeat_interval_s: 3_600,
+            ..WebsocketConfig::default()
+        },
+    };
+    let (addr, serving) = http::serve(state, "127.0.0.1:0".parse().unwrap(), std::future::pending()).unwrap();
+    tokio::spawn(serving);
+    let url = format!("ws://{addr}/v1/ws");
+    println!("ws_fanout: {subscribers} subscribers of proposal:1 in {processes} client processes, {updates} updates every {INTERVAL_MS} ms");
+
+    let started = Instant::now();
+    let exe = std::env::current_exe().unwrap();
+    let mut children = Vec::new();
+    for p in 0..processes {
+        let n = subscribers / processes + usize::from(p < subscribers % processes);
+        let child = Command::new(&exe)
+            .env("WS_FANOUT_URL", &url)
+            .env("WS_FANOUT_CLIENTS", n.to_string())
+            .env("WS_FANOUT_UPDATES", updates.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    // Each child says "ready" once all its clients are subscribed, then reports latencies.
+    let mut readers: Vec<_> = children.iter_mut().map(|c| BufReader::new(c.stdout.take().unwrap())).collect();
+    let mut readers = tokio::task::spawn_blocking(move || {
+        for r in readers.iter_mut() {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "ready", "a client process failed to subscribe");
+        }
+        readers
+    })
+    .await
+    .unwrap();
+    println!("connected and subscribed in {:.1} s", started.elapsed().as_secs_f64());
+
+    let mut tick = tokio::time::interval(Duration::from_millis(INTERVAL_MS));
+    for i in 0..updates as u64 {
+        tick.tick().await;
+        changes.send(Update::Committed { from: 10 + i, to: 10 + i, changes: vec![Change::Proposal(Box::new(proposal(i)))] });
+    }
+
+    let results = tokio::task::spawn_blocking(move || {
+        let mut all: Vec<u64> = Vec::new();
+        let mut last_per_update: Vec<u64> = vec![0; updates];
+        let mut missing = 0u64;
+        for r in readers.iter_mut() {
+            for line in r.lines() {
+                let line = line.unwrap();
+                let mut parts = line.split_whitespace();
+                match parts.next() {
+                    Some("lat") => {
+                        let u: usize = parts.next().unwrap().parse().unwrap();
+                        let ns: u64 = parts.next().unwrap().parse().unwrap();
+                        last_per_update[u] = last_per_update[u].max(ns);
+                        all.push(ns);
+                    }
+                    Some("missing") => missing += parts.next().unwrap().parse::<u64>().unwrap(),
+                    _ => {}
+                }
+            }
+        }
+        (all, last_per_update, missing)
+    })
+    .await
+    .unwrap();
+    for mut c in children {
+        let _ = c.wait();
+    }
+    let (mut all, last, missing) = results;
+    all.sort_unstable();
+    let pct = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize] as f64 / 1e6;
+    let expected = (subscribers * updates) as u64;
+    println!("deliveries: {} of {expected} ({missing} missing)", all.len());
+    if all.is_empty() {
+        return;
+    }
+    println!(
+        "delivery latency (hub -> client): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        *all.last().unwrap() as f64 / 1e6
+    );
+    let mean_last = last.iter().sum::<u64>() as f64 / last.len() as f64 / 1e6;
+    println!("time until the last of {subscribers} subscribers has an update: mean {mean_last:.2} ms");
+    println!("target: p99 under 100 ms: {}", if pct(0.99) < 100.0 { "met" } else { "NOT met" });
+}
+
+/// A client process: `n` connections subscribed to `proposal:1`; prints `ready`, then one
+/// `lat <update> <nanoseconds>` line per delivery.
+async fn clients(url: String, n: usize, updates: usize) {
+    let subscribed = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64)>();
+    let gate = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (url, subscribed, tx, gate) = (url.clone(), subscribed.clone(), tx.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.unwrap();
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
+            ws.send(Message::Text(r#"{"op":"subscribe","topic":"proposal:1"}"#.into())).await.unwrap();
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) if t.contains("\"subscribed\"") => break,
+                    Some(Ok(_)) => {}
+                    other => panic!("no subscription: {other:?}"),
+                }
+            }
+            drop(permit);
+            subscribed.fetch_add(1, Ordering::Relaxed);
+            let mut got = 0;
+            while got < updates {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let at = now_nanos();
+                        // Parse only what is needed: the update number and its send time.
+                        let Some(i) = t.find("sent=") else { continue };
+                        let sent: u64 = t[i + 5..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap();
+                        let u = t.find("Update ").map(|j| t[j + 7..].chars().take_while(char::is_ascii_digit).collect::<String>());
+                        let u: usize = u.and_then(|s| s.parse().ok()).unwrap();
+                        let _ = tx.send((u, at.saturating_sub(sent)));
+                        got += 1;
+                    }
+                    Some(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+            updates - got
+        }));
+    }
+    drop(tx);
+    while subscribed.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let collect = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while let Some(x) = rx.recv().await {
+            out.push(x);
+        }
+        out
+    });
+    let mut missing = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    for mut t in tasks {
+        match tokio::time::timeout_at(deadline, &mut t).await {
+            Ok(r) => missing += r.unwrap_or(updates),
+            Err(_) => {
+                t.abort();
+                missing += updates;
+            }
+        }
+    }
+    let samples = collect.await.unwrap();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (u, ns) in samples {
+        writeln!(out, "lat {u} {ns}").unwrap();
+    }
+    writeln!(out, "missing {missing}").unwrap();
+    out.flush().unwrap();
+}
