@@ -609,6 +609,8 @@ async fn schemathesis_finds_no_server_error_and_no_schema_break() {
             "negative_data_rejection",
             "missing_required_header",
             "ignored_auth",
+            "unsupported_method",
+            "allow_header_conformance",
         ]
         .join(","),
         "--max-examples".into(),

@@ -116,6 +116,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/events/governance"),
     ("GET", "/v1/delegates"),
     ("GET", "/v1/status"),
+    ("GET", "/v1/ws"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/v1/docs"),
     ("GET", "/v1/docs/{asset}"),
@@ -139,6 +140,7 @@ fn handler_for(template: &str) -> Handler {
         "/v1/events/governance" => api::governance_events,
         "/v1/delegates" => api::delegates,
         "/v1/status" => api::status,
+        "/v1/ws" => upgrade_required,
         "/v1/openapi.json" => openapi::document,
         "/v1/docs" => openapi::explorer,
         "/v1/docs/{asset}" => openapi::asset,
@@ -224,6 +226,22 @@ fn project_fields(resp: warp::reply::Response, fields: &str) -> Result<warp::rep
     Ok(r)
 }
 
+/// `/v1/ws` without a websocket handshake (the upgrade itself is served by [`ws::route`]).
+fn upgrade_required(_state: &ApiState, _req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
+    let mut r = Problem {
+        kind: "tag:govflow,2026:problem/upgrade-required".into(),
+        title: "Upgrade required",
+        status: 426,
+        detail: "/v1/ws speaks websocket: send a GET with `Connection: Upgrade` and `Upgrade: websocket`".into(),
+        parameter: None,
+        instance: None,
+    }
+    .response();
+    r.headers_mut().insert(warp::http::header::UPGRADE, warp::http::HeaderValue::from_static("websocket"));
+    r.headers_mut().insert(warp::http::header::CONNECTION, warp::http::HeaderValue::from_static("Upgrade"));
+    Ok(r)
+}
+
 /// Answers one request.
 pub fn route(
     state: &ApiState,
@@ -249,7 +267,11 @@ pub fn route(
         return ((*template).into(), r);
     }
     if method.as_str() != *route_method && !(method == Method::HEAD && *route_method == "GET") {
-        return ((*template).into(), Problem::method_not_allowed(method.as_str()).at(path).response());
+        // RFC 9110: a 405 says which methods the route has.
+        let allow = if *route_method == "GET" { "GET, HEAD, OPTIONS" } else { "POST, OPTIONS" };
+        let mut r = Problem::method_not_allowed(method.as_str()).at(path).response();
+        r.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+        return ((*template).into(), r);
     }
     let mut query: Vec<(String, String)> = match serde_urlencoded::from_str(raw_query) {
         Ok(q) => q,

@@ -1474,6 +1474,7 @@ fn document_headers(doc: &mut Value) {
                 "NotModified" => add(r, "ETag", &header("The current validator.", true)),
                 "Unauthorized" => add(r, "WWW-Authenticate", &header("`Bearer realm=\"govflow-admin\"`.", true)),
                 "TooManyRequests" => add(r, "Retry-After", &header("Seconds to wait.", true)),
+                "MethodNotAllowed" => add(r, "Allow", &header("The methods the route supports (RFC 9110).", true)),
                 "Unavailable" => add(r, "Retry-After", &header("Seconds to wait (timeouts and refused websockets).", false)),
                 _ => {}
             }
