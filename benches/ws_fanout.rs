@@ -29,6 +29,16 @@ use tokio_tungstenite::tungstenite::Message;
 const INTERVAL_MS: u64 = 100;
 const CONNECT_CONCURRENCY: usize = 256;
 
+/// CPU seconds of this process and of its waited-for children (`/proc/self/stat`).
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat.rsplit(')').next().unwrap_or("").split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // After the command: state is skipped by the filter; utime, stime, cutime, cstime are
+    // fields 14-17 of the line, here 10-13 (ticks of 1/100 s).
+    let tick = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
+    (tick(10) + tick(11), tick(12) + tick(13))
+}
+
 fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
@@ -135,6 +145,7 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
     .unwrap();
     println!("connected and subscribed in {:.1} s", started.elapsed().as_secs_f64());
 
+    let (cpu_before, _) = cpu_seconds();
     let mut tick = tokio::time::interval(Duration::from_millis(INTERVAL_MS));
     for i in 0..updates as u64 {
         tick.tick().await;
@@ -165,9 +176,11 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
     })
     .await
     .unwrap();
+    let (cpu_after, _) = cpu_seconds();
     for mut c in children {
         let _ = c.wait();
     }
+    let (_, children_cpu) = cpu_seconds();
     let (mut all, last, missing) = results;
     all.sort_unstable();
     let pct = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize] as f64 / 1e6;
@@ -185,6 +198,12 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
     );
     let mean_last = last.iter().sum::<u64>() as f64 / last.len() as f64 / 1e6;
     println!("time until the last of {subscribers} subscribers has an update: mean {mean_last:.2} ms");
+    println!(
+        "CPU: server {:.2} s while sending and delivering ({:.1} us per delivery), client processes {:.2} s in all",
+        cpu_after - cpu_before,
+        (cpu_after - cpu_before) * 1e6 / all.len() as f64,
+        children_cpu
+    );
     println!("target: p99 under 100 ms: {}", if pct(0.99) < 100.0 { "met" } else { "NOT met" });
 }
 

@@ -193,23 +193,40 @@ fn envelope(kind: &str, topic: &str, seq: u64, provisional: bool, restored: bool
     s.into()
 }
 
-/// One connected client, as the registry sees it.
+/// One connected client, as the registry and its reader see it. Its queue closes when both
+/// let go of it, which ends its writer.
 struct Client {
     tx: mpsc::Sender<Arc<str>>,
-    kill: Notify,
-    killed: AtomicBool,
-    /// Why it was dropped (`slow-consumer`), when the server dropped it.
-    reason: Mutex<Option<&'static str>>,
+    switch: Arc<KillSwitch>,
 }
 
 impl Client {
     fn drop_with(&self, reason: &'static str) {
+        self.switch.trip(reason);
+    }
+}
+
+/// How a client's writer learns that the server dropped the client.
+#[derive(Default)]
+struct KillSwitch {
+    notify: Notify,
+    killed: AtomicBool,
+    /// Why (`slow-consumer`).
+    reason: Mutex<Option<&'static str>>,
+}
+
+impl KillSwitch {
+    fn trip(&self, reason: &'static str) {
         if !self.killed.swap(true, Ordering::AcqRel) {
             if let Ok(mut r) = self.reason.lock() {
                 *r = Some(reason);
             }
-            self.kill.notify_one();
+            self.notify.notify_one();
         }
+    }
+
+    fn tripped(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
     }
 }
 
@@ -996,26 +1013,38 @@ enum End {
     Idle,
 }
 
+/// Milliseconds since `t0`, for the last-heard clock shared by a connection's two tasks.
+fn millis_since(t0: Instant) -> u64 {
+    t0.elapsed().as_millis() as u64
+}
+
+/// One connection: this task writes the client's queue (and heartbeats) to the socket; a
+/// second task reads the client's commands. Writing never waits for reading, so a client busy
+/// sending cannot delay its messages, and the write path polls nothing else per message.
 async fn connection(hub: Arc<Hub>, socket: WebSocket, _slot: Slot) {
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(hub.cfg.queue_per_client.max(1));
-    let client = Arc::new(Client { tx, kill: Notify::new(), killed: AtomicBool::new(false), reason: Mutex::new(None) });
+    let switch = Arc::new(KillSwitch::default());
+    let client = Arc::new(Client { tx, switch: switch.clone() });
     let id = hub.register(client.clone());
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
+    let t0 = Instant::now();
+    let last_heard = Arc::new(AtomicU64::new(0));
+    let reader = tokio::spawn(read_commands(hub.clone(), id, client, stream, t0, last_heard.clone()));
+
     let sent = metrics::counter!(m::WEBSOCKET_MESSAGES_SENT_TOTAL);
-    let every = Duration::from_secs(hub.cfg.heartbeat_interval_s);
-    let mut beat = tokio::time::interval(if every.is_zero() { Duration::from_secs(3600) } else { every });
+    let every = Duration::from_secs(hub.cfg.heartbeat_interval_s.max(1));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    beat.tick().await;
-    let mut last_heard = Instant::now();
     let mut batch: Vec<Arc<str>> = Vec::with_capacity(WRITE_BATCH);
     let end = loop {
         // A client is dropped for slowness only with a full queue, so never while this task
         // waits for messages: the flag is enough here, the notification serves blocked writes.
-        if client.killed.load(Ordering::Acquire) {
+        if switch.tripped() {
             break End::Killed;
         }
         tokio::select! {
             n = rx.recv_many(&mut batch, WRITE_BATCH) => {
+                // Zero: the reader and the registry let go of the client (it left).
                 if n == 0 {
                     break End::Closed;
                 }
@@ -1030,7 +1059,7 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket, _slot: Slot) {
                     std::task::Poll::Ready(r) => r,
                     std::task::Poll::Pending => tokio::select! {
                         biased;
-                        _ = client.kill.notified() => break End::Killed,
+                        _ = switch.notify.notified() => break End::Killed,
                         r = write => r,
                     },
                 };
@@ -1039,27 +1068,8 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket, _slot: Slot) {
                     Err(_) => break End::Closed,
                 }
             }
-            frame = stream.next() => match frame {
-                Some(Ok(msg)) => {
-                    last_heard = Instant::now();
-                    if msg.is_close() {
-                        break End::Closed;
-                    }
-                    if msg.is_text() {
-                        if !command(&hub, id, &client, msg.to_str().unwrap_or_default()) {
-                            break if client.killed.load(Ordering::Acquire) { End::Killed } else { End::Closed };
-                        }
-                    } else if msg.is_binary() {
-                        let e = error_text("bad-request", "commands are JSON text frames", &None, None);
-                        if client.tx.try_send(e).is_err() {
-                            client.drop_with("slow-consumer");
-                        }
-                    }
-                }
-                Some(Err(_)) | None => break End::Closed,
-            },
-            _ = beat.tick(), if !every.is_zero() => {
-                if last_heard.elapsed() > every * 3 {
+            _ = beat.tick() => {
+                if millis_since(t0).saturating_sub(last_heard.load(Ordering::Relaxed)) > 3 * every.as_millis() as u64 {
                     break End::Idle;
                 }
                 let hb = async {
@@ -1069,17 +1079,18 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket, _slot: Slot) {
                 };
                 tokio::select! {
                     biased;
-                    _ = client.kill.notified() => break End::Killed,
+                    _ = switch.notify.notified() => break End::Killed,
                     r = hb => if r.is_err() { break End::Closed },
                 }
             }
         }
     };
+    reader.abort();
     hub.unregister(id);
     let goodbye = match end {
         End::Closed => None,
         End::Killed => {
-            let reason = client.reason.lock().ok().and_then(|r| *r).unwrap_or("slow-consumer");
+            let reason = switch.reason.lock().ok().and_then(|r| *r).unwrap_or("slow-consumer");
             tracing::info!(target: "websocket", client = id, reason, "websocket client dropped");
             Some((reason, "the client did not read its messages fast enough; its queue is full (websocket.queue_per_client)"))
         }
@@ -1098,6 +1109,36 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket, _slot: Slot) {
     } else {
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, sink.close()).await;
     }
+}
+
+/// Reads a client's frames: commands, and any frame (a pong) as a sign of life. On the way out
+/// it lets go of the client, which closes the queue and ends the writer.
+async fn read_commands(
+    hub: Arc<Hub>,
+    id: u64,
+    client: Arc<Client>,
+    mut stream: futures::stream::SplitStream<WebSocket>,
+    t0: Instant,
+    last_heard: Arc<AtomicU64>,
+) {
+    while let Some(Ok(msg)) = stream.next().await {
+        last_heard.store(millis_since(t0), Ordering::Relaxed);
+        if msg.is_close() {
+            break;
+        }
+        if msg.is_text() {
+            if !command(&hub, id, &client, msg.to_str().unwrap_or_default()) {
+                break;
+            }
+        } else if msg.is_binary() {
+            let e = error_text("bad-request", "commands are JSON text frames", &None, None);
+            if client.tx.try_send(e).is_err() {
+                client.drop_with("slow-consumer");
+                break;
+            }
+        }
+    }
+    hub.unregister(id);
 }
 
 #[cfg(test)]
