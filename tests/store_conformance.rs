@@ -474,6 +474,22 @@ mod scylla_only {
     }
 
     #[test]
+    fn a_conditional_vote_batch_with_some_rows_present_inserts_the_others_once() {
+        let (_g, s, ks) = store();
+        let votes = |n: u8| -> Vec<Mutation> { (0..n).map(|v| Mutation::Vote(Box::new(vote(1, 10 + v, 3, 2, v as u64)))).collect() };
+        let mut first = vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Active, 1, 1)))];
+        first.extend(votes(7));
+        s.commit(&batch(1, 3, first, false)).unwrap();
+        // The cursor is lost; the same block now arrives with 30 votes, 7 of them stored.
+        cql::raw(&[format!("UPDATE {ks}.listener_cursors SET block_number = null, block_hash = null, events = 0 WHERE name = 'listener'")]);
+        s.commit(&batch(1, 3, votes(30), false)).unwrap();
+        let st = s.stats().unwrap();
+        assert_eq!((st.votes, st.unique_voters), (30, 30));
+        assert_eq!(s.vote_counts(&U256::from(1)).unwrap().total, 30);
+        exact(&s);
+    }
+
+    #[test]
     fn drifted_counters_are_reconciled() {
         let (_g, s, ks) = store();
         let mut muts = vec![Mutation::Proposal(Box::new(proposal(1, ProposalStatus::Active, 1, 1)))];

@@ -57,6 +57,7 @@ use ::scylla::policies::load_balancing::DefaultPolicy;
 use ::scylla::policies::retry::{DefaultRetryPolicy, FallthroughRetryPolicy, RetryPolicy};
 use ::scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
 use ::scylla::serialize::row::SerializeRow;
+use ::scylla::statement::batch::{Batch as CqlBatch, BatchType};
 use ::scylla::statement::prepared::PreparedStatement;
 use ::scylla::statement::{Consistency, SerialConsistency};
 use ::scylla::value::{Counter, CqlValue, Row};
@@ -741,6 +742,87 @@ impl Inner {
         Ok(())
     }
 
+    /// Writes rows of one partition: one statement, or an unlogged batch of them.
+    async fn write_group(&self, rows: Vec<(u8, &Key, &Option<Vals>)>) -> Result<(), StoreError> {
+        if let [(t, k, v)] = rows.as_slice() {
+            return self.write_row(*t, k, v).await;
+        }
+        let mut batch = CqlBatch::new(BatchType::Unlogged);
+        batch.set_is_idempotent(true);
+        let mut values: Vec<Vec<Option<CqlValue>>> = Vec::with_capacity(rows.len());
+        for (t, k, v) in &rows {
+            let ts = &self.st.tables[*t as usize];
+            match v {
+                Some(v) => {
+                    batch.append_statement(ts.insert.clone());
+                    values.push(bind(k.iter().cloned().map(Some).chain(v.iter().cloned())));
+                }
+                None => {
+                    batch.append_statement(ts.delete.clone());
+                    values.push(bind(k.iter().cloned().map(Some)));
+                }
+            }
+        }
+        self.session.batch(&batch, &values).await.map_err(be)?;
+        Ok(())
+    }
+
+    /// Inserts vote records of one proposal that are not there yet, with one conditional
+    /// batch; when some exist the batch applies nothing and names them, and the others are
+    /// sent again. Returns the records this call inserted.
+    async fn insert_votes_once<'v>(&self, votes: Vec<&'v Vote>) -> Result<Vec<&'v Vote>, StoreError> {
+        let mut todo = votes;
+        let mut inserted = Vec::new();
+        while !todo.is_empty() {
+            let values: Vec<_> = todo
+                .iter()
+                .map(|v| {
+                    (
+                        u256_be(&v.proposal_id).to_vec(),
+                        i(v.block_number),
+                        i(v.log_index),
+                        v.voter.0.to_vec(),
+                        v.support as i8,
+                        utc_day(v.timestamp),
+                        enc(*v),
+                    )
+                })
+                .collect();
+            let r = if todo.len() == 1 {
+                self.exec(&self.st.vote_insert_lwt, &values[0]).await?
+            } else {
+                let mut batch = CqlBatch::new(BatchType::Unlogged);
+                for _ in &todo {
+                    batch.append_statement(self.st.vote_insert_lwt.clone());
+                }
+                self.session.batch(&batch, &values).await.map_err(be)?
+            };
+            let rows = r.into_rows_result().map_err(be)?;
+            let ok = matches!(rows.first_row::<Row>().map_err(be)?.columns.first(), Some(Some(CqlValue::Boolean(true))));
+            if ok {
+                inserted.append(&mut todo);
+                break;
+            }
+            let specs = rows.column_specs();
+            let (Some((bi, _)), Some((li, _))) = (specs.get_by_name("block_number"), specs.get_by_name("log_index")) else {
+                return Err(StoreError::Backend("a conditional vote batch did not apply and named no existing row".into()));
+            };
+            let mut have: HashSet<(i64, i64)> = HashSet::new();
+            for row in rows.rows::<Row>().map_err(be)? {
+                let row = row.map_err(be)?;
+                if let (Some(Some(CqlValue::BigInt(b_))), Some(Some(CqlValue::BigInt(l)))) = (row.columns.get(bi), row.columns.get(li)) {
+                    have.insert((*b_, *l));
+                }
+            }
+            let before = todo.len();
+            todo.retain(|v| !have.contains(&(i(v.block_number), i(v.log_index))));
+            if todo.len() == before {
+                return Err(StoreError::Backend("a conditional vote batch did not apply but every row is new".into()));
+            }
+        }
+        Ok(inserted)
+    }
+
     async fn voter_count(&self, voter: &[u8]) -> Result<i64, StoreError> {
         Ok(self.one::<(Option<Counter>,)>(&self.st.vc_get, (voter,)).await?.and_then(|r| r.0).map_or(0, |c| c.0))
     }
@@ -881,42 +963,23 @@ impl Inner {
             self.failpoint("journal")?;
         }
 
-        // The rows.
-        let futs: Vec<Fut<'_, ()>> = st
-            .order
-            .iter()
-            .map(|key| -> Fut<'_, ()> {
-                let v = &st.rows[key];
-                Box::pin(self.write_row(key.0, &key.1, v))
-            })
+        // The rows, grouped by partition into unlogged batches (one round trip and one
+        // mutation per partition instead of one per row).
+        let rows: Vec<(u8, &Key, &Option<Vals>)> = st.order.iter().map(|key| (key.0, &key.1, &st.rows[key])).collect();
+        let futs: Vec<Fut<'_, ()>> = group_by_partition(rows, |(t, k, _)| (*t, k.first().cloned()), |(_, k, v)| row_bytes(k, v))
+            .into_iter()
+            .map(|g| -> Fut<'_, ()> { Box::pin(self.write_group(g)) })
             .collect();
         self.each(futs).await?;
         self.failpoint("rows")?;
 
-        // Vote records once, then their counters.
-        let futs: Vec<Fut<'_, Option<&Vote>>> = insert_votes
-            .iter()
-            .map(|v| -> Fut<'_, Option<&Vote>> {
-                let v: &Vote = v;
-                Box::pin(async move {
-                    let r = self
-                        .exec(
-                            &self.st.vote_insert_lwt,
-                            (
-                                u256_be(&v.proposal_id).to_vec(),
-                                i(v.block_number),
-                                i(v.log_index),
-                                v.voter.0.to_vec(),
-                                v.support as i8,
-                                utc_day(v.timestamp),
-                                enc(v),
-                            ),
-                        )
-                        .await?;
-                    Ok(Self::applied(r)?.then_some(v))
-                })
-            })
-            .collect();
+        // Vote records once: one conditional batch per proposal partition (Paxos once per
+        // group, not per vote), then their counters.
+        let futs: Vec<Fut<'_, Vec<&Vote>>> =
+            group_by_partition(insert_votes.clone(), |v| (T_VOTES, Some(Val::B(u256_be(&v.proposal_id).to_vec()))), |v| 96 + enc(*v).len())
+                .into_iter()
+                .map(|g| -> Fut<'_, Vec<&Vote>> { Box::pin(self.insert_votes_once(g)) })
+                .collect();
         let applied: Vec<&Vote> = self.each(futs).await?.into_iter().flatten().collect();
         let replays = (insert_votes.len() - applied.len()) as u64;
         if replays > 0 {
@@ -1273,6 +1336,43 @@ impl Inner {
         }
         Ok(rep)
     }
+}
+
+/// Rows per batch and bytes per batch (well under Cassandra's default 50 KiB batch limit and
+/// ScyllaDB's 1 MiB one).
+const GROUP_ROWS: usize = 64;
+const GROUP_BYTES: usize = 16 * 1024;
+
+/// Groups items by partition, in first-seen order, cut to at most [`GROUP_ROWS`] items and
+/// about [`GROUP_BYTES`] bytes per group.
+fn group_by_partition<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut groups: Vec<(Vec<T>, usize)> = Vec::new();
+    for item in items {
+        let k = key(&item);
+        let n = size(&item);
+        let open = index.get(&k).copied().filter(|g| groups[*g].0.len() < GROUP_ROWS && groups[*g].1 + n <= GROUP_BYTES);
+        match open {
+            Some(g) => {
+                groups[g].0.push(item);
+                groups[g].1 += n;
+            }
+            None => {
+                index.insert(k, groups.len());
+                groups.push((vec![item], n));
+            }
+        }
+    }
+    groups.into_iter().map(|(g, _)| g).collect()
+}
+
+fn row_bytes(k: &Key, v: &Option<Vals>) -> usize {
+    let size = |x: &Val| match x {
+        Val::B(b) => b.len(),
+        Val::S(s) => s.len(),
+        _ => 8,
+    };
+    16 + k.iter().map(size).sum::<usize>() + v.as_ref().map_or(0, |v| v.iter().flatten().map(size).sum())
 }
 
 fn block_record((n, h, p, t): (i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>)) -> BlockRecord {
