@@ -1,14 +1,15 @@
 //! Benchmark: websocket fan-out of one proposal's updates to many subscribers.
 //!
-//! `cargo bench --bench ws_fanout [-- SUBSCRIBERS [UPDATES [PROCESSES]]]` (default 10,000
-//! subscribers of `proposal:1`, 50 updates, 2 client processes). The server is govflow's warp
+//! `cargo bench --bench ws_fanout [-- SUBSCRIBERS [UPDATES [PROCESSES [INTERVAL_MS]]]]`
+//! (default 10,000 subscribers of `proposal:1`, 50 updates, as few client processes as the
+//! open-file limit allows, an update every 100 ms). The server is govflow's warp
 //! filter in this process (embedded store in a temporary directory, the real `/v1/ws` route and
 //! HTTP conventions, no rate limit); the clients are websocket connections in child processes
 //! (this binary again), so each process stays under the file-descriptor limit. Each update is a
 //! `proposal.updated` sent into the change hub carrying its send time; the latency of a
 //! delivery is the client's receive time minus that (hub → client, one clock: same machine).
-//! Updates are sent every `INTERVAL_MS`. Prints p50/p99/max over all deliveries and the mean
-//! time until the last subscriber of an update has it.
+//! Prints p50/p90/p99/max over all deliveries, the mean time until the last subscriber of an
+//! update has it, and the CPU time of the server and of the client processes.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -26,7 +27,6 @@ use govflow::streams::changes::{Change, ChangeHub, Update};
 use govflow::streams::listener::IndexerStatus;
 use tokio_tungstenite::tungstenite::Message;
 
-const INTERVAL_MS: u64 = 100;
 const CONNECT_CONCURRENCY: usize = 256;
 
 /// CPU seconds of this process and of its waited-for children (`/proc/self/stat`).
@@ -37,6 +37,17 @@ fn cpu_seconds() -> (f64, f64) {
     // fields 14-17 of the line, here 10-13 (ticks of 1/100 s).
     let tick = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
     (tick(10) + tick(11), tick(12) + tick(13))
+}
+
+/// The soft limit on open files (`/proc/self/limits`).
+fn open_files_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
 }
 
 fn now_nanos() -> u64 {
@@ -54,9 +65,12 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let subscribers: usize = args.first().map_or(10_000, |s| s.parse().expect("SUBSCRIBERS"));
     let updates: usize = args.get(1).map_or(50, |s| s.parse().expect("UPDATES"));
-    let processes: usize = args.get(2).map_or(2, |s| s.parse().expect("PROCESSES"));
+    // Each client process holds its connections' sockets: stay under the soft open-file limit.
+    let per_process = open_files_limit().saturating_sub(256).max(256);
+    let processes: usize = args.get(2).map_or(subscribers.div_ceil(per_process).max(1), |s| s.parse().expect("PROCESSES"));
+    let interval_ms: u64 = args.get(3).map_or(100, |s| s.parse().expect("INTERVAL_MS"));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(server(subscribers, updates, processes));
+    rt.block_on(server(subscribers, updates, processes, interval_ms));
 }
 
 fn proposal(i: u64) -> Proposal {
@@ -92,7 +106,7 @@ fn proposal(i: u64) -> Proposal {
     }
 }
 
-async fn server(subscribers: usize, updates: usize, processes: usize) {
+async fn server(subscribers: usize, updates: usize, processes: usize, interval_ms: u64) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let status = Arc::new(IndexerStatus::default());
@@ -115,7 +129,7 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
     let (addr, serving) = http::serve(state, "127.0.0.1:0".parse().unwrap(), std::future::pending()).unwrap();
     tokio::spawn(serving);
     let url = format!("ws://{addr}/v1/ws");
-    println!("ws_fanout: {subscribers} subscribers of proposal:1 in {processes} client processes, {updates} updates every {INTERVAL_MS} ms");
+    println!("ws_fanout: {subscribers} subscribers of proposal:1 in {processes} client processes, {updates} updates every {interval_ms} ms");
 
     let started = Instant::now();
     let exe = std::env::current_exe().unwrap();
@@ -125,7 +139,7 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
         let child = Command::new(&exe)
             .env("WS_FANOUT_URL", &url)
             .env("WS_FANOUT_CLIENTS", n.to_string())
-            .env("WS_FANOUT_UPDATES", updates.to_string())
+            .env("WS_FANOUT_UPDATES", (updates + 1).to_string())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -146,15 +160,16 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
     println!("connected and subscribed in {:.1} s", started.elapsed().as_secs_f64());
 
     let (cpu_before, _) = cpu_seconds();
-    let mut tick = tokio::time::interval(Duration::from_millis(INTERVAL_MS));
-    for i in 0..updates as u64 {
+    // Update 0 warms the connections up (first frames, TCP windows) and is reported apart.
+    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+    for i in 0..=updates as u64 {
         tick.tick().await;
         changes.send(Update::Committed { from: 10 + i, to: 10 + i, changes: vec![Change::Proposal(Box::new(proposal(i)))] });
     }
 
     let results = tokio::task::spawn_blocking(move || {
         let mut all: Vec<u64> = Vec::new();
-        let mut last_per_update: Vec<u64> = vec![0; updates];
+        let mut last_per_update: Vec<u64> = vec![0; updates + 1];
         let mut missing = 0u64;
         for r in readers.iter_mut() {
             for line in r.lines() {
@@ -165,7 +180,9 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
                         let u: usize = parts.next().unwrap().parse().unwrap();
                         let ns: u64 = parts.next().unwrap().parse().unwrap();
                         last_per_update[u] = last_per_update[u].max(ns);
-                        all.push(ns);
+                        if u > 0 {
+                            all.push(ns);
+                        }
                     }
                     Some("missing") => missing += parts.next().unwrap().parse::<u64>().unwrap(),
                     _ => {}
@@ -196,8 +213,15 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
         pct(0.99),
         *all.last().unwrap() as f64 / 1e6
     );
-    let mean_last = last.iter().sum::<u64>() as f64 / last.len() as f64 / 1e6;
-    println!("time until the last of {subscribers} subscribers has an update: mean {mean_last:.2} ms");
+    let mut lasts: Vec<u64> = last[1..].to_vec();
+    lasts.sort_unstable();
+    let mean_last = lasts.iter().sum::<u64>() as f64 / lasts.len() as f64 / 1e6;
+    println!(
+        "time until the last of {subscribers} subscribers has an update: mean {mean_last:.2} ms, median {:.2} ms, max {:.2} ms (warm-up update: {:.2} ms)",
+        lasts[lasts.len() / 2] as f64 / 1e6,
+        *lasts.last().unwrap() as f64 / 1e6,
+        last[0] as f64 / 1e6
+    );
     println!(
         "CPU: server {:.2} s while sending and delivering ({:.1} us per delivery), client processes {:.2} s in all",
         cpu_after - cpu_before,
@@ -211,11 +235,14 @@ async fn server(subscribers: usize, updates: usize, processes: usize) {
 /// `lat <update> <nanoseconds>` line per delivery.
 async fn clients(url: String, n: usize, updates: usize) {
     let subscribed = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64)>();
+    // Connections stay open until every client of the process has every update, so closing
+    // ones do not load the server while others still wait.
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let samples = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::with_capacity(n * updates)));
     let gate = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let (url, subscribed, tx, gate) = (url.clone(), subscribed.clone(), tx.clone(), gate.clone());
+        let (url, subscribed, samples, gate, barrier) = (url.clone(), subscribed.clone(), samples.clone(), gate.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
             let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
@@ -229,39 +256,31 @@ async fn clients(url: String, n: usize, updates: usize) {
             }
             drop(permit);
             subscribed.fetch_add(1, Ordering::Relaxed);
-            let mut got = 0;
-            while got < updates {
+            let mut mine = Vec::with_capacity(updates);
+            while mine.len() < updates {
                 match ws.next().await {
                     Some(Ok(Message::Text(t))) => {
                         let at = now_nanos();
                         // Parse only what is needed: the update number and its send time.
-                        let Some(i) = t.find("sent=") else { continue };
-                        let sent: u64 = t[i + 5..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap();
-                        let u = t.find("Update ").map(|j| t[j + 7..].chars().take_while(char::is_ascii_digit).collect::<String>());
-                        let u: usize = u.and_then(|s| s.parse().ok()).unwrap();
-                        let _ = tx.send((u, at.saturating_sub(sent)));
-                        got += 1;
+                        let (Some(i), Some(j)) = (t.find("sent="), t.find("Update ")) else { continue };
+                        mine.push((digits(&t[j + 7..]), at.saturating_sub(digits(&t[i + 5..]))));
                     }
                     Some(Ok(_)) => {}
                     _ => break,
                 }
             }
-            updates - got
+            let missing = updates - mine.len();
+            samples.lock().unwrap().extend(mine);
+            barrier.wait().await;
+            drop(ws);
+            missing
         }));
     }
-    drop(tx);
     while subscribed.load(Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("ready");
     std::io::stdout().flush().unwrap();
-    let collect = tokio::spawn(async move {
-        let mut out = Vec::new();
-        while let Some(x) = rx.recv().await {
-            out.push(x);
-        }
-        out
-    });
     let mut missing = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     for mut t in tasks {
@@ -273,11 +292,16 @@ async fn clients(url: String, n: usize, updates: usize) {
             }
         }
     }
-    let samples = collect.await.unwrap();
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (u, ns) in samples {
         writeln!(out, "lat {u} {ns}").unwrap();
     }
     writeln!(out, "missing {missing}").unwrap();
     out.flush().unwrap();
+}
+
+/// The decimal number at the start of `s`.
+fn digits(s: &str) -> u64 {
+    s.bytes().take_while(u8::is_ascii_digit).fold(0, |n, b| n * 10 + u64::from(b - b'0'))
 }

@@ -35,8 +35,14 @@
 //! each message once (store reads off the async threads) and, under the registry lock, gives it
 //! its `seq`, keeps it in the topic's replay ring and offers it to every subscriber's bounded
 //! queue without waiting: a full queue drops that client (an `error` `slow-consumer` if its
-//! socket takes it, then close). Each connection is one task writing its queue to the socket,
-//! reading commands, and sending heartbeats; a client silent for three heartbeats is dropped.
+//! socket takes it, then close). Each connection has a writer task (its queue to the socket) and
+//! a reader task (commands; any frame, such as a pong, counts as a sign of life). One ticker
+//! queues a heartbeat for every client (the writer sends a ping frame with it) and drops
+//! clients silent for three heartbeats.
+//!
+//! A commit reports each proposal once, with its state after the commit; votes and power
+//! changes are reported one by one. Topics nobody subscribes to cost nothing: no message is
+//! built for them, and with no topic at all the fan-out does not even receive the hub.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
@@ -198,6 +204,8 @@ fn envelope(kind: &str, topic: &str, seq: u64, provisional: bool, restored: bool
 struct Client {
     tx: mpsc::Sender<Arc<str>>,
     switch: Arc<KillSwitch>,
+    /// When a frame last came from the client, in milliseconds of the hub's clock.
+    last_heard: AtomicU64,
 }
 
 impl Client {
@@ -211,7 +219,7 @@ impl Client {
 struct KillSwitch {
     notify: Notify,
     killed: AtomicBool,
-    /// Why (`slow-consumer`).
+    /// Why (`slow-consumer`, `idle`).
     reason: Mutex<Option<&'static str>>,
 }
 
@@ -221,6 +229,8 @@ impl KillSwitch {
             if let Ok(mut r) = self.reason.lock() {
                 *r = Some(reason);
             }
+            let label = if reason == "idle" { "idle" } else { "slow" };
+            metrics::counter!(m::WEBSOCKET_CLIENTS_DROPPED_TOTAL, "reason" => label).increment(1);
             self.notify.notify_one();
         }
     }
@@ -289,6 +299,8 @@ struct Hub {
     registry: Mutex<Registry>,
     wake: Notify,
     started: OnceLock<()>,
+    /// The clock of `Client::last_heard`.
+    t0: Instant,
 }
 
 /// A connection slot; frees itself when dropped.
@@ -321,6 +333,7 @@ impl Hub {
             }),
             wake: Notify::new(),
             started: OnceLock::new(),
+            t0: Instant::now(),
         }
     }
 
@@ -337,11 +350,16 @@ impl Hub {
         })
     }
 
-    /// Starts the fan-out task (once).
+    /// Starts the fan-out and heartbeat tasks (once).
     fn start(self: &Arc<Self>) {
         self.started.get_or_init(|| {
             tokio::spawn(fanout(self.clone()));
+            tokio::spawn(heartbeats(self.clone()));
         });
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
     }
 
     fn register(&self, client: Arc<Client>) -> u64 {
@@ -548,7 +566,6 @@ fn drop_clients(reg: &mut Registry, slow: Vec<u64>, gone: Vec<u64>) {
     for id in slow {
         if let Some((c, _)) = reg.clients.get(&id) {
             c.drop_with("slow-consumer");
-            metrics::counter!(m::WEBSOCKET_CLIENTS_DROPPED_TOTAL, "reason" => "slow").increment(1);
         }
         remove_client(reg, id);
     }
@@ -990,120 +1007,116 @@ fn command(hub: &Hub, id: u64, client: &Client, text: &str) -> bool {
     }
 }
 
-fn heartbeat(hub: &Hub) -> Message {
+/// Heartbeat messages begin so; the writer sends a ping frame before each.
+const HEARTBEAT_PREFIX: &str = r#"{"type":"heartbeat""#;
+
+fn heartbeat_text(hub: &Hub) -> Arc<str> {
     let st = &hub.state.status;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Message::text(
-        json!({
-            "type": "heartbeat",
-            "time": crate::domain::time::format(now),
-            "data": {
-                "headBlock": st.head.load(Ordering::Relaxed),
-                "indexedBlock": st.indexed.load(Ordering::Relaxed),
-                "finalizedBlock": st.finalized(),
-            },
-        })
-        .to_string(),
-    )
+    heartbeat_json(now, st.head.load(Ordering::Relaxed), st.indexed.load(Ordering::Relaxed), st.finalized()).into()
+}
+
+fn heartbeat_json(now: u64, head: u64, indexed: u64, finalized: u64) -> String {
+    let data = json!({ "headBlock": head, "indexedBlock": indexed, "finalizedBlock": finalized });
+    // Written by hand: the writer recognises heartbeats by their first bytes.
+    format!(r#"{HEARTBEAT_PREFIX},"time":"{}","data":{data}}}"#, crate::domain::time::format(now))
+}
+
+/// Every `heartbeat_interval_s`: a heartbeat into every client's queue (one timer for all
+/// connections), and clients silent for three intervals dropped.
+async fn heartbeats(hub: Arc<Hub>) {
+    let every = Duration::from_secs(hub.cfg.heartbeat_interval_s.max(1));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let silent_ms = 3 * every.as_millis() as u64;
+    loop {
+        beat.tick().await;
+        let text = heartbeat_text(&hub);
+        let now = hub.now_ms();
+        let mut reg = hub.registry();
+        let reg = &mut *reg;
+        let mut slow = Vec::new();
+        for (id, (c, _)) in &reg.clients {
+            if now.saturating_sub(c.last_heard.load(Ordering::Relaxed)) > silent_ms {
+                c.drop_with("idle");
+            }
+            // Also wakes the writer of a client just dropped, so it notices.
+            if let Err(mpsc::error::TrySendError::Full(_)) = c.tx.try_send(text.clone()) {
+                slow.push(*id);
+            }
+        }
+        drop_clients(reg, slow, Vec::new());
+    }
 }
 
 enum End {
     Closed,
     Killed,
-    Idle,
 }
 
-/// Milliseconds since `t0`, for the last-heard clock shared by a connection's two tasks.
-fn millis_since(t0: Instant) -> u64 {
-    t0.elapsed().as_millis() as u64
-}
-
-/// One connection: this task writes the client's queue (and heartbeats) to the socket; a
-/// second task reads the client's commands. Writing never waits for reading, so a client busy
-/// sending cannot delay its messages, and the write path polls nothing else per message.
+/// One connection: this task writes the client's queue (messages and heartbeats) to the
+/// socket; a second task reads the client's commands. The write path waits on the queue alone.
 async fn connection(hub: Arc<Hub>, socket: WebSocket, _slot: Slot) {
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(hub.cfg.queue_per_client.max(1));
     let switch = Arc::new(KillSwitch::default());
-    let client = Arc::new(Client { tx, switch: switch.clone() });
+    let client = Arc::new(Client { tx, switch: switch.clone(), last_heard: AtomicU64::new(hub.now_ms()) });
     let id = hub.register(client.clone());
     let (mut sink, stream) = socket.split();
-    let t0 = Instant::now();
-    let last_heard = Arc::new(AtomicU64::new(0));
-    let reader = tokio::spawn(read_commands(hub.clone(), id, client, stream, t0, last_heard.clone()));
+    let reader = tokio::spawn(read_commands(hub.clone(), id, client, stream));
 
     let sent = metrics::counter!(m::WEBSOCKET_MESSAGES_SENT_TOTAL);
-    let every = Duration::from_secs(hub.cfg.heartbeat_interval_s.max(1));
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Arc<str>> = Vec::with_capacity(WRITE_BATCH);
     let end = loop {
-        // A client is dropped for slowness only with a full queue, so never while this task
-        // waits for messages: the flag is enough here, the notification serves blocked writes.
+        // A client is dropped with a full queue (slow) or after a heartbeat was queued (idle),
+        // so never while this task waits for messages: the flag is enough here, the
+        // notification serves blocked writes.
         if switch.tripped() {
             break End::Killed;
         }
-        tokio::select! {
-            n = rx.recv_many(&mut batch, WRITE_BATCH) => {
-                // Zero: the reader and the registry let go of the client (it left).
-                if n == 0 {
-                    break End::Closed;
-                }
-                let mut write = std::pin::pin!(async {
-                    for m in batch.drain(..) {
-                        sink.feed(Message::text(m.to_string())).await?;
-                    }
-                    sink.flush().await
-                });
-                // Most writes complete at once; only a blocked one waits for the kill signal.
-                let r = match futures::poll!(write.as_mut()) {
-                    std::task::Poll::Ready(r) => r,
-                    std::task::Poll::Pending => tokio::select! {
-                        biased;
-                        _ = switch.notify.notified() => break End::Killed,
-                        r = write => r,
-                    },
-                };
-                match r {
-                    Ok(()) => sent.increment(n as u64),
-                    Err(_) => break End::Closed,
-                }
-            }
-            _ = beat.tick() => {
-                if millis_since(t0).saturating_sub(last_heard.load(Ordering::Relaxed)) > 3 * every.as_millis() as u64 {
-                    break End::Idle;
-                }
-                let hb = async {
+        // Zero: the reader and the registry let go of the client (it left).
+        let n = rx.recv_many(&mut batch, WRITE_BATCH).await;
+        if n == 0 {
+            break End::Closed;
+        }
+        if switch.tripped() {
+            break End::Killed;
+        }
+        let mut write = std::pin::pin!(async {
+            for m in batch.drain(..) {
+                if m.starts_with(HEARTBEAT_PREFIX) {
                     sink.feed(Message::ping(Vec::new())).await?;
-                    sink.feed(heartbeat(&hub)).await?;
-                    sink.flush().await
-                };
-                tokio::select! {
-                    biased;
-                    _ = switch.notify.notified() => break End::Killed,
-                    r = hb => if r.is_err() { break End::Closed },
                 }
+                sink.feed(Message::text(m.to_string())).await?;
             }
+            sink.flush().await
+        });
+        // Most writes complete at once; only a blocked one waits for the kill signal.
+        let r = match futures::poll!(write.as_mut()) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => tokio::select! {
+                biased;
+                _ = switch.notify.notified() => break End::Killed,
+                r = write => r,
+            },
+        };
+        match r {
+            Ok(()) => sent.increment(n as u64),
+            Err(_) => break End::Closed,
         }
     };
     reader.abort();
     hub.unregister(id);
-    let goodbye = match end {
-        End::Closed => None,
-        End::Killed => {
-            let reason = switch.reason.lock().ok().and_then(|r| *r).unwrap_or("slow-consumer");
-            tracing::info!(target: "websocket", client = id, reason, "websocket client dropped");
-            Some((reason, "the client did not read its messages fast enough; its queue is full (websocket.queue_per_client)"))
-        }
-        End::Idle => {
-            metrics::counter!(m::WEBSOCKET_CLIENTS_DROPPED_TOTAL, "reason" => "idle").increment(1);
-            tracing::info!(target: "websocket", client = id, "websocket client silent for three heartbeats: dropped");
-            Some(("idle", "nothing heard from the client for three heartbeat intervals"))
-        }
-    };
-    if let Some((code, detail)) = goodbye {
+    if let End::Killed = end {
+        let reason = switch.reason.lock().ok().and_then(|r| *r).unwrap_or("slow-consumer");
+        let detail = if reason == "idle" {
+            "nothing heard from the client for three heartbeat intervals"
+        } else {
+            "the client did not read its messages fast enough; its queue is full (websocket.queue_per_client)"
+        };
+        tracing::info!(target: "websocket", client = id, reason, "websocket client dropped");
         let bye = async {
-            sink.send(Message::text(error_text(code, detail, &None, None).to_string())).await?;
-            sink.send(Message::close_with(1008u16, code)).await
+            sink.send(Message::text(error_text(reason, detail, &None, None).to_string())).await?;
+            sink.send(Message::close_with(1008u16, reason)).await
         };
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, bye).await;
     } else {
@@ -1113,16 +1126,9 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket, _slot: Slot) {
 
 /// Reads a client's frames: commands, and any frame (a pong) as a sign of life. On the way out
 /// it lets go of the client, which closes the queue and ends the writer.
-async fn read_commands(
-    hub: Arc<Hub>,
-    id: u64,
-    client: Arc<Client>,
-    mut stream: futures::stream::SplitStream<WebSocket>,
-    t0: Instant,
-    last_heard: Arc<AtomicU64>,
-) {
+async fn read_commands(hub: Arc<Hub>, id: u64, client: Arc<Client>, mut stream: futures::stream::SplitStream<WebSocket>) {
     while let Some(Ok(msg)) = stream.next().await {
-        last_heard.store(millis_since(t0), Ordering::Relaxed);
+        client.last_heard.store(hub.now_ms(), Ordering::Relaxed);
         if msg.is_close() {
             break;
         }
@@ -1155,6 +1161,16 @@ mod tests {
         for bad in ["", "proposal", "proposal:", "proposal:x", "account:0x12", "votes", "proposals:1"] {
             assert!(Topic::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn heartbeats_are_json_recognised_by_their_prefix() {
+        let h = heartbeat_json(1_700_000_000, 12, 11, 9);
+        assert!(h.starts_with(HEARTBEAT_PREFIX), "{h}");
+        let v: Value = serde_json::from_str(&h).unwrap();
+        assert_eq!(v["type"], "heartbeat");
+        assert_eq!(v["data"], json!({ "headBlock": 12, "indexedBlock": 11, "finalizedBlock": 9 }));
+        assert!(v["time"].as_str().unwrap().starts_with("2023-11-14T"));
     }
 
     #[test]
