@@ -40,7 +40,7 @@ async fn history(anvil: &Anvil) -> (Dao, Vec<U256>) {
         ids.push(id);
         dao.advance_past_snapshot(id).await;
         for (i, voter) in [1usize, 2, 3, 4, 5].iter().enumerate() {
-            if (k + i as u64) % 3 != 0 {
+            if !(k + i as u64).is_multiple_of(3) {
                 let support = ((k + i as u64) % 3) as u8;
                 dao.cast_vote_with_reason(&w(*voter), id, support, &format!("r{k}{i}")).await;
             }

@@ -1057,7 +1057,7 @@ impl Inner {
 
     /// Restores the journal of the batch starting at `from` (newest record first), then drops it.
     async fn undo_batch(&self, from: u64) -> Result<(), StoreError> {
-        let mut recs: Vec<(i32, Option<i8>, Option<Vec<u8>>, Option<Vec<u8>>)> = self.all(&self.st.undo_get, (i(from),)).await?;
+        let mut recs: Vec<UndoRow> = self.all(&self.st.undo_get, (i(from),)).await?;
         recs.sort_by_key(|r| std::cmp::Reverse(r.0));
         let mut d = Deltas::default();
         let mut touched_voters: HashMap<Vec<u8>, i64> = HashMap::new();
@@ -1123,7 +1123,7 @@ impl Inner {
             }
             expect_to = from.saturating_sub(1);
         }
-        let (earliest, _, events_before) = *undone.iter().filter(|(f, _, _)| *f <= c.block).last().ok_or(StoreError::ReorgTooDeep { ancestor })?;
+        let (earliest, _, events_before) = *undone.iter().rev().find(|(f, _, _)| *f <= c.block).ok_or(StoreError::ReorgTooDeep { ancestor })?;
         if earliest > ancestor + 1 {
             return Err(StoreError::ReorgTooDeep { ancestor });
         }
@@ -1150,8 +1150,7 @@ impl Inner {
     }
 
     async fn block(&self, n: u64) -> Result<Option<BlockRecord>, StoreError> {
-        type R = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
-        Ok(self.one::<R>(&self.st.block_get, (i(n),)).await?.map(block_record))
+        Ok(self.one::<BlockRow>(&self.st.block_get, (i(n),)).await?.map(block_record))
     }
 
     async fn feed_state(&self) -> Result<(u64, Option<u64>), StoreError> {
@@ -1245,7 +1244,7 @@ impl Inner {
         match proposal {
             Some(pid) => {
                 let pid = u256_be(pid).to_vec();
-                let rows: Vec<(i64, i64, Option<Vec<u8>>, Option<i8>, Option<String>)> = self.all(&self.st.votes_all, (pid.clone(),)).await?;
+                let rows: Vec<VoteCountRow> = self.all(&self.st.votes_all, (pid.clone(),)).await?;
                 let p = want.proposals.entry(pid.clone()).or_default();
                 for (_, _, _, support, _) in &rows {
                     p[0] += 1;
@@ -1375,7 +1374,14 @@ fn row_bytes(k: &Key, v: &Option<Vals>) -> usize {
     16 + k.iter().map(size).sum::<usize>() + v.as_ref().map_or(0, |v| v.iter().flatten().map(size).sum())
 }
 
-fn block_record((n, h, p, t): (i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>)) -> BlockRecord {
+/// A `blocks` row: number, hash, parent hash, timestamp.
+type BlockRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
+/// An `undo_log` row: sequence, table, key, old value.
+type UndoRow = (i32, Option<i8>, Option<Vec<u8>>, Option<Vec<u8>>);
+/// A `votes_by_proposal` row as reconciliation reads it.
+type VoteCountRow = (i64, i64, Option<Vec<u8>>, Option<i8>, Option<String>);
+
+fn block_record((n, h, p, t): BlockRow) -> BlockRecord {
     BlockRecord {
         number: n as u64,
         hash: B256::from_slice(&h.unwrap_or_default()).unwrap_or_default(),
@@ -1439,7 +1445,7 @@ impl Store for ScyllaStore {
 
     fn recent_blocks(&self) -> Result<Vec<BlockRecord>, StoreError> {
         run!(self, |s| {
-            let rows: Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>)> = s.all(&s.st.blocks_all, ()).await?;
+            let rows: Vec<BlockRow> = s.all(&s.st.blocks_all, ()).await?;
             Ok(rows.into_iter().map(block_record).collect())
         })
     }
@@ -1598,7 +1604,7 @@ impl Store for ScyllaStore {
                 .into_iter()
                 .map(|(a, b)| Ok((Address::from_slice(&a).unwrap_or_default(), body("account_latest", b)?)))
                 .collect::<Result<Vec<(Address, AccountPower)>, StoreError>>()?;
-            out.sort_by(|x, y| x.0.cmp(&y.0));
+            out.sort_by_key(|x| x.0);
             Ok(out)
         })
     }

@@ -26,7 +26,7 @@ pub enum Change {
         /// Account.
         account: Address,
         /// New state.
-        power: AccountPower,
+        power: Box<AccountPower>,
     },
 }
 
@@ -60,7 +60,7 @@ impl Update {
             .filter_map(|m| match m {
                 Mutation::Proposal(p) => Some(Change::Proposal(p.clone())),
                 Mutation::Vote(v) => Some(Change::Vote(v.clone())),
-                Mutation::Account { account, power } => Some(Change::Power { account: *account, power: power.clone() }),
+                Mutation::Account { account, power } => Some(Change::Power { account: *account, power: Box::new(power.clone()) }),
                 _ => None,
             })
             .collect();
