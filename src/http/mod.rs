@@ -228,18 +228,7 @@ fn project_fields(resp: warp::reply::Response, fields: &str) -> Result<warp::rep
 
 /// `/v1/ws` without a websocket handshake (the upgrade itself is served by [`ws::route`]).
 fn upgrade_required(_state: &ApiState, _req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    let mut r = Problem {
-        kind: "tag:govflow,2026:problem/upgrade-required".into(),
-        title: "Upgrade required",
-        status: 426,
-        detail: "/v1/ws speaks websocket: send a GET with `Connection: Upgrade` and `Upgrade: websocket`".into(),
-        parameter: None,
-        instance: None,
-    }
-    .response();
-    r.headers_mut().insert(warp::http::header::UPGRADE, warp::http::HeaderValue::from_static("websocket"));
-    r.headers_mut().insert(warp::http::header::CONNECTION, warp::http::HeaderValue::from_static("Upgrade"));
-    Ok(r)
+    Ok(ws::upgrade_required())
 }
 
 /// Answers one request.

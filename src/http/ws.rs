@@ -83,17 +83,26 @@ pub fn route(state: Arc<ApiState>) -> impl Filter<Extract = (warp::reply::Respon
     warp::path!("v1" / "ws").and(warp::get()).and(upgrade).map(move |ws: Option<Ws>| accept(&hub, ws))
 }
 
+/// The answer to a request on `/v1/ws` without a websocket handshake: 426 problem+json with the
+/// `Upgrade` header RFC 9110 asks for.
+pub(crate) fn upgrade_required() -> warp::reply::Response {
+    let mut r = Problem {
+        kind: "tag:govflow,2026:problem/upgrade-required".into(),
+        title: "Upgrade required",
+        status: 426,
+        detail: "/v1/ws is a websocket endpoint: connect with a websocket client (Upgrade: websocket)".into(),
+        parameter: None,
+        instance: Some("/v1/ws".into()),
+    }
+    .response();
+    r.headers_mut().insert(warp::http::header::UPGRADE, warp::http::HeaderValue::from_static("websocket"));
+    r.headers_mut().insert(warp::http::header::CONNECTION, warp::http::HeaderValue::from_static("Upgrade"));
+    r
+}
+
 fn accept(hub: &Arc<Hub>, ws: Option<Ws>) -> warp::reply::Response {
     let Some(ws) = ws else {
-        return Problem {
-            kind: "tag:govflow,2026:problem/upgrade-required".into(),
-            title: "Upgrade required",
-            status: 426,
-            detail: "/v1/ws is a websocket endpoint: connect with a websocket client (Upgrade: websocket)".into(),
-            parameter: None,
-            instance: Some("/v1/ws".into()),
-        }
-        .response();
+        return upgrade_required();
     };
     let Some(slot) = hub.acquire() else {
         metrics::counter!(m::WEBSOCKET_CONNECTIONS_REFUSED_TOTAL).increment(1);

@@ -976,7 +976,7 @@ impl Inner {
         // Vote records once: one conditional batch per proposal partition (Paxos once per
         // group, not per vote), then their counters.
         let futs: Vec<Fut<'_, Vec<&Vote>>> =
-            group_by_partition(insert_votes.clone(), |v| (T_VOTES, Some(Val::B(u256_be(&v.proposal_id).to_vec()))), |v| 96 + enc(*v).len())
+            group_by_partition(insert_votes.clone(), |v| (T_VOTES, Some(Val::B(u256_be(&v.proposal_id).to_vec()))), |v| 192 + v.reason.as_ref().map_or(0, String::len) + v.params.as_ref().map_or(0, |p| p.0.len()))
                 .into_iter()
                 .map(|g| -> Fut<'_, Vec<&Vote>> { Box::pin(self.insert_votes_once(g)) })
                 .collect();
