@@ -1,8 +1,7 @@
 //! Runs the npm-installed anvil (`node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil`) on a
 //! free loopback port for the lifetime of an [`Anvil`] value.
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -104,22 +103,22 @@ impl Anvil {
     pub async fn start_with(opts: AnvilOptions) -> Anvil {
         let bin = Anvil::binary();
         let mut last_failure = String::new();
-        // The port is picked by binding port 0 and released before anvil binds it, so another
-        // process could take it in between: retry with a fresh port if anvil exits early.
-        for _attempt in 0..5 {
-            let port = free_port();
+        // anvil binds port 0 itself and prints the port the kernel gave it ("Listening on
+        // 127.0.0.1:<port>"), so two anvils started at once can never share a port. (Picking a
+        // free port here and releasing it let a parallel test's anvil take the same port while
+        // ours failed to bind: both tests then talked to one chain.)
+        for _attempt in 0..3 {
             let mut cmd = Command::new(&bin);
             cmd.arg("--host")
                 .arg("127.0.0.1")
                 .arg("--port")
-                .arg(port.to_string())
+                .arg("0")
                 .arg("--chain-id")
                 .arg(opts.chain_id.to_string())
                 .arg("--mnemonic")
                 .arg(DEV_MNEMONIC)
                 .arg("--accounts")
-                .arg(DEV_ACCOUNTS.to_string())
-                .arg("--quiet");
+                .arg(DEV_ACCOUNTS.to_string());
             if let Some(t) = opts.block_time {
                 cmd.arg("--block-time").arg(t.to_string());
             }
@@ -133,7 +132,7 @@ impl Anvil {
                 cmd.arg("--code-size-limit").arg(limit.to_string());
             }
             cmd.args(&opts.extra_args);
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
 
             // Drain stderr so anvil can never block on a full pipe; keep it for error messages.
@@ -153,6 +152,47 @@ impl Anvil {
                     }
                 });
             }
+            // stdout: the banner up to "Listening on <addr>", then one line per RPC call; read
+            // the port from the former and drain the rest.
+            let (port_tx, port_rx) = std::sync::mpsc::channel::<u16>();
+            if let Some(stdout) = child.stdout.take() {
+                std::thread::spawn(move || {
+                    let mut port_tx = Some(port_tx);
+                    for line in BufReader::new(stdout).lines() {
+                        let Ok(line) = line else { break };
+                        if let Some(rest) = line.trim().strip_prefix("Listening on ") {
+                            if let Some(port) = rest.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok()) {
+                                if let Some(tx) = port_tx.take() {
+                                    let _ = tx.send(port);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+
+            let deadline = Instant::now() + opts.startup_timeout;
+            let port = loop {
+                match port_rx.recv_timeout(Duration::from_millis(20)) {
+                    Ok(port) => break Some(port),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                            break None;
+                        }
+                    }
+                }
+            };
+            let Some(port) = port else {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                std::thread::sleep(Duration::from_millis(50));
+                last_failure = format!(
+                    "anvil did not report its port (exit status {status:?}): {}",
+                    String::from_utf8_lossy(&output.lock().unwrap()).trim()
+                );
+                continue;
+            };
 
             let chain = Chain::connect(&format!("http://127.0.0.1:{port}"), opts.chain_id);
             let mut anvil = Anvil {
@@ -262,9 +302,4 @@ impl std::fmt::Debug for Anvil {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Anvil").field("url", &self.rpc_url()).field("pid", &self.pid()).finish()
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
 }
