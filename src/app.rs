@@ -91,6 +91,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
 
+    let bus: Arc<dyn crate::bus::Bus> =
+        Arc::new(crate::bus::memory::InProcessBus::new(4096, Duration::from_secs(cfg.bus.duplicate_window_s)));
     let status = Arc::new(IndexerStatus::default());
     status.chain_id.store(chain_id, Ordering::Relaxed);
     let pipeline = Pipeline::new(
@@ -116,10 +118,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     // Governance events for the achievement system: the store's feed is the durable copy; the
     // in-process bus serves subscribers in this process.
-    let (bus, _) = tokio::sync::broadcast::channel(4096);
+    let (feed_bus, _) = tokio::sync::broadcast::channel(4096);
     let feed_end = store.feed_position()?;
     let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
-        .with_publisher(crate::streams::achievements::Publisher::new(bus.clone(), feed_end));
+        .with_publisher(crate::streams::achievements::Publisher::new(feed_bus.clone(), feed_end));
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let _listener = ListenerActor::new(listener, stop.clone(), fatal_tx).start();
 
@@ -132,6 +134,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         changes: changes.clone(),
         cache: Arc::new(crate::http::cache::Cache::new(&cfg.cache)),
         websocket: cfg.websocket.clone(),
+        bus: bus.clone(),
     };
     // The read cache follows every commit from here on; it warms up once the listener caught up.
     crate::http::cache::start(state.clone());

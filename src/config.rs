@@ -30,6 +30,66 @@ pub struct Config {
     pub websocket: WebsocketConfig,
     /// Read cache.
     pub cache: CacheConfig,
+    /// The bus between govflow's parts and to other systems (in-process or NATS JetStream).
+    pub bus: BusConfig,
+}
+
+/// `[bus]`: how the listener, the indexer and subscribers talk. `in-process` (default) needs
+/// no service; `nats` puts every chain event, range, rollback and achievement event on NATS
+/// JetStream, so several govflow instances can share the work and other systems subscribe.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// `in-process` or `nats`.
+    pub kind: String,
+    /// NATS server URL(s), comma separated (`nats://user:pass@host:4222`).
+    pub nats_url: String,
+    /// Replicas of each JetStream stream (1 on a single server, 3 in a cluster).
+    pub replicas: usize,
+    /// JetStream storage: `file` (durable) or `memory`.
+    pub storage: String,
+    /// Seconds within which a message id is deduplicated by the server.
+    pub duplicate_window_s: u64,
+    /// Days chain events and achievement events are kept on their streams.
+    pub max_age_days: u64,
+    /// Seconds a delivered message may stay unacknowledged before it is delivered again.
+    pub ack_wait_s: u64,
+    /// Seconds a role lease (listener, indexer) lives without renewal; another instance takes
+    /// the role over after this long when its holder dies.
+    pub lease_ttl_s: u64,
+    /// The listener stays at most this many blocks ahead of the committed cursor.
+    pub max_ahead_blocks: u64,
+    /// Name of this instance in leases and logs (default: host name and process id).
+    pub instance: Option<String>,
+}
+
+impl std::fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusConfig")
+            .field("kind", &self.kind)
+            .field("nats_url", &crate::chain::redact_url(&self.nats_url))
+            .field("replicas", &self.replicas)
+            .field("storage", &self.storage)
+            .field("lease_ttl_s", &self.lease_ttl_s)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            kind: "in-process".into(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            replicas: 1,
+            storage: "file".into(),
+            duplicate_window_s: 600,
+            max_age_days: 30,
+            ack_wait_s: 30,
+            lease_ttl_s: 6,
+            max_ahead_blocks: 20_000,
+            instance: None,
+        }
+    }
 }
 
 /// `[scylla]`: the ScyllaDB store (`store.backend = "scylla"`). Any CQL engine speaking the
@@ -365,7 +425,7 @@ pub struct ConfigIssue {
 #[error("invalid configuration:\n{}", .0.iter().map(|i| format!("  - {}: {}", i.path, i.message)).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigIssue>);
 
-const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log", "achievements", "scylla", "websocket", "cache"];
+const SECTIONS: &[&str] = &["chain", "store", "http", "voter_power", "log", "achievements", "scylla", "websocket", "cache", "bus"];
 
 fn check_section<T: for<'de> Deserialize<'de>>(name: &str, v: &toml::Value, issues: &mut Vec<ConfigIssue>) {
     let Some(t) = v.as_table() else {
@@ -396,7 +456,7 @@ fn scalar(s: &str) -> toml::Value {
 }
 
 /// Keys that stay strings even when they look like numbers.
-const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend", "scylla.nodes", "scylla.keyspace", "scylla.replication", "scylla.keyspace_options", "scylla.consistency", "scylla.serial_consistency", "scylla.local_datacenter", "scylla.retry_policy", "scylla.username", "scylla.password", "http.cors_origins", "http.admin_token", "cache.redis_url"];
+const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend", "scylla.nodes", "scylla.keyspace", "scylla.replication", "scylla.keyspace_options", "scylla.consistency", "scylla.serial_consistency", "scylla.local_datacenter", "scylla.retry_policy", "scylla.username", "scylla.password", "http.cors_origins", "http.admin_token", "cache.redis_url", "bus.kind", "bus.nats_url", "bus.storage", "bus.instance"];
 
 /// Sets `section.key` in a TOML document.
 pub fn set(doc: &mut toml::Table, path: &str, value: &str) {
@@ -467,6 +527,7 @@ fn load_with(
             "scylla" => check_section::<ScyllaConfig>(k, v, &mut issues),
             "websocket" => check_section::<WebsocketConfig>(k, v, &mut issues),
             "cache" => check_section::<CacheConfig>(k, v, &mut issues),
+            "bus" => check_section::<BusConfig>(k, v, &mut issues),
             other => issues.push(ConfigIssue { path: other.into(), message: format!("unknown section; expected one of {}", SECTIONS.join(", ")) }),
         }
     }
@@ -538,6 +599,24 @@ impl Config {
             if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) {
                 bad("cache.redis_url", "must be a redis://, rediss:// or unix:// URL".into());
             }
+        }
+        match self.bus.kind.as_str() {
+            "in-process" => {}
+            "nats" => {
+                if self.bus.nats_url.split(',').any(|u| !(u.trim().starts_with("nats://") || u.trim().starts_with("tls://"))) {
+                    bad("bus.nats_url", "must be nats:// or tls:// URLs, comma separated".into());
+                }
+                if !matches!(self.bus.storage.as_str(), "file" | "memory") {
+                    bad("bus.storage", "must be file or memory".into());
+                }
+                if self.bus.replicas == 0 || self.bus.replicas > 5 {
+                    bad("bus.replicas", "must be between 1 and 5".into());
+                }
+                if self.bus.lease_ttl_s < 2 || self.bus.ack_wait_s == 0 || self.bus.duplicate_window_s == 0 {
+                    bad("bus", "lease_ttl_s must be at least 2; ack_wait_s and duplicate_window_s at least 1".into());
+                }
+            }
+            other => bad("bus.kind", format!("{other:?} is not a bus; expected in-process or nats")),
         }
         if self.websocket.queue_per_client == 0 || self.websocket.heartbeat_interval_s == 0 {
             bad("websocket", "queue_per_client and heartbeat_interval_s must be at least 1".into());

@@ -6,6 +6,7 @@
 //!   voter-power shard.
 //! - `streams/`: the listener's range logic, log decoding and the pipeline to the store.
 //! - `http/`: the warp API (`/v1`), problem+json errors, health and metrics.
+//! - `bus/`: the bus between the parts: in-process, or NATS JetStream (streams, consumer, leases).
 //! - `store/`: the store trait and its embedded (redb) backend.
 //! - `chain/`: the JSON-RPC edge (ethers), retries, discovery of the governor's satellites.
 //! - `demo/`: `govflow demo`: anvil, the CultureBridge contracts, a governance story and
@@ -15,6 +16,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod bus;
 pub mod chain;
 pub mod config;
 pub mod demo;

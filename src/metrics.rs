@@ -99,6 +99,28 @@ pub const HTTP_REQUEST_TIMEOUTS_TOTAL: &str = "govflow_http_request_timeouts_tot
 /// Requests refused with 429 by the per-client rate limit. Counter.
 pub const HTTP_RATE_LIMITED_TOTAL: &str = "govflow_http_rate_limited_total";
 
+/// Messages published on the bus and acknowledged. Counter.
+pub const BUS_PUBLISHED_TOTAL: &str = "govflow_bus_published_total";
+/// Publishes the server reported as duplicates (dropped by `Nats-Msg-Id`). Counter.
+pub const BUS_DUPLICATES_TOTAL: &str = "govflow_bus_duplicates_total";
+/// Publish batches that failed (retried by the caller). Counter.
+pub const BUS_PUBLISH_FAILURES_TOTAL: &str = "govflow_bus_publish_failures_total";
+/// Time from sending a batch of messages to the last acknowledgement. Histogram.
+pub const BUS_PUBLISH_DURATION_SECONDS: &str = "govflow_bus_publish_duration_seconds";
+/// Messages of the events stream the indexer has not acknowledged yet. Gauge.
+pub const BUS_CONSUMER_LAG_MESSAGES: &str = "govflow_bus_consumer_lag_messages";
+/// Messages delivered again (after a crash, a failover or a failed commit). Counter.
+pub const BUS_REDELIVERIES_TOTAL: &str = "govflow_bus_redeliveries_total";
+/// Messages that could not be decoded and were terminated. Counter.
+pub const BUS_TERMINATED_TOTAL: &str = "govflow_bus_terminated_total";
+/// Role leases taken (listener, indexer). Counter, label `role`.
+pub const BUS_LEASES_ACQUIRED_TOTAL: &str = "govflow_bus_leases_acquired_total";
+/// Whether this instance holds a role now. Gauge, label `role`.
+pub const BUS_ROLE_HELD: &str = "govflow_bus_role_held";
+/// Events received with `POST /v1/events/governance`. Counter, label `outcome`.
+pub const BUS_INBOUND_EVENTS_TOTAL: &str = "govflow_bus_inbound_events_total";
+
+
 /// Installs the Prometheus recorder and describes every metric.
 pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -114,6 +136,16 @@ pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(BUS_PUBLISHED_TOTAL, Unit::Count, "Messages published on the bus and acknowledged");
+    describe_counter!(BUS_DUPLICATES_TOTAL, Unit::Count, "Publishes dropped by the server as duplicates (Nats-Msg-Id)");
+    describe_counter!(BUS_PUBLISH_FAILURES_TOTAL, Unit::Count, "Publish batches that failed and were retried");
+    describe_histogram!(BUS_PUBLISH_DURATION_SECONDS, Unit::Seconds, "Time from sending a batch to its last acknowledgement");
+    describe_gauge!(BUS_CONSUMER_LAG_MESSAGES, Unit::Count, "Events-stream messages the indexer has not acknowledged");
+    describe_counter!(BUS_REDELIVERIES_TOTAL, Unit::Count, "Messages delivered again");
+    describe_counter!(BUS_TERMINATED_TOTAL, Unit::Count, "Undecodable messages terminated");
+    describe_counter!(BUS_LEASES_ACQUIRED_TOTAL, Unit::Count, "Role leases taken");
+    describe_gauge!(BUS_ROLE_HELD, Unit::Count, "1 while this instance holds the role");
+    describe_counter!(BUS_INBOUND_EVENTS_TOTAL, Unit::Count, "Events received on POST /v1/events/governance");
     describe_counter!(STORE_COUNTER_CORRECTIONS_TOTAL, Unit::Count, "Vote counters corrected by reconciliation");
     describe_counter!(STORE_VOTE_REPLAYS_TOTAL, Unit::Count, "Vote records written again and left as they were");
     describe_counter!(LISTENER_BLOCKS_PROCESSED_TOTAL, Unit::Count, "Blocks indexed and committed");

@@ -462,6 +462,7 @@ async fn request_timeout_answers_503() {
         changes: Arc::new(govflow::streams::changes::ChangeHub::default()),
         cache: Arc::new(govflow::http::cache::Cache::disabled()),
         websocket: Default::default(),
+        bus: std::sync::Arc::new(govflow::bus::memory::InProcessBus::new(1024, std::time::Duration::from_secs(600))),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = govflow::http::serve(state, "127.0.0.1:0".parse().unwrap(), async {

@@ -69,6 +69,8 @@ pub struct ApiState {
     pub cache: Arc<cache::Cache>,
     /// Websocket settings.
     pub websocket: WebsocketConfig,
+    /// The bus (in-process or NATS JetStream): readiness, inbound governance events.
+    pub bus: Arc<dyn crate::bus::Bus>,
 }
 
 /// A parsed request.
