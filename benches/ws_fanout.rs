@@ -121,11 +121,11 @@ async fn server(subscribers: usize, updates: usize, processes: usize, interval_m
         changes: changes.clone(),
         cache: Arc::new(http::cache::Cache::disabled()),
         websocket: WebsocketConfig {
-        bus: std::sync::Arc::new(govflow::bus::memory::InProcessBus::new(1024, std::time::Duration::from_secs(600))),
             max_connections: subscribers + 100,
             heartbeat_interval_s: 3_600,
             ..WebsocketConfig::default()
         },
+        bus: std::sync::Arc::new(govflow::bus::memory::InProcessBus::new(1024, std::time::Duration::from_secs(600))),
     };
     let (addr, serving) = http::serve(state, "127.0.0.1:0".parse().unwrap(), std::future::pending()).unwrap();
     tokio::spawn(serving);

@@ -2,7 +2,9 @@
 # Installs what govflow's demo, tests and benchmarks need, idempotently:
 # - the npm packages (anvil, the Solidity compiler, OpenZeppelin contracts) into node_modules/;
 # - Debian's redis-server (cache tests) and wrk (load benchmark), with apt-get when missing;
-# - schemathesis (API fuzzing against the OpenAPI document) into .venv/schemathesis from PyPI.
+# - schemathesis (API fuzzing against the OpenAPI document) into .venv/schemathesis from PyPI;
+# - nats-server (JetStream, for the NATS tests) into .tools/bin, built by `go install` through
+#   the Go module proxy (scripts/nats.sh; needs Go 1.26).
 # Rust, Node.js, npm and Python 3 come with the machine. Java 17 and Maven (the CQL engine of
 # the tests) are used by scripts/cassandra.sh.
 set -euo pipefail
@@ -51,3 +53,7 @@ if [ "$("$venv/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}')" != 
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 "$venv/bin/schemathesis" --version
+
+# nats-server, pinned, built from the Go module proxy (see scripts/nats.sh for why not Debian's).
+scripts/nats.sh install
+"$(scripts/nats.sh path)" --version

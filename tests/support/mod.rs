@@ -41,6 +41,8 @@ pub mod artifacts;
 pub mod cb;
 pub mod chain;
 pub mod dao;
+/// nats-server with JetStream (`.tools/bin/nats-server`, `scripts/nats.sh install`): [`nats::NatsServer`].
+pub mod nats;
 
 pub use self::anvil::{dev_wallets, Anvil, AnvilOptions, DEV_MNEMONIC};
 pub use self::artifacts::{artifact, decode_revert, Artifact};
