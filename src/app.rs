@@ -91,21 +91,41 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
 
-    let bus: Arc<dyn crate::bus::Bus> =
-        Arc::new(crate::bus::memory::InProcessBus::new(4096, Duration::from_secs(cfg.bus.duplicate_window_s)));
+    let instance = cfg.bus.instance.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).or_else(|| {
+            std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
+        });
+        format!("{}-{}", host.unwrap_or_else(|| "govflow".into()), std::process::id())
+    });
+    let jetstream = match cfg.bus.kind.as_str() {
+        "nats" => Some(
+            crate::bus::jetstream::JetStreamBus::connect(&cfg.bus, chain_id, &instance)
+                .await
+                .with_context(|| format!("connecting to NATS JetStream at {} (bus.nats_url)", crate::chain::redact_url(&cfg.bus.nats_url)))?,
+        ),
+        _ => None,
+    };
+    let bus: Arc<dyn crate::bus::Bus> = match &jetstream {
+        Some(js) => js.clone(),
+        None => Arc::new(crate::bus::memory::InProcessBus::new(4096, Duration::from_secs(cfg.bus.duplicate_window_s))),
+    };
     let status = Arc::new(IndexerStatus::default());
     status.chain_id.store(chain_id, Ordering::Relaxed);
-    let pipeline = Pipeline::new(
-        store.clone(),
-        info,
-        ChainViews::Rpc(rpc.clone()),
-        cfg.voter_power.shards,
-        cfg.voter_power.cache_accounts_per_shard,
-    )?
-    .with_achievements(cfg.achievements.enabled);
+    let new_pipeline = {
+        let store = store.clone();
+        let info = info.clone();
+        let rpc = rpc.clone();
+        let shards = cfg.voter_power.shards;
+        let cache = cfg.voter_power.cache_accounts_per_shard;
+        let achievements = cfg.achievements.enabled;
+        move || -> Result<Pipeline, crate::streams::pipeline::PipelineError> {
+            // The stored settings win over the discovered ones once indexing has begun.
+            let info = store.info().ok().flatten().unwrap_or_else(|| info.clone());
+            Ok(Pipeline::new(store.clone(), info, ChainViews::Rpc(rpc.clone()), shards, cache)?.with_achievements(achievements))
+        }
+    };
     // What each commit changed, for websockets and cache invalidation.
     let changes = Arc::new(crate::streams::changes::ChangeHub::default());
-    let pipeline = pipeline.with_changes(changes.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let settings = ListenerSettings {
         start_block,
@@ -117,13 +137,89 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         progress_interval: Duration::from_secs(cfg.chain.progress_interval_s),
     };
     // Governance events for the achievement system: the store's feed is the durable copy; the
-    // in-process bus serves subscribers in this process.
+    // in-process bus serves subscribers in this process, JetStream any subscriber.
     let (feed_bus, _) = tokio::sync::broadcast::channel(4096);
-    let feed_end = store.feed_position()?;
-    let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
-        .with_publisher(crate::streams::achievements::Publisher::new(feed_bus.clone(), feed_end));
-    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
-    let _listener = ListenerActor::new(listener, stop.clone(), fatal_tx).start();
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
+    let _listener = match &jetstream {
+        None => {
+            let pipeline = new_pipeline()?.with_changes(changes.clone());
+            let feed_end = store.feed_position()?;
+            let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
+                .with_publisher(crate::streams::achievements::Publisher::new(feed_bus.clone(), feed_end).with_bus(bus.clone(), chain_id));
+            Some(ListenerActor::new(listener, stop.clone(), fatal_tx).start())
+        }
+        Some(js) => {
+            status.confirmations.store(cfg.chain.confirmations, Ordering::Relaxed);
+            status.start_block.store(start_block, Ordering::Relaxed);
+            let fatal = Arc::new(std::sync::Mutex::new(Some(fatal_tx)));
+            let ttl = Duration::from_secs(cfg.bus.lease_ttl_s);
+            // The listener role: chain → events stream.
+            {
+                let (js, rpc, store, status, stop, settings, fatal, new_pipeline) =
+                    (js.clone(), rpc.clone(), store.clone(), status.clone(), stop.clone(), settings.clone(), fatal.clone(), new_pipeline.clone());
+                let (window, ahead) = (cfg.chain.reorg_window, cfg.bus.max_ahead_blocks);
+                let holder = instance.clone();
+                actix_rt::spawn(async move {
+                    let r = crate::streams::relay::hold_role(js.clone(), "listener", holder, ttl, stop.clone(), || {
+                        let (js, rpc, store, status, stop, settings) = (js.clone(), rpc.clone(), store.clone(), status.clone(), stop.clone(), settings.clone());
+                        let pipeline = new_pipeline();
+                        async move {
+                            let pipeline = pipeline.map_err(|e| (!e.is_retryable(), e.to_string()))?;
+                            let log = crate::streams::relay::EventLog::new(js, status.chain_id.load(Ordering::Relaxed), settings.reorg_window.max(window), ahead);
+                            let mut listener = Listener::new(rpc, store, pipeline, settings, status, stop).with_event_log(log);
+                            listener.run().await.map_err(|e| (!e.is_retryable(), e.to_string()))
+                        }
+                    })
+                    .await;
+                    if let Err(msg) = r {
+                        if let Some(tx) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            let _ = tx.send(format!("listener: {msg}"));
+                        }
+                    }
+                });
+            }
+            // The indexer role: events stream → store → achievements stream.
+            {
+                let (js, store, status, stop, fatal, changes, new_pipeline) =
+                    (js.clone(), store.clone(), status.clone(), stop.clone(), fatal.clone(), changes.clone(), new_pipeline.clone());
+                let holder = instance.clone();
+                let idle = Duration::from_millis(cfg.chain.poll_interval_ms.clamp(50, 1_000));
+                let feed_bus = feed_bus.clone();
+                actix_rt::spawn(async move {
+                    let r = crate::streams::relay::hold_role(js.clone(), "indexer", holder, ttl, stop.clone(), || {
+                        let (js, store, status, stop, changes, feed_bus) = (js.clone(), store.clone(), status.clone(), stop.clone(), changes.clone(), feed_bus.clone());
+                        let pipeline = new_pipeline();
+                        async move {
+                            let fail = |e: crate::streams::relay::IndexerError| (!e.is_retryable(), e.to_string());
+                            let pipeline = pipeline.map_err(|e| (!e.is_retryable(), e.to_string()))?.with_changes(changes);
+                            let sent = crate::streams::relay::AchievementRelay::resume_position(&js).await.map_err(|e| fail(e.into()))?;
+                            let feed_end = store.feed_position().map_err(|e| fail(e.into()))?;
+                            let chain_id = status.chain_id.load(Ordering::Relaxed);
+                            let publisher = crate::streams::achievements::Publisher::new(feed_bus, feed_end);
+                            let relay = crate::streams::relay::AchievementRelay::new(js.clone(), chain_id, sent);
+                            let mut indexer = crate::streams::relay::Indexer::new(js, store, pipeline, status, Some((publisher, relay)), idle, stop);
+                            indexer.run().await.map_err(fail)
+                        }
+                    })
+                    .await;
+                    if let Err(msg) = r {
+                        if let Some(tx) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            let _ = tx.send(format!("indexer: {msg}"));
+                        }
+                    }
+                });
+            }
+            // Every instance: status from the ranges and the store.
+            tokio::spawn(crate::streams::relay::follow_status(
+                js.clone(),
+                store.clone(),
+                status.clone(),
+                Duration::from_millis(cfg.chain.poll_interval_ms.clamp(50, 1_000)),
+                stop.clone(),
+            ));
+            None
+        }
+    };
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let state = ApiState {

@@ -481,6 +481,14 @@ async fn scylla_store_gives_the_embedded_answers() {
     let opts2 = GovflowOpts { rpc_url: anvil.rpc_url(), env: vec![], ..opts };
     let mut gf2 = Govflow::start(&opts2, &dir.path().join("embedded"));
     sync(&mut gf2, &anvil).await;
+    assert_same_answers(&gf, &gf2, &story, "scylla").await;
+    gf.stop();
+    gf2.stop();
+}
+
+/// Every API answer about the story (and every page of paginated votes) is byte-identical on
+/// `gf` (the mode under test) and `gf2` (embedded, direct).
+async fn assert_same_answers(gf: &Govflow, gf2: &Govflow, story: &Story, mode: &str) {
     let mut paths: Vec<String> =
         vec!["/v1/proposals?limit=100".into(), "/v1/proposals?limit=100&status=Active,Succeeded,Defeated".into(), "/v1/proposals/stats".into(), "/v1/delegates?limit=100".into()];
     for id in &story.proposals {
@@ -501,7 +509,7 @@ async fn scylla_store_gives_the_embedded_answers() {
     for path in &paths {
         let (s1, b1) = gf.get(path).await;
         let (s2, b2) = gf2.get(path).await;
-        assert_eq!((s1, &b1), (s2, &b2), "{path}: scylla (left) and embedded (right) differ");
+        assert_eq!((s1, &b1), (s2, &b2), "{path}: {mode} (left) and embedded (right) differ");
     }
     // Every page of a paginated list, followed by its cursor, is the same too.
     for id in &story.proposals {
@@ -509,6 +517,120 @@ async fn scylla_store_gives_the_embedded_answers() {
         let p2 = gf2.all_pages(&format!("/v1/proposals/{id}/votes?sort=weight&limit=2")).await;
         assert_eq!(p1, p2, "pages of votes on {id}");
     }
+}
+
+/// Every message of a JetStream stream, in order: (subject, Nats-Msg-Id, payload).
+async fn stream_messages(js: &async_nats::jetstream::Context, stream: &str) -> Vec<(String, String, Value)> {
+    use futures::StreamExt;
+    let s = js.get_stream(stream).await.unwrap_or_else(|e| panic!("stream {stream}: {e}"));
+    let total = s.get_info().await.unwrap().state.messages;
+    let mut out = Vec::new();
+    if total == 0 {
+        return out;
+    }
+    let consumer = s
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig { ..Default::default() })
+        .await
+        .unwrap();
+    let mut msgs = consumer.messages().await.unwrap();
+    while (out.len() as u64) < total {
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next()).await.expect("stream read timed out").unwrap().unwrap();
+        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default();
+        out.push((m.subject.to_string(), id, serde_json::from_slice(&m.payload).unwrap()));
+    }
+    out
+}
+
+/// The feed items govflow serves, as (item id, feed item) where the id is what the achievements
+/// stream uses as message id.
+async fn feed_ids(gf: &Govflow) -> Vec<String> {
+    let feed = gf.get_ok("/v1/events/governance?limit=500").await;
+    feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let id = i["event"]["id"].as_str().unwrap().to_string();
+            if i["type"] == "retraction" {
+                format!("{id}:retraction")
+            } else {
+                id
+            }
+        })
+        .collect()
+}
+
+/// Asserts the achievements stream holds every feed item exactly once, in feed order.
+async fn assert_achievements_exactly_once(js: &async_nats::jetstream::Context, chain_id: u64, gf: &Govflow) -> usize {
+    let feed = feed_ids(gf).await;
+    assert!(!feed.is_empty(), "the story produces governance events");
+    let msgs = stream_messages(js, &format!("GOVFLOW_ACHIEVEMENTS_{chain_id}")).await;
+    let ids: Vec<String> = msgs.iter().map(|(_, id, _)| id.clone()).collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no achievement event twice on the stream");
+    assert_eq!(ids, feed, "the achievements stream is the feed, in order");
+    for (subject, _, body) in &msgs {
+        let kind = body["event"]["kind"].as_str().unwrap().replace('.', "_");
+        assert_eq!(subject, &format!("govflow.{chain_id}.achievements.{kind}"));
+    }
+    msgs.len()
+}
+
+fn nats_env(url: &str, instance: &str) -> Vec<(String, String)> {
+    vec![
+        ("GOVFLOW_BUS_KIND".to_string(), "nats".to_string()),
+        ("GOVFLOW_BUS_NATS_URL".to_string(), url.to_string()),
+        ("GOVFLOW_BUS_INSTANCE".to_string(), instance.to_string()),
+        ("GOVFLOW_BUS_LEASE_TTL_S".to_string(), "2".to_string()),
+        ("GOVFLOW_BUS_ACK_WAIT_S".to_string(), "5".to_string()),
+    ]
+}
+
+/// The full history (faulty RPC, a reorg while following) through NATS JetStream: the
+/// listener publishes, the indexer consumes; the answers equal the chain's views and the
+/// embedded mode's, byte for byte; a NATS subscriber receives every achievement event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_bus_gives_the_embedded_answers() {
+    use futures::StreamExt;
+    let nats = support::nats::NatsServer::start();
+    let anvil = Anvil::start().await;
+    let dao = deploy(&anvil, ClockMode::BlockNumber).await;
+    let chain_id = anvil.chain_id;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let mut live = client.subscribe(format!("govflow.{chain_id}.achievements.>")).await.unwrap();
+    let proxy = RpcProxy::start(&anvil.rpc_url(), Faults { max_log_range: Some(4), max_log_results: None, fail_one_in: Some(9) });
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GovflowOpts { rpc_url: proxy.url.clone(), governor: hexa(dao.governor), confirmations: 0, start_block: None, env: nats_env(&nats.url(), "solo") };
+    let mut gf = Govflow::start(&opts, &dir.path().join("nats"));
+    let story = play(&anvil, &dao, &mut gf).await;
+    compare(&anvil, &dao, &gf, &story).await;
+    let metrics = reqwest::get(format!("{}/metrics", gf.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("govflow_bus_published_total"), "{metrics}");
+    assert!(metrics.contains("govflow_bus_role_held{role=\"indexer\"} 1"), "{metrics}");
+
+    // The events stream holds each chain log once (by identity), ranges and the rollback.
+    let events = stream_messages(&js, &format!("GOVFLOW_EVENTS_{chain_id}")).await;
+    let ids: Vec<&String> = events.iter().map(|(_, id, _)| id).collect();
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "no message twice on the events stream");
+    assert!(events.iter().any(|(s, _, _)| s == &format!("govflow.{chain_id}.events.vote_cast")));
+    assert!(events.iter().any(|(s, _, _)| s == &format!("govflow.{chain_id}.blocks.rollback")), "the reorg travelled on the stream");
+
+    let opts2 = GovflowOpts { rpc_url: anvil.rpc_url(), env: vec![], ..opts };
+    let mut gf2 = Govflow::start(&opts2, &dir.path().join("embedded"));
+    sync(&mut gf2, &anvil).await;
+    assert_same_answers(&gf, &gf2, &story, "nats").await;
+
+    // Achievement events: the stream is the feed, each once; the live subscriber got them all.
+    let n = assert_achievements_exactly_once(&js, chain_id, &gf).await;
+    let mut got = Vec::new();
+    while got.len() < n {
+        match tokio::time::timeout(Duration::from_secs(5), live.next()).await {
+            Ok(Some(m)) => got.push(m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default()),
+            _ => break,
+        }
+    }
+    assert_eq!(got, feed_ids(&gf).await, "the live NATS subscriber received every achievement event once, in order");
     gf.stop();
     gf2.stop();
 }

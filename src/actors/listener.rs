@@ -77,6 +77,7 @@ fn reason(e: &ListenerError) -> &'static str {
         ListenerError::Chain(_) => "chain",
         ListenerError::Pipeline(_) => "pipeline",
         ListenerError::Store(_) => "store",
+        ListenerError::Bus(_) => "bus",
         ListenerError::Unsplittable(..) => "unsplittable",
         ListenerError::ReorgTooDeep { .. } => "reorg_too_deep",
     }

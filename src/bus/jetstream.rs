@@ -161,23 +161,35 @@ impl JetStreamBus {
         (e.subject, p)
     }
 
-    /// The indexer's durable consumer on the events stream (created if missing).
+    /// The indexer's durable consumer on the events stream, positioned right after its
+    /// acknowledgement floor (the last range committed and acknowledged). It is created anew
+    /// each time the indexer starts, so everything not yet acknowledged is delivered again in
+    /// stream order (a redelivery by `ack_wait` alone could bring a range before its events).
     pub async fn indexer_consumer(&self) -> Result<consumer::PullConsumer, BusError> {
         let stream = self.js.get_stream(self.subjects.events_stream()).await.map_err(unavailable)?;
+        let start = match stream.consumer_info(INDEXER_CONSUMER).await {
+            Ok(info) => Some(info.ack_floor.stream_sequence + 1),
+            Err(e) if e.to_string().to_ascii_lowercase().contains("not found") => None,
+            Err(e) => return Err(unavailable(e)),
+        };
+        if start.is_some() {
+            stream.delete_consumer(INDEXER_CONSUMER).await.map_err(unavailable)?;
+        }
+        let deliver_policy = match start {
+            Some(s) if s > 1 => consumer::DeliverPolicy::ByStartSequence { start_sequence: s },
+            _ => consumer::DeliverPolicy::All,
+        };
         stream
-            .get_or_create_consumer(
-                INDEXER_CONSUMER,
-                consumer::pull::Config {
-                    durable_name: Some(INDEXER_CONSUMER.into()),
-                    description: Some("govflow indexer: commits ranges to the store, acknowledges after the commit".into()),
-                    ack_policy: consumer::AckPolicy::All,
-                    ack_wait: Duration::from_secs(self.cfg.ack_wait_s),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    max_deliver: -1,
-                    max_ack_pending: 200_000,
-                    ..Default::default()
-                },
-            )
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(INDEXER_CONSUMER.into()),
+                description: Some("govflow indexer: commits ranges to the store, acknowledges after the commit".into()),
+                ack_policy: consumer::AckPolicy::All,
+                ack_wait: Duration::from_secs(self.cfg.ack_wait_s),
+                deliver_policy,
+                max_deliver: -1,
+                max_ack_pending: 200_000,
+                ..Default::default()
+            })
             .await
             .map_err(unavailable)
     }

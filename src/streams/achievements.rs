@@ -168,13 +168,22 @@ pub fn streak_data(len: u64) -> serde_json::Value {
 pub struct Publisher {
     bus: tokio::sync::broadcast::Sender<FeedItem>,
     sent: std::sync::atomic::AtomicU64,
+    /// The in-process bus (`govflow.<chain>.achievements.<kind>` for subscribers in process).
+    subjects_bus: Option<(std::sync::Arc<dyn crate::bus::Bus>, crate::bus::Subjects)>,
 }
 
 impl Publisher {
     /// A publisher sending new feed items (after position `sent`, e.g. the feed's end at
     /// start-up) to `bus` as well.
     pub fn new(bus: tokio::sync::broadcast::Sender<FeedItem>, sent: u64) -> Self {
-        Publisher { bus, sent: std::sync::atomic::AtomicU64::new(sent) }
+        Publisher { bus, sent: std::sync::atomic::AtomicU64::new(sent), subjects_bus: None }
+    }
+
+    /// Also sends each item to `bus` (an in-process bus: its publishes complete at once) on
+    /// `govflow.<chain_id>.achievements.<kind>`.
+    pub fn with_bus(mut self, bus: std::sync::Arc<dyn crate::bus::Bus>, chain_id: u64) -> Self {
+        self.subjects_bus = Some((bus, crate::bus::Subjects::new(chain_id)));
+        self
     }
 
     /// Publishes every outbox event up to block `finalized`, and any retraction a rollback
@@ -195,6 +204,10 @@ impl Publisher {
         for i in &items {
             // No subscriber is fine: the feed in the store is the durable copy.
             let _ = self.bus.send(i.clone());
+            if let Some((bus, subjects)) = &self.subjects_bus {
+                use futures::FutureExt;
+                let _ = bus.publish(crate::streams::relay::achievement_envelope(subjects, i)).now_or_never();
+            }
         }
         if !items.is_empty() {
             metrics::counter!(crate::metrics::ACHIEVEMENTS_PUBLISHED_TOTAL, "type" => "event")

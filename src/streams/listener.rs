@@ -53,6 +53,9 @@ pub enum ListenerError {
     /// Store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The bus failed (NATS mode).
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
     /// A single block has more logs than the node will return.
     #[error("the node refuses logs of block {0} even alone: {1}")]
     Unsplittable(u64, String),
@@ -73,6 +76,7 @@ impl ListenerError {
             ListenerError::Chain(e) => e.is_retryable() || matches!(e, ChainError::Exhausted { .. }),
             ListenerError::Pipeline(e) => e.is_retryable(),
             ListenerError::Store(e) => e.is_retryable(),
+            ListenerError::Bus(e) => !matches!(e, crate::bus::BusError::Rejected(_)),
             ListenerError::Unsplittable(..) | ListenerError::ReorgTooDeep { .. } => false,
         }
     }
@@ -117,6 +121,8 @@ pub struct Listener {
     successes: u32,
     stop: Arc<AtomicBool>,
     publisher: Option<crate::streams::achievements::Publisher>,
+    /// NATS mode: ranges go to the events stream instead of the pipeline.
+    log: Option<crate::streams::relay::EventLog>,
 }
 
 impl Listener {
@@ -132,7 +138,7 @@ impl Listener {
         status.confirmations.store(settings.confirmations, Ordering::Relaxed);
         status.start_block.store(settings.start_block, Ordering::Relaxed);
         let range = settings.max_range.max(1);
-        Listener { rpc, store, pipeline, settings, status, range, successes: 0, stop, publisher: None }
+        Listener { rpc, store, pipeline, settings, status, range, successes: 0, stop, publisher: None, log: None }
     }
 
     /// Publishes governance events to the feed and `bus` once final.
@@ -141,7 +147,31 @@ impl Listener {
         self
     }
 
+    /// NATS mode: publishes each range (and rollback) to the events stream, where the indexer
+    /// (in this instance or another) commits it; the pipeline here only tracks settings.
+    pub fn with_event_log(mut self, log: crate::streams::relay::EventLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    fn store_cursor(&self) -> Result<Option<crate::store::Cursor>, ListenerError> {
+        Ok(self.store.cursor()?)
+    }
+
+    /// The position to continue from: the store's cursor, or in NATS mode what was published.
+    fn position(&self) -> Result<Option<crate::store::Cursor>, ListenerError> {
+        let c = self.store_cursor()?;
+        Ok(match &self.log {
+            None => c,
+            Some(log) => log.position(c.map(|c| (c.block, c.hash))).map(|(block, hash)| crate::store::Cursor { block, hash }),
+        })
+    }
+
     fn publish(&self) -> Result<(), ListenerError> {
+        if self.log.is_some() {
+            // NATS mode: the indexer publishes final events after its commits.
+            return Ok(());
+        }
         if let Some(p) = &self.publisher {
             p.publish(&*self.store, self.status.finalized())?;
         }
@@ -165,6 +195,10 @@ impl Listener {
 
     /// Runs until the stop flag is set; returns an error to be handled by the supervisor.
     pub async fn run(&mut self) -> Result<(), ListenerError> {
+        if let Some(log) = &mut self.log {
+            let c = self.store.cursor()?;
+            log.resume(c.map(|c| (c.block, c.hash))).await?;
+        }
         let topics = decode::topic0s();
         let mut progress = Progress::new(self.settings.progress_interval);
         while !self.stop.load(Ordering::Relaxed) {
@@ -180,11 +214,20 @@ impl Listener {
             };
             self.status.head.store(head, Ordering::Relaxed);
             metrics::gauge!(m::LISTENER_HEAD_BLOCK).set(head as f64);
-            let cursor = self.store.cursor()?;
+            let cursor = self.position()?;
+            if let Some(log) = &self.log {
+                if log.too_far_ahead(self.store_cursor()?.map(|c| c.block)) {
+                    // The indexer is behind: wait for it rather than filling the stream.
+                    tokio::time::sleep(self.settings.poll_interval.min(Duration::from_millis(200))).await;
+                    continue;
+                }
+            }
             let next = cursor.map_or(self.settings.start_block, |c| c.block + 1);
             if let Some(c) = cursor {
-                self.status.indexed.store(c.block, Ordering::Relaxed);
-                metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(c.block as f64);
+                if self.log.is_none() {
+                    self.status.indexed.store(c.block, Ordering::Relaxed);
+                    metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(c.block as f64);
+                }
                 // With nothing new to read, the block at the cursor itself may have been replaced.
                 if head <= c.block {
                     match self.rpc.header(c.block).await? {
@@ -217,11 +260,20 @@ impl Listener {
             let logs = data.logs.len();
             let mut data = data;
             data.prune_below = Some(head.saturating_sub(self.settings.reorg_window + 1));
-            let outcome = self.pipeline.process(data).await?;
-            self.publish()?;
-            self.status.indexed.store(to, Ordering::Relaxed);
-            metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(to as f64);
-            metrics::counter!(m::LISTENER_BLOCKS_PROCESSED_TOTAL).increment(to - next + 1);
+            let outcome = match &mut self.log {
+                Some(log) => {
+                    log.publish_range(&data, head).await?;
+                    crate::streams::pipeline::RangeOutcome { timelock_changed: self.pipeline.observe_timelock(&data.logs), ..Default::default() }
+                }
+                None => {
+                    let o = self.pipeline.process(data).await?;
+                    self.publish()?;
+                    self.status.indexed.store(to, Ordering::Relaxed);
+                    metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(to as f64);
+                    metrics::counter!(m::LISTENER_BLOCKS_PROCESSED_TOTAL).increment(to - next + 1);
+                    o
+                }
+            };
             metrics::counter!(m::LISTENER_LOGS_FETCHED_TOTAL).increment(logs as u64);
             metrics::gauge!(m::LISTENER_BACKFILL_REMAINING_BLOCKS).set(head.saturating_sub(to) as f64);
             if outcome.timelock_changed.is_some() {
@@ -341,6 +393,9 @@ impl Listener {
 
     /// Finds the common ancestor below `from_block` and rolls the store back to it.
     async fn handle_reorg(&mut self, from_block: u64) -> Result<(), ListenerError> {
+        if self.log.is_some() {
+            return self.publish_reorg(from_block).await;
+        }
         let remembered = self.store.recent_blocks()?;
         let mut ancestor = None;
         for b in remembered.iter().rev().filter(|b| b.number <= from_block) {
@@ -371,6 +426,35 @@ impl Listener {
         self.pipeline.notify_rollback(ancestor, depth);
         // Retractions written by the rollback go out now.
         self.publish()?;
+        Ok(())
+    }
+}
+
+impl Listener {
+    /// NATS mode: finds the common ancestor among the blocks published (and those committed)
+    /// and publishes a rollback to it; the indexer rolls the store back when it reads it.
+    async fn publish_reorg(&mut self, from_block: u64) -> Result<(), ListenerError> {
+        let mut remembered: BTreeMap<u64, B256> = self.store.recent_blocks()?.into_iter().map(|b| (b.number, b.hash)).collect();
+        let log = self.log.as_ref().expect("NATS mode");
+        remembered.extend(log.recent().iter().map(|(n, h)| (*n, *h)));
+        let tip = self.position()?.map_or((0, B256::default()), |c| (c.block, c.hash));
+        let mut ancestor = None;
+        for (n, hash) in remembered.iter().rev().filter(|(n, _)| **n <= from_block) {
+            if let Some(h) = self.rpc.header(*n).await? {
+                if h.hash == *hash {
+                    ancestor = Some((*n, *hash));
+                    break;
+                }
+            }
+        }
+        let Some((ancestor, ancestor_hash)) = ancestor else {
+            return Err(ListenerError::ReorgTooDeep { window: self.settings.reorg_window, cursor: tip.0 });
+        };
+        let depth = tip.0.saturating_sub(ancestor);
+        self.log.as_mut().expect("NATS mode").publish_rollback(ancestor, ancestor_hash, depth, tip.1).await?;
+        // The indexer counts the reorg when it rolls the store back.
+        metrics::gauge!(m::LISTENER_REORG_DEPTH_BLOCKS).set(depth as f64);
+        tracing::warn!(target: "listener", ancestor, depth, "reorg: rollback published on the events stream");
         Ok(())
     }
 }

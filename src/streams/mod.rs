@@ -6,3 +6,4 @@ pub mod changes;
 pub mod decode;
 pub mod listener;
 pub mod pipeline;
+pub mod relay;

@@ -645,6 +645,19 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// NATS mode, on the listener's side: follows the governor's timelock changes in `logs`
+    /// (so the next ranges read the new timelock) without processing anything else.
+    pub fn observe_timelock(&mut self, logs: &[crate::streams::decode::RawLog]) -> Option<Address> {
+        let mut changed = None;
+        for log in logs.iter().filter(|l| l.address == self.info.governor) {
+            if let Ok((GovEvent::TimelockChange { new, .. }, _)) = decode::decode(log) {
+                self.info.timelock = (!new.is_zero()).then_some(new);
+                changed = Some(new);
+            }
+        }
+        changed
+    }
+
     /// Creation index and proposer of a proposal: created in this batch, live, or stored.
     fn proposal_meta(&self, batch: &HashMap<U256, (u64, Address)>, pid: &U256) -> Result<Option<(u64, Address)>, StoreError> {
         if let Some(m) = batch.get(pid) {

@@ -1,0 +1,686 @@
+//! govflow over NATS JetStream (`[bus] kind = "nats"`): the listener publishes, the indexer
+//! consumes, and two leases decide which instance does which.
+//!
+//! ```text
+//!  listener role (one instance, lease "listener")
+//!    Listener::run with an EventLog: each range's decoded logs → govflow.<chain>.events.<kind>
+//!    (Nats-Msg-Id = <chain>:<blockHash>:<logIndex>), all acknowledged, then one
+//!    govflow.<chain>.blocks.range message (headers, event count); a reorg → blocks.rollback
+//!                          │ GOVFLOW_EVENTS_<chain> (file storage, dedupe window)
+//!                          ▼
+//!  indexer role (one instance, lease "indexer"), durable consumer "indexer", AckPolicy::All
+//!    events are buffered by (block, log index); a range message turns the buffered events of
+//!    its blocks into a RangeData → Pipeline::process → Store::commit (with the cursor) → ack
+//!    (acknowledges the range and every event before it); a rollback → Store::rollback → ack;
+//!    then final governance events go from the store's feed to govflow.<chain>.achievements.*
+//! ```
+//!
+//! Exactly once: the store's cursor only accepts the range after it, so a range delivered
+//! again (after a crash, a failover, a lost acknowledgement) is acknowledged and skipped; events
+//! are keyed by their identity in the buffer; the server drops repeated publishes by id; the
+//! achievement relay resumes after the feed position carried by the last message on its stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::bus::jetstream::JetStreamBus;
+use crate::bus::{snake, Bus, BusError, Envelope, Subjects};
+use crate::chain::Header;
+use crate::domain::{Address, B256};
+use crate::metrics as m;
+use crate::store::{Store, StoreError};
+use crate::streams::achievements::{FeedItem, Publisher};
+use crate::streams::decode::{self, RawLog};
+use crate::streams::listener::IndexerStatus;
+use crate::streams::pipeline::{Pipeline, PipelineError, RangeData};
+
+/// Header carrying a feed position on achievement messages.
+pub const FEED_SEQ_HEADER: &str = "Govflow-Feed-Seq";
+
+/// A chain log on `govflow.<chain>.events.<kind>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventMessage {
+    /// Schema version (1).
+    pub schema_version: u32,
+    /// Event name (`VoteCast`, `Transfer`, ...).
+    pub event: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Emitting contract.
+    pub address: Address,
+    /// Topics.
+    pub topics: Vec<B256>,
+    /// Data, 0x-hex.
+    pub data: String,
+    /// Block.
+    pub block_number: u64,
+    /// Block hash.
+    pub block_hash: B256,
+    /// Transaction.
+    pub transaction_hash: B256,
+    /// Log index.
+    pub log_index: u64,
+}
+
+impl EventMessage {
+    fn of(chain_id: u64, log: &RawLog) -> EventMessage {
+        let event = log.topics.first().and_then(decode::kind_of).map_or("Unknown", |k| k.name()).to_string();
+        EventMessage {
+            schema_version: 1,
+            event,
+            chain_id,
+            address: log.address,
+            topics: log.topics.clone(),
+            data: format!("0x{}", hex::encode(&log.data)),
+            block_number: log.block_number,
+            block_hash: log.block_hash,
+            transaction_hash: log.tx_hash,
+            log_index: log.log_index,
+        }
+    }
+
+    fn log(&self) -> Result<RawLog, String> {
+        let data = hex::decode(self.data.trim_start_matches("0x")).map_err(|e| format!("data: {e}"))?;
+        Ok(RawLog {
+            address: self.address,
+            topics: self.topics.clone(),
+            data,
+            block_number: self.block_number,
+            block_hash: self.block_hash,
+            tx_hash: self.transaction_hash,
+            log_index: self.log_index,
+        })
+    }
+
+    /// The identity used as `Nats-Msg-Id`.
+    pub fn id(chain_id: u64, block_hash: &B256, log_index: u64) -> String {
+        format!("{chain_id}:{block_hash}:{log_index}")
+    }
+}
+
+/// A block header on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireHeader {
+    /// Number.
+    pub number: u64,
+    /// Hash.
+    pub hash: B256,
+    /// Parent hash.
+    pub parent_hash: B256,
+    /// Timestamp.
+    pub timestamp: u64,
+}
+
+/// The end of a range on `govflow.<chain>.blocks.range`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RangeMessage {
+    /// First block.
+    pub from: u64,
+    /// Last block.
+    pub to: u64,
+    /// Hash of `to`.
+    pub to_hash: B256,
+    /// Chain head when the range was read.
+    pub head: u64,
+    /// Within the reorg window (every header present, journaled).
+    pub reversible: bool,
+    /// Journals below this block may be pruned.
+    pub prune_below: Option<u64>,
+    /// Events published for the range.
+    pub events: u64,
+    /// Headers (every block of a reversible range; else blocks with logs and `to`).
+    pub headers: Vec<WireHeader>,
+}
+
+/// A reorg on `govflow.<chain>.blocks.rollback`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackMessage {
+    /// Last block still valid.
+    pub ancestor: u64,
+    /// Blocks void above it.
+    pub depth: u64,
+    /// Hash of the abandoned tip (makes the id unique per reorg).
+    pub orphaned_tip: B256,
+}
+
+/// The listener's side: publishes ranges and rollbacks, remembers what it published.
+pub struct EventLog {
+    bus: Arc<JetStreamBus>,
+    subjects: Subjects,
+    chain_id: u64,
+    /// Last block published and its hash.
+    published: Option<(u64, B256)>,
+    /// Hashes of recently published blocks (reorg detection before the store has them).
+    recent: BTreeMap<u64, B256>,
+    window: u64,
+    max_ahead: u64,
+}
+
+impl EventLog {
+    /// An event log on `bus`; `window` blocks of hashes are remembered, and the listener keeps
+    /// at most `max_ahead` blocks ahead of the committed cursor.
+    pub fn new(bus: Arc<JetStreamBus>, chain_id: u64, window: u64, max_ahead: u64) -> EventLog {
+        EventLog { subjects: Subjects::new(chain_id), bus, chain_id, published: None, recent: BTreeMap::new(), window, max_ahead }
+    }
+
+    /// Resumes after the last range on the stream if it is ahead of the store's cursor.
+    pub async fn resume(&mut self, store_cursor: Option<(u64, B256)>) -> Result<(), BusError> {
+        self.published = None;
+        self.recent.clear();
+        if let Some(raw) = self.bus.last_message(&self.subjects.events_stream(), &self.subjects.range()).await? {
+            let r: RangeMessage = serde_json::from_str(&raw.payload)
+                .map_err(|e| BusError::Undecodable { subject: raw.subject.clone(), message: e.to_string() })?;
+            if store_cursor.is_none_or(|(b, _)| r.to > b) {
+                for h in &r.headers {
+                    self.recent.insert(h.number, h.hash);
+                }
+                self.published = Some((r.to, r.to_hash));
+                tracing::info!(target: "bus", published = r.to, "listener resumes after the last range on the stream");
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the listener continues: after what it published, or after the store's cursor.
+    pub fn position(&self, store_cursor: Option<(u64, B256)>) -> Option<(u64, B256)> {
+        match (self.published, store_cursor) {
+            (Some(p), Some(c)) if c.0 > p.0 => Some(c),
+            (Some(p), _) => Some(p),
+            (None, c) => c,
+        }
+    }
+
+    /// True when the listener should wait for the indexer.
+    pub fn too_far_ahead(&self, store_cursor: Option<u64>) -> bool {
+        match (self.published, store_cursor) {
+            (Some((p, _)), Some(c)) => p > c + self.max_ahead,
+            (Some((p, _)), None) => p > self.max_ahead + self.recent.keys().next().copied().unwrap_or(0),
+            _ => false,
+        }
+    }
+
+    /// Hashes of recently published blocks.
+    pub fn recent(&self) -> &BTreeMap<u64, B256> {
+        &self.recent
+    }
+
+    /// Publishes a range: every event (acknowledged), then the range message.
+    pub async fn publish_range(&mut self, r: &RangeData, head: u64) -> Result<(), BusError> {
+        let events: Vec<Envelope> = r
+            .logs
+            .iter()
+            .map(|l| {
+                let msg = EventMessage::of(self.chain_id, l);
+                let subject = self.subjects.event(&snake(&msg.event));
+                Envelope::json(subject, EventMessage::id(self.chain_id, &l.block_hash, l.log_index), &msg)
+            })
+            .collect();
+        // Events first, all acknowledged, so the range message is always behind its events on
+        // the stream even when a batch has to be published again.
+        for chunk in events.chunks(4096) {
+            self.bus.publish_all(chunk.to_vec()).await?;
+        }
+        let to_hash = r.headers.get(&r.to).map(|h| h.hash).unwrap_or_default();
+        let msg = RangeMessage {
+            from: r.from,
+            to: r.to,
+            to_hash,
+            head,
+            reversible: r.reversible,
+            prune_below: r.prune_below,
+            events: r.logs.len() as u64,
+            headers: r.headers.values().map(|h| WireHeader { number: h.number, hash: h.hash, parent_hash: h.parent_hash, timestamp: h.timestamp }).collect(),
+        };
+        let id = format!("range:{}:{}:{}", r.from, r.to, to_hash);
+        self.bus.publish(Envelope::json(self.subjects.range(), id, &msg)).await?;
+        for h in r.headers.values() {
+            self.recent.insert(h.number, h.hash);
+        }
+        let keep_from = r.to.saturating_sub(self.window + 1);
+        self.recent = self.recent.split_off(&keep_from);
+        self.published = Some((r.to, to_hash));
+        Ok(())
+    }
+
+    /// Publishes a rollback to `ancestor`.
+    pub async fn publish_rollback(&mut self, ancestor: u64, ancestor_hash: B256, depth: u64, orphaned_tip: B256) -> Result<(), BusError> {
+        let msg = RollbackMessage { ancestor, depth, orphaned_tip };
+        let id = format!("rollback:{ancestor}:{orphaned_tip}");
+        self.bus.publish(Envelope::json(self.subjects.rollback(), id, &msg)).await?;
+        self.recent.retain(|n, _| *n <= ancestor);
+        self.published = Some((ancestor, ancestor_hash));
+        Ok(())
+    }
+}
+
+/// Indexer failures.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexerError {
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The pipeline failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stream lost messages (retention) between the cursor and a range.
+    #[error("the events stream has no range after block {cursor}; the next one starts at {from}")]
+    Gap {
+        /// Committed cursor.
+        cursor: u64,
+        /// First block of the range received.
+        from: u64,
+    },
+    /// A range arrived without all its events.
+    #[error("range {from}..={to} announced {expected} events, {got} arrived")]
+    Missing {
+        /// First block.
+        from: u64,
+        /// Last block.
+        to: u64,
+        /// Announced.
+        expected: u64,
+        /// Buffered.
+        got: u64,
+    },
+    /// A reorg deeper than the store can undo.
+    #[error("reorg deeper than the store's reorg window (ancestor {0})")]
+    ReorgTooDeep(u64),
+}
+
+impl IndexerError {
+    /// True for errors a restart may cure.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IndexerError::Bus(e) => !matches!(e, BusError::Rejected(_)),
+            IndexerError::Pipeline(e) => e.is_retryable(),
+            IndexerError::Store(e) => e.is_retryable(),
+            IndexerError::Missing { .. } => true,
+            IndexerError::Gap { .. } | IndexerError::ReorgTooDeep(_) => false,
+        }
+    }
+}
+
+/// Moves the store's feed (final governance events and retractions) to the achievements
+/// stream, exactly once: each item's id is its event identity (`:retraction` appended for a
+/// retraction), and the relay resumes after the feed position of the stream's last message.
+pub struct AchievementRelay {
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    sent: u64,
+}
+
+impl AchievementRelay {
+    /// A relay that has sent everything up to feed position `sent`.
+    pub fn new(bus: Arc<dyn Bus>, chain_id: u64, sent: u64) -> Self {
+        AchievementRelay { bus, subjects: Subjects::new(chain_id), sent }
+    }
+
+    /// The feed position of the last item on the achievements stream (0 when empty).
+    pub async fn resume_position(bus: &JetStreamBus) -> Result<u64, BusError> {
+        let s = bus.subjects();
+        let stream = bus.context().get_stream_no_info(s.achievements_stream()).await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let info = stream.get_info().await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+        if info.state.messages == 0 {
+            return Ok(0);
+        }
+        let last = stream.direct_get(info.state.last_sequence).await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+        Ok(last.headers.get(FEED_SEQ_HEADER).and_then(|v| v.as_str().parse().ok()).unwrap_or(0))
+    }
+
+    /// The envelope of a feed item.
+    pub fn envelope(&self, item: &FeedItem) -> Envelope {
+        achievement_envelope(&self.subjects, item)
+    }
+
+    /// Sends every feed item after the last one sent; returns how many.
+    pub async fn relay(&mut self, store: &Arc<dyn Store>) -> Result<usize, IndexerError> {
+        let mut n = 0;
+        loop {
+            let st = store.clone();
+            let after = self.sent;
+            let page = tokio::task::spawn_blocking(move || st.feed(after, 1000))
+                .await
+                .map_err(|e| StoreError::Backend(format!("feed task: {e}")))??;
+            let Some(last) = page.last().map(|i| i.seq) else { break };
+            let envelopes: Vec<Envelope> = page.iter().map(|i| self.envelope(i)).collect();
+            self.bus.publish_all(envelopes).await?;
+            n += page.len();
+            self.sent = last;
+        }
+        Ok(n)
+    }
+}
+
+/// The message of a feed item on `govflow.<chain>.achievements.<kind>`: the feed item's JSON,
+/// id = the event's identity (`:retraction` appended for a retraction), the feed position in
+/// the `Govflow-Feed-Seq` header.
+pub fn achievement_envelope(subjects: &Subjects, item: &FeedItem) -> Envelope {
+    let id = if item.item_type == "retraction" { format!("{}:retraction", item.event.id) } else { item.event.id.clone() };
+    Envelope::json(subjects.achievement(&item.event.kind), id, item)
+        .with_header(FEED_SEQ_HEADER, item.seq.to_string())
+        .with_header("Govflow-Item-Type", item.item_type.clone())
+}
+
+/// The indexer role: consumes the events stream into the store.
+pub struct Indexer {
+    bus: Arc<JetStreamBus>,
+    store: Arc<dyn Store>,
+    pipeline: Pipeline,
+    status: Arc<IndexerStatus>,
+    publisher: Option<Publisher>,
+    relay: Option<AchievementRelay>,
+    buffer: BTreeMap<(u64, u64), RawLog>,
+    idle: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl Indexer {
+    /// An indexer committing through `pipeline`; `publisher` and `relay` carry final
+    /// governance events to the feed and the achievements stream.
+    pub fn new(
+        bus: Arc<JetStreamBus>,
+        store: Arc<dyn Store>,
+        pipeline: Pipeline,
+        status: Arc<IndexerStatus>,
+        publisher: Option<(Publisher, AchievementRelay)>,
+        idle: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Indexer {
+        let (publisher, relay) = match publisher {
+            Some((p, r)) => (Some(p), Some(r)),
+            None => (None, None),
+        };
+        Indexer { bus, store, pipeline, status, publisher, relay, buffer: BTreeMap::new(), idle, stop }
+    }
+
+    fn cursor(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.store.cursor()?.map(|c| c.block))
+    }
+
+    async fn publish_final(&mut self) -> Result<(), IndexerError> {
+        if let Some(p) = &self.publisher {
+            let store = self.store.clone();
+            let finalized = self.status.finalized();
+            // The publisher moves final outbox events to the feed (one store transaction).
+            p.publish(&*store, finalized)?;
+        }
+        if let Some(r) = &mut self.relay {
+            r.relay(&self.store).await?;
+        }
+        Ok(())
+    }
+
+    /// Consumes until the stop flag is set or an error.
+    pub async fn run(&mut self) -> Result<(), IndexerError> {
+        let consumer = self.bus.indexer_consumer().await?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(2_000)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(10))
+            .messages()
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        self.publish_final().await?;
+        let subjects = self.bus.subjects().clone();
+        let range_subject = subjects.range();
+        let rollback_subject = subjects.rollback();
+        while !self.stop.load(Ordering::Relaxed) {
+            let msg = match tokio::time::timeout(self.idle, messages.next()).await {
+                Err(_) => {
+                    // Idle: the head may have moved (finality), and the lag is worth a look.
+                    self.publish_final().await?;
+                    if let Ok(lag) = self.bus.indexer_lag().await {
+                        metrics::gauge!(m::BUS_CONSUMER_LAG_MESSAGES).set(lag as f64);
+                    }
+                    continue;
+                }
+                Ok(None) => return Err(BusError::Unavailable("the consumer's message stream ended".into()).into()),
+                Ok(Some(Err(e))) => return Err(BusError::Unavailable(e.to_string()).into()),
+                Ok(Some(Ok(msg))) => msg,
+            };
+            if let Ok(info) = msg.info() {
+                if info.delivered > 1 {
+                    metrics::counter!(m::BUS_REDELIVERIES_TOTAL).increment(1);
+                }
+                metrics::gauge!(m::BUS_CONSUMER_LAG_MESSAGES).set(info.pending as f64);
+            }
+            let subject = msg.subject.to_string();
+            if subject == range_subject {
+                let r: RangeMessage = match serde_json::from_slice(&msg.payload) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.terminate(&msg, &subject, &e.to_string()).await;
+                        continue;
+                    }
+                };
+                match self.apply_range(r).await {
+                    Ok(()) => {
+                        msg.ack().await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+                        self.publish_final().await?;
+                    }
+                    Err(e) => {
+                        // Not acknowledged: the role restarts and the consumer is recreated
+                        // after its acknowledgement floor, so the range comes again with its
+                        // events, in order.
+                        return Err(e);
+                    }
+                }
+            } else if subject == rollback_subject {
+                let r: RollbackMessage = match serde_json::from_slice(&msg.payload) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.terminate(&msg, &subject, &e.to_string()).await;
+                        continue;
+                    }
+                };
+                self.apply_rollback(r).await?;
+                msg.ack().await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+                self.publish_final().await?;
+            } else {
+                let e: EventMessage = match serde_json::from_slice(&msg.payload) {
+                    Ok(e) => e,
+                    Err(err) => {
+                        self.terminate(&msg, &subject, &err.to_string()).await;
+                        continue;
+                    }
+                };
+                match e.log() {
+                    Ok(log) => {
+                        if self.cursor()?.is_none_or(|c| log.block_number > c) {
+                            self.buffer.insert((log.block_number, log.log_index), log);
+                        }
+                    }
+                    Err(err) => self.terminate(&msg, &subject, &err).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, msg: &async_nats::jetstream::Message, subject: &str, why: &str) {
+        metrics::counter!(m::BUS_TERMINATED_TOTAL).increment(1);
+        tracing::error!(target: "bus", subject, error = why, "undecodable message terminated");
+        let _ = msg.ack_with(AckKind::Term).await;
+    }
+
+    async fn apply_range(&mut self, r: RangeMessage) -> Result<(), IndexerError> {
+        self.status.head.fetch_max(r.head, Ordering::Relaxed);
+        let cursor = self.cursor()?;
+        if cursor.is_some_and(|c| r.to <= c) {
+            // Committed before (a redelivery): nothing to do but drop what it buffered.
+            self.buffer = self.buffer.split_off(&(r.to + 1, 0));
+            return Ok(());
+        }
+        let from = match cursor {
+            Some(c) if r.from <= c => c + 1,
+            Some(c) if r.from > c + 1 => return Err(IndexerError::Gap { cursor: c, from: r.from }),
+            _ => r.from,
+        };
+        let headers: BTreeMap<u64, Header> = r
+            .headers
+            .iter()
+            .filter(|h| h.number >= from)
+            .map(|h| (h.number, Header { number: h.number, hash: h.hash, parent_hash: h.parent_hash, timestamp: h.timestamp }))
+            .collect();
+        let hashes: HashMap<u64, B256> = headers.iter().map(|(n, h)| (*n, h.hash)).collect();
+        let rest = self.buffer.split_off(&(r.to + 1, 0));
+        let taken = std::mem::replace(&mut self.buffer, rest);
+        let logs: Vec<RawLog> = taken
+            .into_values()
+            .filter(|l| l.block_number >= from && hashes.get(&l.block_number) == Some(&l.block_hash))
+            .collect();
+        if from == r.from && logs.len() as u64 != r.events {
+            tracing::error!(target: "bus", from = r.from, to = r.to, expected = r.events, got = logs.len(), "range has a different number of events than announced; reading the stream again");
+            return Err(IndexerError::Missing { from: r.from, to: r.to, expected: r.events, got: logs.len() as u64 });
+        }
+        let data = RangeData { from, to: r.to, headers, logs, reversible: r.reversible, prune_below: r.prune_below };
+        self.pipeline.process(data).await?;
+        self.status.indexed.store(r.to, Ordering::Relaxed);
+        self.status.caught_up.store(r.to >= r.head, Ordering::Relaxed);
+        metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(r.to as f64);
+        metrics::counter!(m::LISTENER_BLOCKS_PROCESSED_TOTAL).increment(r.to - from + 1);
+        Ok(())
+    }
+
+    async fn apply_rollback(&mut self, r: RollbackMessage) -> Result<(), IndexerError> {
+        self.buffer = {
+            let mut b = std::mem::take(&mut self.buffer);
+            let _ = b.split_off(&(r.ancestor + 1, 0));
+            b
+        };
+        let cursor = self.cursor()?;
+        if cursor.is_some_and(|c| c > r.ancestor) {
+            let store = self.store.clone();
+            let ancestor = r.ancestor;
+            match tokio::task::spawn_blocking(move || store.rollback(ancestor)).await.map_err(|e| StoreError::Backend(format!("rollback task: {e}")))? {
+                Ok(_) => {}
+                Err(StoreError::ReorgTooDeep { .. }) => return Err(IndexerError::ReorgTooDeep(r.ancestor)),
+                Err(e) => return Err(e.into()),
+            }
+            let depth = cursor.unwrap_or(0).saturating_sub(r.ancestor);
+            self.status.reorgs.fetch_add(1, Ordering::Relaxed);
+            self.status.indexed.store(r.ancestor, Ordering::Relaxed);
+            metrics::counter!(m::LISTENER_REORGS_TOTAL).increment(1);
+            tracing::warn!(target: "bus", ancestor = r.ancestor, depth, "reorg from the events stream: rolled back");
+            self.pipeline.reset()?;
+            self.pipeline.notify_rollback(r.ancestor, depth);
+        }
+        Ok(())
+    }
+}
+
+/// Runs `work` while this instance holds lease `role`; takes the role again (or waits for it)
+/// after `work` fails or the lease is lost. Returns when `stop` is set, or with the message of a
+/// failure `work` says is fatal.
+pub async fn hold_role<F, Fut>(bus: Arc<JetStreamBus>, role: &'static str, holder: String, ttl: Duration, stop: Arc<AtomicBool>, mut work: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), (bool, String)>>,
+{
+    let renew_every = ttl / 3;
+    let mut failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let revision = match bus.try_acquire(role, &holder).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                tokio::time::sleep(renew_every).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(target: "bus", role, error = %e, "lease not available");
+                tokio::time::sleep(renew_every).await;
+                continue;
+            }
+        };
+        tracing::info!(target: "bus", role, instance = %holder, "took the role");
+        metrics::counter!(m::BUS_LEASES_ACQUIRED_TOTAL, "role" => role).increment(1);
+        metrics::gauge!(m::BUS_ROLE_HELD, "role" => role).set(1.0);
+        let mut revision = revision;
+        let fut = work();
+        tokio::pin!(fut);
+        let mut tick = tokio::time::interval(renew_every);
+        tick.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut fut => break Some(r),
+                _ = tick.tick() => {
+                    if stop.load(Ordering::Relaxed) {
+                        break None;
+                    }
+                    match bus.renew(role, &holder, revision).await {
+                        Ok(r) => revision = r,
+                        Err(e) => {
+                            tracing::warn!(target: "bus", role, error = %e, "lease lost; giving the role up");
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        metrics::gauge!(m::BUS_ROLE_HELD, "role" => role).set(0.0);
+        match outcome {
+            Some(Ok(())) | None => failures = 0,
+            Some(Err((true, msg))) => {
+                bus.release(role, &holder).await;
+                return Err(msg);
+            }
+            Some(Err((false, msg))) => {
+                failures += 1;
+                let backoff = Duration::from_millis(200u64.saturating_mul(1 << failures.min(7)));
+                tracing::warn!(target: "bus", role, error = %msg, retry_in_ms = backoff.as_millis() as u64, "role failed; retrying");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+    bus.release(role, &holder).await;
+    Ok(())
+}
+
+/// On every instance: follows range messages (head) and the store's cursor, so readiness and
+/// `/v1/status` are right on instances that do not hold the indexer role.
+pub async fn follow_status(bus: Arc<JetStreamBus>, store: Arc<dyn Store>, status: Arc<IndexerStatus>, every: Duration, stop: Arc<AtomicBool>) {
+    let subject = bus.subjects().range();
+    let mut sub = match bus.subscribe(&subject).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(target: "bus", error = %e, "cannot follow ranges; status from the store only");
+            None
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let msg = match sub.as_mut() {
+            Some(s) => tokio::time::timeout(every, s.next()).await.ok().flatten(),
+            None => {
+                tokio::time::sleep(every).await;
+                None
+            }
+        };
+        if let Some(e) = msg {
+            if let Ok(r) = serde_json::from_slice::<RangeMessage>(&e.payload) {
+                status.head.fetch_max(r.head, Ordering::Relaxed);
+            }
+        }
+        let st = store.clone();
+        if let Ok(Ok(Some(c))) = tokio::task::spawn_blocking(move || st.cursor()).await {
+            status.indexed.store(c.block, Ordering::Relaxed);
+            if c.block >= status.head.load(Ordering::Relaxed) {
+                status.caught_up.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
