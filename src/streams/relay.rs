@@ -673,6 +673,8 @@ pub async fn follow_status(bus: Arc<JetStreamBus>, store: Arc<dyn Store>, status
         if let Some(e) = msg {
             if let Ok(r) = serde_json::from_slice::<RangeMessage>(&e.payload) {
                 status.head.fetch_max(r.head, Ordering::Relaxed);
+                // Ranges arrive: the listener (in whichever instance) reaches the node.
+                status.rpc_ok.store(true, Ordering::Relaxed);
             }
         }
         let st = store.clone();
