@@ -153,6 +153,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             status.start_block.store(start_block, Ordering::Relaxed);
             let fatal = Arc::new(std::sync::Mutex::new(Some(fatal_tx)));
             let ttl = Duration::from_secs(cfg.bus.lease_ttl_s);
+            let partitions = cfg.bus.partitions;
             // The listener role: chain → events stream.
             {
                 let (js, rpc, store, status, stop, settings, fatal, new_pipeline) =
@@ -191,7 +192,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                         let pipeline = new_pipeline();
                         async move {
                             let fail = |e: crate::streams::relay::IndexerError| (!e.is_retryable(), e.to_string());
-                            let pipeline = pipeline.map_err(|e| (!e.is_retryable(), e.to_string()))?.with_changes(changes);
+                            let remote = Arc::new(crate::actors::remote::RemoteActors::new(&js, js.client(), partitions));
+                            let pipeline = pipeline
+                                .and_then(|p| p.with_remote(remote))
+                                .map_err(|e| (!e.is_retryable(), e.to_string()))?
+                                .with_changes(changes);
                             let sent = crate::streams::relay::AchievementRelay::resume_position(&js).await.map_err(|e| fail(e.into()))?;
                             let feed_end = store.feed_position().map_err(|e| fail(e.into()))?;
                             let chain_id = status.chain_id.load(Ordering::Relaxed);
@@ -205,6 +210,48 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     if let Err(msg) = r {
                         if let Some(tx) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
                             let _ = tx.send(format!("indexer: {msg}"));
+                        }
+                    }
+                });
+            }
+            // Every instance: the partitions of proposal actors and voter-power shards, up to
+            // its fair share of the instances alive.
+            let share = Arc::new(crate::actors::remote::Share {
+                held: std::sync::atomic::AtomicUsize::new(0),
+                alive: std::sync::atomic::AtomicUsize::new(1),
+                partitions,
+            });
+            tokio::spawn(crate::streams::relay::presence(js.clone(), instance.clone(), ttl, share.clone(), stop.clone()));
+            for part in 0..partitions {
+                let (js, store, stop, share, fatal) = (js.clone(), store.clone(), stop.clone(), share.clone(), fatal.clone());
+                let (shards, cache) = (cfg.voter_power.shards, cfg.voter_power.cache_accounts_per_shard);
+                let holder = instance.clone();
+                let may = share.clone();
+                actix_rt::spawn(async move {
+                    let r = crate::streams::relay::hold_role_when(
+                        js.clone(),
+                        format!("partition-{part}"),
+                        holder.clone(),
+                        ttl,
+                        stop.clone(),
+                        move || may.held.load(Ordering::Relaxed) < may.fair(),
+                        || {
+                            let worker = crate::actors::remote::PartitionWorker::new(part, partitions, shards, cache, store.clone(), holder.clone());
+                            let (js, stop, share) = (js.clone(), stop.clone(), share.clone());
+                            async move {
+                                share.held.fetch_add(1, Ordering::SeqCst);
+                                let r = worker.serve(js.client(), js.chain_id(), stop, share.clone()).await;
+                                if !matches!(r, Ok(true)) {
+                                    share.held.fetch_sub(1, Ordering::SeqCst);
+                                }
+                                r.map(|_| ()).map_err(|e| (false, e))
+                            }
+                        },
+                    )
+                    .await;
+                    if let Err(msg) = r {
+                        if let Some(tx) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            let _ = tx.send(format!("partition {part}: {msg}"));
                         }
                     }
                 });

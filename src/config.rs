@@ -59,6 +59,9 @@ pub struct BusConfig {
     pub lease_ttl_s: u64,
     /// The listener stays at most this many blocks ahead of the committed cursor.
     pub max_ahead_blocks: u64,
+    /// Partitions of the proposal actors and voter-power shards; the instances alive share
+    /// them (each serves at most its fair share).
+    pub partitions: usize,
     /// Name of this instance in leases and logs (default: host name and process id).
     pub instance: Option<String>,
 }
@@ -87,6 +90,7 @@ impl Default for BusConfig {
             ack_wait_s: 30,
             lease_ttl_s: 6,
             max_ahead_blocks: 20_000,
+            partitions: 4,
             instance: None,
         }
     }
@@ -608,6 +612,9 @@ impl Config {
                 }
                 if !matches!(self.bus.storage.as_str(), "file" | "memory") {
                     bad("bus.storage", "must be file or memory".into());
+                }
+                if self.bus.partitions == 0 || self.bus.partitions > 256 {
+                    bad("bus.partitions", "must be between 1 and 256".into());
                 }
                 if self.bus.replicas == 0 || self.bus.replicas > 5 {
                     bad("bus.replicas", "must be between 1 and 5".into());

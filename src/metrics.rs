@@ -117,6 +117,16 @@ pub const BUS_TERMINATED_TOTAL: &str = "govflow_bus_terminated_total";
 pub const BUS_LEASES_ACQUIRED_TOTAL: &str = "govflow_bus_leases_acquired_total";
 /// Whether this instance holds a role now. Gauge, label `role`.
 pub const BUS_ROLE_HELD: &str = "govflow_bus_role_held";
+/// Round trip of a partition's work request (NATS mode). Histogram.
+pub const ACTORS_REMOTE_DURATION_SECONDS: &str = "govflow_actors_remote_duration_seconds";
+/// Work requests sent again (no answer, lease moving). Counter.
+pub const ACTORS_REMOTE_RETRIES_TOTAL: &str = "govflow_actors_remote_retries_total";
+/// Partition workers that reloaded their actors from the store (takeover, retry). Counter.
+pub const ACTORS_REMOTE_RELOADS_TOTAL: &str = "govflow_actors_remote_reloads_total";
+/// Work requests this instance's partitions answered. Counter.
+pub const ACTORS_REQUESTS_SERVED_TOTAL: &str = "govflow_actors_requests_served_total";
+/// Partitions this instance serves now. Gauge.
+pub const ACTORS_PARTITIONS_HELD: &str = "govflow_actors_partitions_held";
 /// Events received with `POST /v1/events/governance`. Counter, label `outcome`.
 pub const BUS_INBOUND_EVENTS_TOTAL: &str = "govflow_bus_inbound_events_total";
 
@@ -145,6 +155,11 @@ fn describe() {
     describe_counter!(BUS_TERMINATED_TOTAL, Unit::Count, "Undecodable messages terminated");
     describe_counter!(BUS_LEASES_ACQUIRED_TOTAL, Unit::Count, "Role leases taken");
     describe_gauge!(BUS_ROLE_HELD, Unit::Count, "1 while this instance holds the role");
+    describe_histogram!(ACTORS_REMOTE_DURATION_SECONDS, Unit::Seconds, "Round trip of a partition's work request");
+    describe_counter!(ACTORS_REMOTE_RETRIES_TOTAL, Unit::Count, "Work requests sent again");
+    describe_counter!(ACTORS_REMOTE_RELOADS_TOTAL, Unit::Count, "Partition workers reloading their actors from the store");
+    describe_counter!(ACTORS_REQUESTS_SERVED_TOTAL, Unit::Count, "Work requests this instance's partitions answered");
+    describe_gauge!(ACTORS_PARTITIONS_HELD, Unit::Count, "Partitions this instance serves");
     describe_counter!(BUS_INBOUND_EVENTS_TOTAL, Unit::Count, "Events received on POST /v1/events/governance");
     describe_counter!(STORE_COUNTER_CORRECTIONS_TOTAL, Unit::Count, "Vote counters corrected by reconciliation");
     describe_counter!(STORE_VOTE_REPLAYS_TOTAL, Unit::Count, "Vote records written again and left as they were");

@@ -806,6 +806,33 @@ async fn two_instances_survive_a_kill_during_backfill() {
             m.lines().any(|l| l == format!("govflow_bus_role_held{{role=\"{role}\"}} 1"))
         }
     };
+    // Both instances serve partitions of the actors (the fair share of 4 is 2 each) and
+    // answer work requests, while the backfill runs.
+    let metric = |gf: &Govflow, name: &'static str| {
+        let base = gf.base.clone();
+        async move {
+            let m = match reqwest::get(format!("{base}/metrics")).await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => return 0.0,
+            };
+            m.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
+        }
+    };
+    let t = std::time::Instant::now();
+    loop {
+        let shared = metric(&a, "govflow_actors_partitions_held ").await >= 1.0
+            && metric(&b, "govflow_actors_partitions_held ").await >= 1.0
+            && metric(&a, "govflow_actors_requests_served_total ").await >= 1.0
+            && metric(&b, "govflow_actors_requests_served_total ").await >= 1.0;
+        if shared {
+            break;
+        }
+        assert!(t.elapsed() < WAIT, "the instances never shared the partitions\n{}\n{}", a.log(), b.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shared_at = indexed(&a).await.max(indexed(&b).await);
+    assert!(shared_at < head, "work was shared during the backfill ({shared_at} of {head})");
+    let served_before = (metric(&a, "govflow_actors_requests_served_total ").await, metric(&b, "govflow_actors_requests_served_total ").await);
     let t = std::time::Instant::now();
     let victim_is_a = loop {
         let progress = indexed(&a).await.max(indexed(&b).await);
@@ -826,6 +853,12 @@ async fn two_instances_survive_a_kill_during_backfill() {
     assert!(at_kill < head, "the kill happened during the backfill ({at_kill} of {head})");
     survivor.wait_indexed(head, WAIT).await;
     assert!(holds(survivor, "indexer").await && holds(survivor, "listener").await, "the survivor took both roles");
+    let t = std::time::Instant::now();
+    while metric(survivor, "govflow_actors_partitions_held ").await < 4.0 {
+        assert!(t.elapsed() < WAIT, "the survivor did not take every partition over\n{}", survivor.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("requests served before the kill: a {} b {}; killed at block {at_kill} of {head}", served_before.0, served_before.1);
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     compare(&anvil, &dao, survivor, &story).await;

@@ -3,4 +3,5 @@
 
 pub mod listener;
 pub mod proposal;
+pub mod remote;
 pub mod voter_power;

@@ -48,7 +48,7 @@ pub struct GovernorRules {
 }
 
 /// A block as the clock sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlockPoint {
     /// Number.
     pub number: u64,
@@ -57,7 +57,7 @@ pub struct BlockPoint {
 }
 
 /// What happens to a proposal, in chain order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProposalInput {
     /// The clock reached this block (no event): re-evaluate the status.
     Tick(BlockPoint),
@@ -105,7 +105,7 @@ pub enum ProposalInput {
 }
 
 /// Where an event happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventAt {
     /// Block.
     pub block: BlockPoint,
@@ -325,7 +325,7 @@ fn point(at: &EventAt) -> ChainPoint {
 }
 
 /// The pipeline's view of a live proposal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveSummary {
     /// Status after the last batch.
     pub status: ProposalStatus,
@@ -380,7 +380,7 @@ pub struct Apply {
 }
 
 /// Reply to [`Apply`].
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Applied {
     /// Writes for the batch.
     pub mutations: Vec<Mutation>,

@@ -14,7 +14,7 @@ use crate::domain::{AccountPower, Address, U256};
 use crate::store::{Mutation, Store, StoreError};
 
 /// A token event for one account of this shard.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PowerInput {
     /// Balance decreased (sender of a transfer or burn).
     Debit(U256),

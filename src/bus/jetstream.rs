@@ -87,6 +87,16 @@ impl JetStreamBus {
         Ok(bus)
     }
 
+    /// Chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.subjects.chain_id()
+    }
+
+    /// The NATS client (core request/reply between the indexer and the partitions).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
     /// Subject and stream names.
     pub fn subjects(&self) -> &Subjects {
         &self.subjects

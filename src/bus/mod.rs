@@ -111,6 +111,11 @@ impl Subjects {
         Subjects { chain_id }
     }
 
+    /// Chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
     /// `govflow.<chain>.events.<kind>`.
     pub fn event(&self, kind: &str) -> String {
         format!("govflow.{}.events.{kind}", self.chain_id)

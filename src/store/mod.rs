@@ -93,7 +93,7 @@ pub struct BlockRecord {
 }
 
 /// One write derived from chain events.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Mutation {
     /// Insert or replace a proposal (indexes follow its status and fields).
     Proposal(Box<Proposal>),

@@ -42,6 +42,9 @@ pub enum PipelineError {
     /// A header needed for the clock is missing (the chain moved under us).
     #[error("block {0} has no header on the node")]
     MissingHeader(u64),
+    /// A partition's actors (in another instance, NATS mode) did not answer or refused.
+    #[error(transparent)]
+    Remote(#[from] crate::actors::remote::RemoteError),
 }
 
 impl PipelineError {
@@ -52,6 +55,7 @@ impl PipelineError {
             PipelineError::Store(e) => e.is_retryable(),
             PipelineError::Mailbox(_) | PipelineError::MissingHeader(_) => true,
             PipelineError::Proposal(_) => false,
+            PipelineError::Remote(e) => !e.refused,
         }
     }
 }
@@ -133,7 +137,8 @@ pub struct RangeOutcome {
 }
 
 struct Live {
-    addr: Addr<ProposalActor>,
+    /// The actor, in this process; `None` when the partition's actors are remote.
+    addr: Option<Addr<ProposalActor>>,
     summary: LiveSummary,
 }
 
@@ -152,6 +157,14 @@ pub struct Pipeline {
     proposal_count: u64,
     achievements: bool,
     changes: Option<Arc<crate::streams::changes::ChangeHub>>,
+    /// NATS mode: partitions of actors in any instance.
+    remote: Option<Arc<crate::actors::remote::RemoteActors>>,
+    /// Changes at each reset; workers reload when it does.
+    epoch: String,
+    /// Per partition, the last block of the last range sent to it in this epoch.
+    last_sent: HashMap<usize, u64>,
+    /// Proposals created (or revived) since the last range was sent.
+    spawned: Vec<Proposal>,
 }
 
 impl Pipeline {
@@ -178,6 +191,10 @@ impl Pipeline {
             proposal_count: 0,
             achievements: true,
             changes: None,
+            remote: None,
+            epoch: String::new(),
+            last_sent: HashMap::new(),
+            spawned: Vec::new(),
         };
         p.reset()?;
         Ok(p)
@@ -190,7 +207,12 @@ impl Pipeline {
         for s in &self.shards {
             s.do_send(ResetPower);
         }
-        if self.shards.is_empty() {
+        if self.remote.is_some() {
+            // The partitions' workers see the new epoch and reload from the store.
+            self.shards.clear();
+            self.epoch = uuid::Uuid::new_v4().to_string();
+            self.last_sent.clear();
+        } else if self.shards.is_empty() {
             self.shards = (0..self.shard_count)
                 .map(|i| VoterPowerShard::new(i, self.store.clone(), self.cache_per_shard).start())
                 .collect();
@@ -208,9 +230,21 @@ impl Pipeline {
             }
             self.spawn(p);
         }
+        self.spawned.clear();
         self.proposal_count = self.store.stats()?.proposals;
-        metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
+        if self.remote.is_none() {
+            metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
+        }
         Ok(())
+    }
+
+    /// NATS mode: the proposal actors and voter-power shards live in partitions served by
+    /// whichever instances hold them (see `actors::remote`); this pipeline sends each range's
+    /// inputs there and commits the writes they return.
+    pub fn with_remote(mut self, remote: Arc<crate::actors::remote::RemoteActors>) -> Result<Self, PipelineError> {
+        self.remote = Some(remote);
+        self.reset()?;
+        Ok(self)
     }
 
     /// Sends what each committed batch changed to `hub` (websockets, cache invalidation).
@@ -246,8 +280,13 @@ impl Pipeline {
         let logic = ProposalLogic::new(p, self.rules.clone());
         let summary = logic.summary();
         let id = logic.p.proposal_id;
-        let addr = ProposalActor::new(logic).start();
-        self.live.insert(id, Live { addr, summary });
+        if self.remote.is_some() {
+            self.spawned.push(logic.p);
+            self.live.insert(id, Live { addr: None, summary });
+        } else {
+            let addr = ProposalActor::new(logic).start();
+            self.live.insert(id, Live { addr: Some(addr), summary });
+        }
     }
 
     /// Indexes one range; commits it atomically with the cursor.
@@ -570,31 +609,76 @@ impl Pipeline {
             requests.push((*pid, l.addr.clone(), Apply { inputs: items.into_iter().map(|(_, _, i)| i).collect(), quorum }));
         }
 
-        let proposal_replies = futures::future::join_all(requests.into_iter().map(|(pid, addr, msg)| async move {
-            (pid, addr.send(msg).await)
-        }));
-        let power_replies = futures::future::join_all(
-            self.shards.iter().zip(power).filter(|(_, v)| !v.is_empty()).map(|(s, v)| s.send(ApplyPower(v))),
-        );
-        let (proposal_replies, power_replies) = futures::join!(proposal_replies, power_replies);
-
         let mut mutations = created;
         let mut summaries = Vec::new();
-        for (pid, reply) in proposal_replies {
-            let applied = match reply {
-                Ok(r) => r?,
-                Err(e) => {
-                    self.actor_restarts += 1;
-                    metrics::counter!(m::PROPOSAL_ACTOR_RESTARTS_TOTAL).increment(1);
-                    return Err(e.into());
+        match self.remote.clone() {
+            None => {
+                let proposal_replies = futures::future::join_all(requests.into_iter().map(|(pid, addr, msg)| async move {
+                    let addr = addr.expect("local actors have addresses");
+                    (pid, addr.send(msg).await)
+                }));
+                let power_replies = futures::future::join_all(
+                    self.shards.iter().zip(power).filter(|(_, v)| !v.is_empty()).map(|(s, v)| s.send(ApplyPower(v))),
+                );
+                let (proposal_replies, power_replies) = futures::join!(proposal_replies, power_replies);
+                for (pid, reply) in proposal_replies {
+                    let applied = match reply {
+                        Ok(r) => r?,
+                        Err(e) => {
+                            self.actor_restarts += 1;
+                            metrics::counter!(m::PROPOSAL_ACTOR_RESTARTS_TOTAL).increment(1);
+                            return Err(e.into());
+                        }
+                    };
+                    out.status_changes += applied.mutations.iter().filter(|m| matches!(m, Mutation::History(_))).count();
+                    mutations.extend(applied.mutations);
+                    summaries.push((pid, applied.summary));
                 }
-            };
-            out.status_changes += applied.mutations.iter().filter(|m| matches!(m, Mutation::History(_))).count();
-            mutations.extend(applied.mutations);
-            summaries.push((pid, applied.summary));
-        }
-        for reply in power_replies {
-            mutations.extend(reply??);
+                for reply in power_replies {
+                    mutations.extend(reply??);
+                }
+            }
+            Some(remote) => {
+                use crate::actors::remote::{partition_of_proposal, partition_of_shard, WorkRequest};
+                let parts = remote.partitions();
+                let mut reqs: BTreeMap<usize, WorkRequest> = BTreeMap::new();
+                let new_request = |part: usize| WorkRequest {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    epoch: self.epoch.clone(),
+                    partition: part,
+                    prev_to: self.last_sent.get(&part).copied(),
+                    to: r.to,
+                    spawn: Vec::new(),
+                    proposals: Vec::new(),
+                    power: Vec::new(),
+                };
+                for p in std::mem::take(&mut self.spawned) {
+                    let part = partition_of_proposal(&p.proposal_id, parts);
+                    reqs.entry(part).or_insert_with(|| new_request(part)).spawn.push(p);
+                }
+                for (pid, _, msg) in requests {
+                    let part = partition_of_proposal(&pid, parts);
+                    reqs.entry(part).or_insert_with(|| new_request(part)).proposals.push((pid, msg.inputs, msg.quorum));
+                }
+                for (shard, inputs) in power.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+                    let part = partition_of_shard(shard, parts);
+                    reqs.entry(part).or_insert_with(|| new_request(part)).power.push((shard, inputs));
+                }
+                let sent: Vec<usize> = reqs.keys().copied().collect();
+                let replies = remote.apply(reqs.into_values().collect()).await?;
+                for reply in replies {
+                    for (pid, applied) in reply.proposals {
+                        let applied = applied.map_err(|e| crate::actors::remote::RemoteError { partition: 0, message: e, refused: true })?;
+                        out.status_changes += applied.mutations.iter().filter(|m| matches!(m, Mutation::History(_))).count();
+                        mutations.extend(applied.mutations);
+                        summaries.push((pid, applied.summary));
+                    }
+                    mutations.extend(reply.power.map_err(|e| crate::actors::remote::RemoteError { partition: 0, message: e, refused: false })?);
+                }
+                for part in sent {
+                    self.last_sent.insert(part, r.to);
+                }
+            }
         }
         mutations.extend(ops.into_values().map(|op| Mutation::TimelockOp(Box::new(op))));
         if info_changed {

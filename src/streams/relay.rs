@@ -587,14 +587,39 @@ impl Indexer {
 /// Runs `work` while this instance holds lease `role`; takes the role again (or waits for it)
 /// after `work` fails or the lease is lost. Returns when `stop` is set, or with the message of a
 /// failure `work` says is fatal.
-pub async fn hold_role<F, Fut>(bus: Arc<JetStreamBus>, role: &'static str, holder: String, ttl: Duration, stop: Arc<AtomicBool>, mut work: F) -> Result<(), String>
+pub async fn hold_role<F, Fut>(bus: Arc<JetStreamBus>, role: &'static str, holder: String, ttl: Duration, stop: Arc<AtomicBool>, work: F) -> Result<(), String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), (bool, String)>>,
 {
+    hold_role_when(bus, role.to_string(), holder, ttl, stop, || true, work).await
+}
+
+/// [`hold_role`] for a role this instance may take only while `may_take()` says so; when `work`
+/// returns `Ok(())` before `stop`, the lease is given up (so another instance takes it).
+pub async fn hold_role_when<M, F, Fut>(
+    bus: Arc<JetStreamBus>,
+    role: String,
+    holder: String,
+    ttl: Duration,
+    stop: Arc<AtomicBool>,
+    may_take: M,
+    mut work: F,
+) -> Result<(), String>
+where
+    M: Fn() -> bool,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), (bool, String)>>,
+{
+    let role = role.as_str();
+    let label = if role.starts_with("partition-") { "partition".to_string() } else { role.to_string() };
     let renew_every = ttl / 3;
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        if !may_take() {
+            tokio::time::sleep(renew_every).await;
+            continue;
+        }
         let revision = match bus.try_acquire(role, &holder).await {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -608,8 +633,10 @@ where
             }
         };
         tracing::info!(target: "bus", role, instance = %holder, "took the role");
-        metrics::counter!(m::BUS_LEASES_ACQUIRED_TOTAL, "role" => role).increment(1);
-        metrics::gauge!(m::BUS_ROLE_HELD, "role" => role).set(1.0);
+        metrics::counter!(m::BUS_LEASES_ACQUIRED_TOTAL, "role" => label.clone()).increment(1);
+        if label != "partition" {
+            metrics::gauge!(m::BUS_ROLE_HELD, "role" => label.clone()).set(1.0);
+        }
         let mut revision = revision;
         let fut = work();
         tokio::pin!(fut);
@@ -632,9 +659,20 @@ where
                 }
             }
         };
-        metrics::gauge!(m::BUS_ROLE_HELD, "role" => role).set(0.0);
+        if label != "partition" {
+            metrics::gauge!(m::BUS_ROLE_HELD, "role" => label.clone()).set(0.0);
+        }
         match outcome {
-            Some(Ok(())) | None => failures = 0,
+            Some(Ok(())) => {
+                failures = 0;
+                if !stop.load(Ordering::Relaxed) {
+                    // Given up on purpose (rebalancing): let another instance have it.
+                    bus.release(role, &holder).await;
+                    tracing::info!(target: "bus", role, "gave the role up");
+                    tokio::time::sleep(ttl).await;
+                }
+            }
+            None => failures = 0,
             Some(Err((true, msg))) => {
                 bus.release(role, &holder).await;
                 return Err(msg);
@@ -684,5 +722,26 @@ pub async fn follow_status(bus: Arc<JetStreamBus>, store: Arc<dyn Store>, status
                 status.caught_up.store(true, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Announces this instance (key `instance.<name>` in the lease bucket, expiring after the
+/// lease TTL) and counts the instances alive, for the fair share of partitions.
+pub async fn presence(bus: Arc<JetStreamBus>, holder: String, ttl: Duration, share: Arc<crate::actors::remote::Share>, stop: Arc<AtomicBool>) {
+    let key = format!("instance.{holder}");
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(kv) = bus.leases().await {
+            if kv.put(&key, holder.clone().into()).await.is_ok() {
+                if let Ok(keys) = kv.keys().await {
+                    let n = keys.filter_map(|k| async move { k.ok() }).filter(|k| futures::future::ready(k.starts_with("instance."))).count().await;
+                    share.alive.store(n.max(1), Ordering::Relaxed);
+                }
+            }
+        }
+        metrics::gauge!(m::ACTORS_PARTITIONS_HELD).set(share.held.load(Ordering::Relaxed) as f64);
+        tokio::time::sleep(ttl / 3).await;
+    }
+    if let Ok(kv) = bus.leases().await {
+        let _ = kv.purge(&key).await;
     }
 }

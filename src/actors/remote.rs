@@ -1,0 +1,378 @@
+//! Proposal actors and voter-power shards spread over partitions and instances (NATS mode).
+//!
+//! The indexer (the pipeline that commits) decodes each range, computes clock ticks and
+//! quorums, and then, instead of messaging actors in its own process, sends each partition's
+//! share of the range to `govflow.<chain>.actors.<partition>` (NATS request/reply). Whichever
+//! instance holds the lease `partition-<n>` answers: it hosts the proposal actors of the
+//! proposals in that partition (`proposal id mod partitions`) and the voter-power shards in it
+//! (`shard mod partitions`), applies the inputs in chain order, and replies with the writes.
+//! The indexer commits all writes of the range with the cursor, as in the embedded mode.
+//!
+//! Consistency: a request names the indexer's epoch (a new one after every reset) and the last
+//! range it sent to that partition. A worker whose state is not exactly after that range (it
+//! just took the partition over, missed a request, or the indexer retried a range) reloads its
+//! actors from the store, which holds everything committed so far, then applies. Replies are a
+//! function of the store and the request, so a request answered twice (or by two instances
+//! during a lease handover) gives the same writes, and only one is used.
+//!
+//! Requests go over core NATS rather than a JetStream stream: they are derived data, recomputed
+//! by the indexer on any retry; the facts they come from are on the events stream already.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::actors::proposal::{Applied, Apply, GovernorRules, ProposalActor, ProposalInput, ProposalLogic};
+use crate::actors::voter_power::{ApplyPower, PowerInput, VoterPowerShard};
+use crate::actors::proposal::BlockPoint;
+use crate::bus::jetstream::JetStreamBus;
+use crate::domain::{Address, Proposal, U256};
+use crate::metrics as m;
+use crate::store::{Mutation, Store, StoreError};
+
+/// Partition of a proposal.
+pub fn partition_of_proposal(pid: &U256, partitions: usize) -> usize {
+    (pid.low_u64() % partitions.max(1) as u64) as usize
+}
+
+/// Partition of a voter-power shard.
+pub fn partition_of_shard(shard: usize, partitions: usize) -> usize {
+    shard % partitions.max(1)
+}
+
+/// `govflow.<chain>.actors.<partition>`.
+pub fn subject(chain_id: u64, partition: usize) -> String {
+    format!("govflow.{chain_id}.actors.{partition}")
+}
+
+/// One partition's share of a range.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkRequest {
+    /// Request id.
+    pub id: String,
+    /// The indexer's epoch (new after each reset).
+    pub epoch: String,
+    /// Partition.
+    pub partition: usize,
+    /// Last block of the previous range sent to this partition in this epoch (None: first).
+    pub prev_to: Option<u64>,
+    /// Last block of this range.
+    pub to: u64,
+    /// Proposals created in the range (or revived from the store by the indexer).
+    pub spawn: Vec<Proposal>,
+    /// Inputs per proposal, in chain order, with `quorum(snapshot)` when known.
+    pub proposals: Vec<(U256, Vec<ProposalInput>, Option<U256>)>,
+    /// Inputs per voter-power shard.
+    pub power: Vec<(usize, Vec<(Address, BlockPoint, PowerInput)>)>,
+}
+
+/// A partition's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkReply {
+    /// Request id.
+    pub id: String,
+    /// Instance that answered.
+    pub instance: String,
+    /// Whether the worker reloaded its actors from the store first.
+    pub reloaded: bool,
+    /// Per proposal: writes and summary, or the refusal.
+    pub proposals: Vec<(U256, Result<Applied, String>)>,
+    /// Voter-power writes, or the error.
+    pub power: Result<Vec<Mutation>, String>,
+}
+
+/// The indexer's side: sends partitions their work and collects the answers.
+pub struct RemoteActors {
+    client: async_nats::Client,
+    chain_id: u64,
+    partitions: usize,
+    attempt_timeout: Duration,
+    give_up: Duration,
+}
+
+/// Remote work failed (retryable: the indexer restarts the range).
+#[derive(Debug, thiserror::Error)]
+#[error("partition {partition}: {message}")]
+pub struct RemoteError {
+    /// Partition.
+    pub partition: usize,
+    /// What happened.
+    pub message: String,
+    /// A proposal refused an input (not retryable).
+    pub refused: bool,
+}
+
+impl RemoteActors {
+    /// A client for `partitions` partitions on `bus`.
+    pub fn new(bus: &JetStreamBus, client: async_nats::Client, partitions: usize) -> Self {
+        RemoteActors { client, chain_id: bus.chain_id(), partitions: partitions.max(1), attempt_timeout: Duration::from_secs(5), give_up: Duration::from_secs(90) }
+    }
+
+    /// Number of partitions.
+    pub fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    /// Sends every non-empty partition its request (concurrently) and returns the replies.
+    pub async fn apply(&self, requests: Vec<WorkRequest>) -> Result<Vec<WorkReply>, RemoteError> {
+        let replies = futures::future::join_all(requests.into_iter().map(|r| self.one(r))).await;
+        replies.into_iter().collect()
+    }
+
+    async fn one(&self, req: WorkRequest) -> Result<WorkReply, RemoteError> {
+        let subject = subject(self.chain_id, req.partition);
+        let payload = bytes::Bytes::from(serde_json::to_vec(&req).expect("serialisable request"));
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let sent = Instant::now();
+            let outcome = tokio::time::timeout(self.attempt_timeout, self.client.request(subject.clone(), payload.clone())).await;
+            let failure = match outcome {
+                Ok(Ok(msg)) => match serde_json::from_slice::<WorkReply>(&msg.payload) {
+                    Ok(reply) if reply.id == req.id => {
+                        metrics::histogram!(m::ACTORS_REMOTE_DURATION_SECONDS).record(sent.elapsed().as_secs_f64());
+                        if reply.reloaded {
+                            metrics::counter!(m::ACTORS_REMOTE_RELOADS_TOTAL).increment(1);
+                        }
+                        if let Some((pid, e)) = reply.proposals.iter().find_map(|(p, r)| r.as_ref().err().map(|e| (p, e))) {
+                            return Err(RemoteError { partition: req.partition, message: format!("proposal {pid}: {e}"), refused: e.starts_with("refused:") });
+                        }
+                        return Ok(reply);
+                    }
+                    Ok(_) => "a reply to another request".to_string(),
+                    Err(e) => format!("undecodable reply: {e}"),
+                },
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer in {:?}", self.attempt_timeout),
+            };
+            metrics::counter!(m::ACTORS_REMOTE_RETRIES_TOTAL).increment(1);
+            if started.elapsed() > self.give_up {
+                return Err(RemoteError { partition: req.partition, message: format!("{failure} (after {attempt} attempts)"), refused: false });
+            }
+            if attempt == 1 || attempt % 20 == 0 {
+                tracing::warn!(target: "actors", partition = req.partition, attempt, error = %failure, "partition not answering; retrying (its lease may be moving)");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The worker's side: the actors of one partition, in the instance holding its lease.
+pub struct PartitionWorker {
+    partition: usize,
+    partitions: usize,
+    shard_count: usize,
+    cache_per_shard: usize,
+    store: Arc<dyn Store>,
+    instance: String,
+    proposals: HashMap<U256, Addr<ProposalActor>>,
+    shards: HashMap<usize, Addr<VoterPowerShard>>,
+    rules: Option<Arc<GovernorRules>>,
+    /// (epoch, last range applied).
+    position: Option<(String, Option<u64>)>,
+}
+
+impl PartitionWorker {
+    /// The worker of `partition`.
+    pub fn new(partition: usize, partitions: usize, shard_count: usize, cache_per_shard: usize, store: Arc<dyn Store>, instance: String) -> Self {
+        PartitionWorker {
+            partition,
+            partitions,
+            shard_count: shard_count.max(1),
+            cache_per_shard,
+            store,
+            instance,
+            proposals: HashMap::new(),
+            shards: HashMap::new(),
+            rules: None,
+            position: None,
+        }
+    }
+
+    fn rules(&mut self) -> Result<Arc<GovernorRules>, StoreError> {
+        if let Some(r) = &self.rules {
+            return Ok(r.clone());
+        }
+        let info = self.store.info()?.ok_or_else(|| StoreError::Backend("the store has no governor settings yet".into()))?;
+        let r = Arc::new(crate::streams::pipeline::rules_of(&info));
+        self.rules = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Drops every actor and starts the partition's live proposals and shards from the store.
+    fn reload(&mut self) -> Result<(), StoreError> {
+        for (_, a) in self.proposals.drain() {
+            drop(a);
+        }
+        self.shards.clear();
+        self.rules = None;
+        let rules = self.rules()?;
+        for p in self.store.live_proposals()? {
+            if partition_of_proposal(&p.proposal_id, self.partitions) == self.partition {
+                let id = p.proposal_id;
+                self.proposals.insert(id, ProposalActor::new(ProposalLogic::new(p, rules.clone())).start());
+            }
+        }
+        for s in (0..self.shard_count).filter(|s| partition_of_shard(*s, self.partitions) == self.partition) {
+            self.shards.insert(s, VoterPowerShard::new(s, self.store.clone(), self.cache_per_shard).start());
+        }
+        metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.proposals.len() as f64);
+        Ok(())
+    }
+
+    /// Applies one request.
+    pub async fn handle(&mut self, req: WorkRequest) -> WorkReply {
+        let mut reply = WorkReply { id: req.id.clone(), instance: self.instance.clone(), reloaded: false, proposals: Vec::new(), power: Ok(Vec::new()) };
+        let expected = Some((req.epoch.clone(), req.prev_to));
+        if self.position != expected {
+            reply.reloaded = true;
+            // Store reads on this thread, as the pipeline's own revivals do.
+            let store_work = self.reload();
+            if let Err(e) = store_work {
+                self.position = None;
+                let msg = format!("reload: {e}");
+                reply.power = Err(msg.clone());
+                reply.proposals = req.proposals.iter().map(|(p, _, _)| (*p, Err(msg.clone()))).collect();
+                return reply;
+            }
+        }
+        let rules = match self.rules() {
+            Ok(r) => r,
+            Err(e) => {
+                self.position = None;
+                reply.power = Err(e.to_string());
+                return reply;
+            }
+        };
+        for p in req.spawn {
+            let id = p.proposal_id;
+            self.proposals.insert(id, ProposalActor::new(ProposalLogic::new(p, rules.clone())).start());
+        }
+        let mut sends = Vec::new();
+        for (pid, inputs, quorum) in req.proposals {
+            let addr = match self.proposals.get(&pid) {
+                Some(a) => a.clone(),
+                None => match self.store.proposal(&pid) {
+                    Ok(Some(p)) => {
+                        let a = ProposalActor::new(ProposalLogic::new(p, rules.clone())).start();
+                        self.proposals.insert(pid, a.clone());
+                        a
+                    }
+                    Ok(None) => {
+                        reply.proposals.push((pid, Err("unknown proposal".into())));
+                        continue;
+                    }
+                    Err(e) => {
+                        reply.proposals.push((pid, Err(e.to_string())));
+                        continue;
+                    }
+                },
+            };
+            sends.push(async move { (pid, addr.send(Apply { inputs, quorum }).await) });
+        }
+        let power_sends: Vec<_> = req
+            .power
+            .into_iter()
+            .filter_map(|(s, inputs)| self.shards.get(&s).cloned().map(|a| async move { a.send(ApplyPower(inputs)).await }))
+            .collect();
+        let (answers, power) = futures::join!(futures::future::join_all(sends), futures::future::join_all(power_sends));
+        let mut failed = false;
+        for (pid, r) in answers {
+            match r {
+                Ok(Ok(applied)) => {
+                    if applied.summary.status.is_final() {
+                        // Passivate: revived from the store if anything arrives for it.
+                        self.proposals.remove(&pid);
+                    }
+                    reply.proposals.push((pid, Ok(applied)));
+                }
+                Ok(Err(e)) => {
+                    failed = true;
+                    reply.proposals.push((pid, Err(format!("refused: {e}"))));
+                }
+                Err(e) => {
+                    failed = true;
+                    reply.proposals.push((pid, Err(format!("actor mailbox: {e}"))));
+                }
+            }
+        }
+        let mut writes = Vec::new();
+        for r in power {
+            match r {
+                Ok(Ok(m)) => writes.extend(m),
+                Ok(Err(e)) => {
+                    failed = true;
+                    reply.power = Err(e.to_string());
+                }
+                Err(e) => {
+                    failed = true;
+                    reply.power = Err(format!("shard mailbox: {e}"));
+                }
+            }
+        }
+        if reply.power.is_ok() {
+            reply.power = Ok(writes);
+        }
+        // After a failure the next request reloads.
+        self.position = if failed { None } else { Some((req.epoch, Some(req.to))) };
+        metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.proposals.len() as f64);
+        reply
+    }
+
+    /// Serves requests for the partition until `stop` is set, the subscription ends, or this
+    /// instance holds more than its fair `share` (then it gives one partition up: returns
+    /// `Ok(true)` with `share.held` already decremented).
+    pub async fn serve(mut self, client: async_nats::Client, chain_id: u64, stop: Arc<AtomicBool>, share: Arc<Share>) -> Result<bool, String> {
+        let mut sub = client.subscribe(subject(chain_id, self.partition)).await.map_err(|e| e.to_string())?;
+        tracing::info!(target: "actors", partition = self.partition, instance = %self.instance, "serving the partition's actors");
+        while !stop.load(Ordering::Relaxed) {
+            let held = share.held.load(Ordering::Relaxed);
+            if held > share.fair() && share.held.compare_exchange(held, held - 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                tracing::info!(target: "actors", partition = self.partition, held, fair = share.fair(), "more than a fair share of partitions; giving this one up");
+                return Ok(true);
+            }
+            let Ok(next) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await else { continue };
+            let Some(msg) = next else { return Err("subscription ended".into()) };
+            let Some(reply_to) = msg.reply.clone() else { continue };
+            let req: WorkRequest = match serde_json::from_slice(&msg.payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    metrics::counter!(m::BUS_TERMINATED_TOTAL).increment(1);
+                    tracing::error!(target: "actors", partition = self.partition, error = %e, "undecodable work request dropped");
+                    continue;
+                }
+            };
+            let reply = self.handle(req).await;
+            metrics::counter!(m::ACTORS_REQUESTS_SERVED_TOTAL).increment(1);
+            let body = bytes::Bytes::from(serde_json::to_vec(&reply).expect("serialisable reply"));
+            if let Err(e) = client.publish(reply_to, body).await {
+                tracing::warn!(target: "actors", partition = self.partition, error = %e, "reply not sent; the indexer will ask again");
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// How many partitions this instance may hold now: its fair share of the instances alive
+/// (counted from their presence keys), rounded up.
+pub struct Share {
+    /// Partitions held by this instance.
+    pub held: AtomicUsize,
+    /// Instances alive (refreshed by the presence loop).
+    pub alive: AtomicUsize,
+    /// Partitions in all.
+    pub partitions: usize,
+}
+
+impl Share {
+    /// The fair share.
+    pub fn fair(&self) -> usize {
+        self.partitions.div_ceil(self.alive.load(Ordering::Relaxed).max(1))
+    }
+}
