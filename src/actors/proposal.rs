@@ -488,6 +488,29 @@ mod tests {
         assert!(l.p.status.is_final());
     }
 
+    /// NATS mode sends inputs to a partition's actors and their writes back as JSON: both
+    /// must come back exactly as they were.
+    #[test]
+    fn inputs_and_writes_survive_the_wire() {
+        let mut l = ProposalLogic::new(proposal(10, 20), rules(ClockMode::BlockNumber, None));
+        let inputs = vec![
+            tick(11),
+            ProposalInput::Vote { voter: Address([3; 20]), support: 1, weight: U256::MAX, reason: "ünïcode ✓".into(), params: Some(vec![0, 1, 255]), at: at(12) },
+            vote(0, 10, 13),
+            ProposalInput::Extended { deadline: 30, at: at(14) },
+        ];
+        let wire: Vec<ProposalInput> = serde_json::from_slice(&serde_json::to_vec(&inputs).unwrap()).unwrap();
+        assert_eq!(wire, inputs);
+        let mut m = l.apply(inputs, Some(U256::from(50))).unwrap();
+        m.extend(l.apply(vec![tick(31), ProposalInput::Queued { eta: 5000, operation: Some(B256([9; 32])), at: at(35) }], None).unwrap());
+        let applied = Applied { mutations: m, summary: l.summary() };
+        let back: Applied = serde_json::from_slice(&serde_json::to_vec(&applied).unwrap()).unwrap();
+        assert_eq!(back.mutations, applied.mutations);
+        assert_eq!(back.summary, applied.summary);
+        assert!(applied.mutations.iter().any(|x| matches!(x, Mutation::Vote(_))));
+        assert!(applied.mutations.iter().any(|x| matches!(x, Mutation::History(_))));
+    }
+
     #[test]
     fn defeated_without_quorum_or_majority() {
         let mut l = ProposalLogic::new(proposal(10, 20), rules(ClockMode::BlockNumber, None));
