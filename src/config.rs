@@ -295,6 +295,9 @@ pub struct HttpConfig {
     pub compression_min_bytes: usize,
     /// Bearer token of the admin routes (`/v1/admin/...`); unset: admin routes disabled.
     pub admin_token: Option<String>,
+    /// Bearer token of `POST /v1/events/governance` (events other systems send in for the
+    /// achievement trigger system); unset: that route is disabled (404).
+    pub events_token: Option<String>,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -304,6 +307,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("cors_origins", &self.cors_origins)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("events_token", &self.events_token.as_ref().map(|_| "<redacted>"))
             .finish_non_exhaustive()
     }
 }
@@ -321,6 +325,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             compression_min_bytes: 1_024,
             admin_token: None,
+            events_token: None,
         }
     }
 }
@@ -460,7 +465,7 @@ fn scalar(s: &str) -> toml::Value {
 }
 
 /// Keys that stay strings even when they look like numbers.
-const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend", "scylla.nodes", "scylla.keyspace", "scylla.replication", "scylla.keyspace_options", "scylla.consistency", "scylla.serial_consistency", "scylla.local_datacenter", "scylla.retry_policy", "scylla.username", "scylla.password", "http.cors_origins", "http.admin_token", "cache.redis_url", "bus.kind", "bus.nats_url", "bus.storage", "bus.instance"];
+const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend", "scylla.nodes", "scylla.keyspace", "scylla.replication", "scylla.keyspace_options", "scylla.consistency", "scylla.serial_consistency", "scylla.local_datacenter", "scylla.retry_policy", "scylla.username", "scylla.password", "http.cors_origins", "http.admin_token", "http.events_token", "cache.redis_url", "bus.kind", "bus.nats_url", "bus.storage", "bus.instance"];
 
 /// Sets `section.key` in a TOML document.
 pub fn set(doc: &mut toml::Table, path: &str, value: &str) {
@@ -598,6 +603,9 @@ impl Config {
         }
         if self.http.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             bad("http.admin_token", "must be at least 16 characters".into());
+        }
+        if self.http.events_token.as_deref().is_some_and(|t| t.len() < 16) {
+            bad("http.events_token", "must be at least 16 characters".into());
         }
         if let Some(u) = &self.cache.redis_url {
             if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) {

@@ -183,6 +183,10 @@ fn main() -> ExitCode {
                 if cfg.http.admin_token.is_some() {
                     cfg.http.admin_token = Some("<redacted>".into());
                 }
+                if cfg.http.events_token.is_some() {
+                    cfg.http.events_token = Some("<redacted>".into());
+                }
+                cfg.bus.nats_url = cfg.bus.nats_url.split(',').map(|u| govflow::chain::redact_url(u.trim())).collect::<Vec<_>>().join(",");
                 cfg.cache.redis_url = cfg.cache.redis_url.as_deref().map(govflow::chain::redact_url);
                 println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
                 ExitCode::SUCCESS

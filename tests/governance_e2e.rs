@@ -764,6 +764,25 @@ async fn nats_restart_during_backfill_and_duplicate_publishes() {
         assert!(t.elapsed() < WAIT, "indexer did not drain {fresh} copies\n{metrics}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Undecodable messages are terminated and counted, never retried forever or fatal.
+    let vote_subject = format!("govflow.{}.events.vote_cast", anvil.chain_id);
+    for (i, payload) in [&b"not json"[..], &br#"{"schemaVersion":1,"event":"VoteCast"}"#[..]].into_iter().enumerate() {
+        js.send_publish(vote_subject.clone(), async_nats::jetstream::message::PublishMessage::build().message_id(format!("garbage-{i}")).payload(payload.to_vec().into()))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let t = std::time::Instant::now();
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", gf.base)).await.unwrap().text().await.unwrap();
+        if metrics.lines().any(|l| l == "govflow_bus_terminated_total 2") {
+            break;
+        }
+        assert!(t.elapsed() < WAIT, "the undecodable messages were not terminated\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gf.log().contains("undecodable message terminated"), "{}", gf.log());
     assert_eq!(gf.get_ok(&format!("/v1/proposals/{}/votes?limit=100", story.proposals[0])).await, before_answers);
     assert_eq!(gf.get_ok("/v1/proposals/stats").await, stats, "no vote counted twice");
     compare(&anvil, &dao, &gf, &story).await;

@@ -72,7 +72,8 @@ async fn world() -> World {
         governor: hexa(cb.governor),
         confirmations: 2,
         start_block: None,
-        env: vec![("GOVFLOW_HTTP_ADMIN_TOKEN".into(), ADMIN_TOKEN.into())],
+        // One token for both protected routes: schemathesis sends a single Authorization header.
+        env: vec![("GOVFLOW_HTTP_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()), ("GOVFLOW_HTTP_EVENTS_TOKEN".into(), ADMIN_TOKEN.into())],
     };
     let mut gf = Govflow::start(&opts, &dir.path().join("data"));
 
@@ -144,8 +145,15 @@ impl Answer {
 }
 
 async fn call(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
+    call_with(method, url, headers, None).await
+}
+
+async fn call_with(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Answer {
     let client = reqwest::Client::new();
     let mut r = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+    if let Some(b) = body {
+        r = r.json(b);
+    }
     for (k, v) in headers {
         r = r.header(*k, *v);
     }
@@ -327,8 +335,20 @@ async fn every_route_is_documented_and_answers() {
             assert!(response(&doc, &op, 101).is_some());
             continue;
         }
-        let a = if method == "POST" {
-            call("POST", &format!("{url}?scope=all"), &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))]).await
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let a = if (method.as_str(), template.as_str()) == ("POST", "/v1/events/governance") {
+            let event = json!({
+                "id": "openapi-1",
+                "kind": "forum.post_created",
+                "account": hexa(world.accounts[0]),
+                "proposalId": executed.to_string(),
+                "source": "forum",
+                "occurredAt": "2026-01-31T12:00:00+01:00",
+                "data": { "postId": 4711 }
+            });
+            call_with("POST", &url, &[("authorization", &bearer)], Some(&event)).await
+        } else if method == "POST" {
+            call("POST", &format!("{url}?scope=all"), &[("authorization", &bearer)]).await
         } else {
             call(&method, &url, &[]).await
         };
@@ -336,12 +356,28 @@ async fn every_route_is_documented_and_answers() {
         check(&doc, &strict_doc, &method, &template, &url, &a, true);
     }
 
-    // The admin route needs its token.
+    // The admin route and the events route need their token.
     let admin = format!("{}/v1/admin/cache/invalidate?scope=stats", gf.base);
+    let events = format!("{}/v1/events/governance", gf.base);
     for (headers, status) in [(vec![], 401), (vec![("authorization", "Bearer nope")], 403)] {
         let a = call("POST", &admin, &headers).await;
         assert_eq!(a.status, status, "{}", a.text());
         check(&doc, &strict_doc, "POST", "/v1/admin/cache/invalidate", &admin, &a, false);
+        let a = call_with("POST", &events, &headers, Some(&json!({"kind": "a.b", "account": hexa(world.accounts[0]), "source": "s"}))).await;
+        assert_eq!(a.status, status, "{}", a.text());
+        check(&doc, &strict_doc, "POST", "/v1/events/governance", &events, &a, false);
+    }
+    // Invalid events: every documented error answer matches its schema.
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    for (body, status) in [
+        (json!({"kind": "Forum", "account": "0x12", "source": ""}), 422),
+        (json!({"kind": "a.b", "account": hexa(world.accounts[0]), "source": "s", "extra": 1}), 400),
+        (json!([1, 2]), 400),
+    ] {
+        let a = call_with("POST", &events, &[("authorization", &bearer)], Some(&body)).await;
+        assert_eq!(a.status, status, "{body}: {}", a.text());
+        assert_eq!(a.content_type, "application/problem+json");
+        check(&doc, &strict_doc, "POST", "/v1/events/governance", &events, &a, false);
     }
 
     // A method a route does not support: 405 problem+json.

@@ -912,21 +912,41 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Checks `Authorization: Bearer <http.admin_token>`: 404 when the admin routes are disabled,
-/// 401 without credentials, 403 with wrong ones.
-pub fn authorize(state: &ApiState, req: &Req<'_>) -> Result<(), Problem> {
-    let Some(token) = state.http.admin_token.as_deref() else {
-        return Err(admin_problem("not-found", "Not found", 404, "the admin routes are disabled (http.admin_token is not set)"));
+/// A route protected by a bearer token: which token, and what to say when it is unset.
+pub(crate) struct BearerRoute<'a> {
+    /// The configured token (`None`: the route is disabled).
+    pub token: Option<&'a str>,
+    /// Its configuration key, for messages (`http.admin_token`).
+    pub key: &'static str,
+    /// What the token opens, for messages (`the admin routes`).
+    pub what: &'static str,
+    /// The `WWW-Authenticate` header of a 401.
+    pub challenge: &'static str,
+}
+
+/// Checks `Authorization: Bearer <token>`: 404 when the route is disabled (no token), 401
+/// (with `WWW-Authenticate`) without credentials, 403 with wrong ones. The answer is the
+/// problem's response, ready to send.
+pub(crate) fn check_bearer(route: &BearerRoute<'_>, req: &Req<'_>) -> Result<(), warp::reply::Response> {
+    let Some(token) = route.token else {
+        let detail = format!("{} {} disabled ({} is not set)", route.what, if route.what.ends_with('s') { "are" } else { "is" }, route.key);
+        return Err(admin_problem("not-found", "Not found", 404, detail).at(req.path).response());
     };
     let given = req.headers.get(warp::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
-    match given {
-        None => Err(admin_problem("unauthorized", "Unauthorized", 401, "this route needs Authorization: Bearer <admin token>")),
-        Some(t) if same_secret(t.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(admin_problem("forbidden", "Forbidden", 403, "the admin token is not valid")),
+    let p = match given {
+        Some(t) if same_secret(t.as_bytes(), token.as_bytes()) => return Ok(()),
+        None => admin_problem("unauthorized", "Unauthorized", 401, format!("this route needs Authorization: Bearer <{}>", route.key)),
+        Some(_) => admin_problem("forbidden", "Forbidden", 403, format!("the bearer token is not {}", route.key)),
+    };
+    let status = p.status;
+    let mut r = p.at(req.path).response();
+    if status == 401 {
+        r.headers_mut().insert(warp::http::header::WWW_AUTHENTICATE, HeaderValue::from_static(route.challenge));
     }
+    Err(r)
 }
 
 /// `POST /v1/admin/cache/invalidate`: invalidates, in this instance and (through Redis) every
@@ -934,12 +954,13 @@ pub fn authorize(state: &ApiState, req: &Req<'_>) -> Result<(), Problem> {
 /// list), or `scope=` `all`, `proposals` (the lists) or `stats`. For emergencies: the cache
 /// follows the chain by itself.
 pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    if let Err(p) = authorize(state, req) {
-        let status = p.status;
-        let mut r = p.at(req.path).response();
-        if status == 401 {
-            r.headers_mut().insert(warp::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"govflow-admin\""));
-        }
+    let admin = BearerRoute {
+        token: state.http.admin_token.as_deref(),
+        key: "http.admin_token",
+        what: "the admin routes",
+        challenge: "Bearer realm=\"govflow-admin\"",
+    };
+    if let Err(r) = check_bearer(&admin, req) {
         return Ok(r);
     }
     req.only(&["proposalId", "account", "scope"])?;

@@ -311,12 +311,13 @@ fn admit(conv: &Conventions, method: Method, path: String, headers: HeaderMap, r
         }
         if !matches!(conv.cors, Cors::Off) {
             let segments: Vec<&str> = ctx.path.split('/').filter(|s| !s.is_empty()).collect();
+            // Every method of the route (`/v1/events/governance` has GET and POST).
             let methods = match super::find(&segments) {
-                Some(("POST", _)) => "POST, OPTIONS",
-                _ => "GET, HEAD, OPTIONS",
+                Some((_, template)) => super::allowed_methods(template),
+                None => "GET, HEAD, OPTIONS".to_string(),
             };
             let requested = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
-            return early(Early::Preflight { ctx, methods: methods.into(), headers: requested });
+            return early(Early::Preflight { ctx, methods, headers: requested });
         }
     }
     if let (Some(limiter), Some(client)) = (&conv.limiter, ctx.client) {

@@ -83,6 +83,80 @@ pub struct Req<'a> {
     pub path: &'a str,
     /// Request headers.
     pub headers: &'a warp::http::HeaderMap,
+    /// The body (read for POST only).
+    pub body: &'a Body,
+}
+
+/// Largest request body read (`POST`): a longer one is [`Body::TooLarge`].
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How much of a too-large body is still read (and dropped) so the client gets the 413 instead of
+/// a reset connection; past this the connection is just closed.
+const DRAIN_BYTES: usize = 1024 * 1024;
+
+/// A request body as read by [`filter`]: only `POST` bodies are read, at most
+/// [`MAX_BODY_BYTES`], within `http.request_timeout_ms`.
+#[derive(Debug, Clone, Default)]
+pub enum Body {
+    /// No body (or not a `POST`).
+    #[default]
+    Empty,
+    /// The whole body.
+    Bytes(bytes::Bytes),
+    /// Longer than [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// Not received within `http.request_timeout_ms`.
+    TimedOut,
+    /// The transfer failed (malformed chunking, connection lost).
+    Failed(String),
+}
+
+/// Reads a `POST` body (see [`Body`]); other methods' bodies are left unread.
+async fn read_body<S, B>(method: &Method, headers: &warp::http::HeaderMap, timeout: Duration, stream: S) -> Body
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Send,
+    B: bytes::Buf,
+{
+    use futures::StreamExt;
+    if method != Method::POST {
+        return Body::Empty;
+    }
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_BYTES as u64) {
+        return Body::TooLarge;
+    }
+    let read = async {
+        let mut stream = std::pin::pin!(stream);
+        let mut buf = bytes::BytesMut::new();
+        let mut total = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let mut chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return Body::Failed(e.to_string()),
+            };
+            total += chunk.remaining();
+            if total <= MAX_BODY_BYTES {
+                while chunk.has_remaining() {
+                    let part = chunk.chunk();
+                    let n = part.len();
+                    buf.extend_from_slice(part);
+                    chunk.advance(n);
+                }
+            } else if total > DRAIN_BYTES {
+                return Body::TooLarge;
+            }
+        }
+        if total > MAX_BODY_BYTES {
+            Body::TooLarge
+        } else if total == 0 {
+            Body::Empty
+        } else {
+            Body::Bytes(buf.freeze())
+        }
+    };
+    tokio::time::timeout(timeout, read).await.unwrap_or(Body::TimedOut)
 }
 
 impl Req<'_> {
@@ -116,6 +190,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/users/{address}/governance-benefits"),
     ("GET", "/v1/users/{address}/governance-achievements"),
     ("GET", "/v1/events/governance"),
+    ("POST", "/v1/events/governance"),
     ("GET", "/v1/delegates"),
     ("GET", "/v1/status"),
     ("GET", "/v1/ws"),
@@ -128,7 +203,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-fn handler_for(template: &str) -> Handler {
+fn handler_for(method: &str, template: &str) -> Handler {
+    if (method, template) == ("POST", "/v1/events/governance") {
+        return api::publish_governance_event;
+    }
     match template {
         "/v1/proposals" => api::list_proposals,
         "/v1/proposals/stats" => api::stats,
@@ -158,7 +236,22 @@ fn matches(template: &str, segments: &[&str]) -> bool {
     t.len() == segments.len() && t.iter().zip(segments).all(|(a, b)| a.starts_with('{') || a == b)
 }
 
-/// Finds the route for a path; literal templates win over parameterised ones.
+/// The methods a route template has, for `Allow` and CORS preflights (`HEAD` with `GET`,
+/// `OPTIONS` always).
+pub(crate) fn allowed_methods(template: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for (m, _) in ROUTES.iter().filter(|(_, t)| *t == template) {
+        out.push(m);
+        if *m == "GET" {
+            out.push("HEAD");
+        }
+    }
+    out.push("OPTIONS");
+    out.join(", ")
+}
+
+/// Finds the route for a path (its first method when it has several); literal templates win
+/// over parameterised ones.
 pub(crate) fn find(segments: &[&str]) -> Option<&'static (&'static str, &'static str)> {
     ROUTES
         .iter()
@@ -240,9 +333,10 @@ pub fn route(
     path: &str,
     raw_query: &str,
     headers: &warp::http::HeaderMap,
+    body: &Body,
 ) -> (String, warp::reply::Response) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let Some((route_method, template)) = find(&segments) else {
+    let Some((_, template)) = find(&segments) else {
         let detail = if segments.first() == Some(&"v1") || path == "/" {
             format!("no route {path}")
         } else {
@@ -250,33 +344,33 @@ pub fn route(
         };
         return ("unmatched".into(), Problem::not_found(detail).at(path).response());
     };
+    let allow = || warp::http::HeaderValue::from_str(&allowed_methods(template)).unwrap_or(warp::http::HeaderValue::from_static("OPTIONS"));
     if method == Method::OPTIONS {
-        let allow = if *route_method == "GET" { "GET, HEAD, OPTIONS" } else { "POST, OPTIONS" };
         let mut r = warp::reply::Response::new(warp::hyper::Body::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
-        r.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+        r.headers_mut().insert(warp::http::header::ALLOW, allow());
         return ((*template).into(), r);
     }
-    if method.as_str() != *route_method && !(method == Method::HEAD && *route_method == "GET") {
+    let wanted = if method == Method::HEAD { "GET" } else { method.as_str() };
+    let Some((route_method, _)) = ROUTES.iter().find(|(m, t)| t == template && *m == wanted) else {
         // RFC 9110: a 405 says which methods the route has.
-        let allow = if *route_method == "GET" { "GET, HEAD, OPTIONS" } else { "POST, OPTIONS" };
         let mut r = Problem::method_not_allowed(method.as_str()).at(path).response();
-        r.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+        r.headers_mut().insert(warp::http::header::ALLOW, allow());
         return ((*template).into(), r);
-    }
+    };
     let mut query: Vec<(String, String)> = match serde_urlencoded::from_str(raw_query) {
         Ok(q) => q,
         Err(e) => return ((*template).into(), Problem::bad_param("query", format!("malformed query string: {e}")).at(path).response()),
     };
-    let fields = if GENERIC_FIELDS.contains(template) {
+    let fields = if *route_method == "GET" && GENERIC_FIELDS.contains(template) {
         let f = query.iter().find(|(k, _)| k == "fields").map(|(_, v)| v.clone());
         query.retain(|(k, _)| k != "fields");
         f
     } else {
         None
     };
-    let req = Req { segments, query, path, headers };
-    let mut resp = match handler_for(template)(state, &req) {
+    let req = Req { segments, query, path, headers, body };
+    let mut resp = match handler_for(route_method, template)(state, &req) {
         Ok(r) => r,
         Err(p) => p.at(path).response(),
     };
@@ -304,17 +398,40 @@ pub fn filter(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and_then(move |method: Method, path: warp::path::FullPath, q: String, headers: warp::http::HeaderMap| {
+        .and(body_stream())
+        .and_then(move |method: Method, path: warp::path::FullPath, q: String, headers: warp::http::HeaderMap, stream: BodyStream| {
             let st = api_state.clone();
-            async move { Ok::<_, Infallible>(answer(st, method, path.as_str().to_string(), q, headers).await) }
+            async move {
+                let timeout = Duration::from_millis(st.http.request_timeout_ms.max(1));
+                let body = read_body(&method, &headers, timeout, stream).await;
+                Ok::<_, Infallible>(answer(st, method, path.as_str().to_string(), q, headers, body).await)
+            }
         });
     conventions::wrap(state.clone(), ws::route(state).or(api).unify())
 }
 
+type BodyStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, warp::Error>>;
+
+/// The request body as a stream (empty when warp has none to give).
+fn body_stream() -> impl Filter<Extract = (BodyStream,), Error = Infallible> + Clone {
+    use futures::StreamExt;
+    fn boxed<S, B>(s: S) -> BodyStream
+    where
+        S: futures::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+        B: bytes::Buf,
+    {
+        s.map(|c| c.map(|mut b| b.copy_to_bytes(b.remaining()))).boxed()
+    }
+    warp::body::stream()
+        .map(boxed)
+        .or(warp::any().map(|| -> BodyStream { futures::stream::empty().boxed() }))
+        .unify()
+}
+
 /// Answers one table route, with metrics.
-async fn answer(state: Arc<ApiState>, method: Method, path: String, q: String, headers: warp::http::HeaderMap) -> warp::reply::Response {
+async fn answer(state: Arc<ApiState>, method: Method, path: String, q: String, headers: warp::http::HeaderMap, body: Body) -> warp::reply::Response {
     let started = Instant::now();
-    let (template, resp) = respond(&state, method, path, q, headers, false).await;
+    let (template, resp) = respond_with(&state, method, path, q, headers, body, false).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => template.clone(), "status" => status.clone()).increment(1);
     metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "route" => template, "status" => status).record(started.elapsed().as_secs_f64());
@@ -331,23 +448,43 @@ pub(crate) async fn respond(
     headers: warp::http::HeaderMap,
     refresh: bool,
 ) -> (String, warp::reply::Response) {
+    respond_with(state, method, path, q, headers, Body::Empty, refresh).await
+}
+
+/// [`respond`] with the request's body.
+async fn respond_with(
+    state: &Arc<ApiState>,
+    method: Method,
+    path: String,
+    q: String,
+    headers: warp::http::HeaderMap,
+    body: Body,
+    refresh: bool,
+) -> (String, warp::reply::Response) {
     if method == Method::GET || method == Method::HEAD {
         if let Some(plan) = state.cache.plan(&path, &q) {
             let template = plan.template.to_string();
-            let run = run(state.clone(), method, path, q, headers);
+            let run = run(state.clone(), method, path, q, headers, body);
             let resp = state.cache.serve(&state.status, plan, refresh, async move { run.await.1 }).await;
             return (template, resp);
         }
     }
-    run(state.clone(), method, path, q, headers).await
+    run(state.clone(), method, path, q, headers, body).await
 }
 
 /// Runs the handler off the async threads (store reads block) within `http.request_timeout_ms`;
 /// past it, 503 problem+json with `Retry-After` (the handler finishes in the background).
-async fn run(state: Arc<ApiState>, method: Method, path: String, q: String, headers: warp::http::HeaderMap) -> (String, warp::reply::Response) {
+async fn run(
+    state: Arc<ApiState>,
+    method: Method,
+    path: String,
+    q: String,
+    headers: warp::http::HeaderMap,
+    body: Body,
+) -> (String, warp::reply::Response) {
     let timeout = Duration::from_millis(state.http.request_timeout_ms.max(1));
     let p = path.clone();
-    let work = tokio::task::spawn_blocking(move || route(&state, &method, &p, &q, &headers));
+    let work = tokio::task::spawn_blocking(move || route(&state, &method, &p, &q, &headers, &body));
     match tokio::time::timeout(timeout, work).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => ("unmatched".to_string(), Problem::internal(&e).at(&path).response()),
@@ -401,5 +538,12 @@ mod tests {
         assert_eq!(find(&["v1", "proposals", "stats"]).unwrap().1, "/v1/proposals/stats");
         assert_eq!(find(&["v1", "proposals", "12"]).unwrap().1, "/v1/proposals/{proposalId}");
         assert!(find(&["v1", "nope"]).is_none());
+    }
+
+    #[test]
+    fn allow_lists_every_method_of_a_route() {
+        assert_eq!(allowed_methods("/v1/proposals"), "GET, HEAD, OPTIONS");
+        assert_eq!(allowed_methods("/v1/events/governance"), "GET, HEAD, POST, OPTIONS");
+        assert_eq!(allowed_methods("/v1/admin/cache/invalidate"), "POST, OPTIONS");
     }
 }

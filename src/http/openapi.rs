@@ -18,6 +18,7 @@ use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, 
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr,
     Required, Response, ResponseBuilder, Server,
@@ -570,6 +571,72 @@ struct GovernanceEventPage {
 #[allow(dead_code)]
 struct GovernanceEventRef;
 
+/// A governance-related event another system sends (`POST /v1/events/governance`). Members
+/// may be absent or null when optional; any other member is refused (400).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct InboundGovernanceEvent {
+    /// Idempotency key, the event's `Nats-Msg-Id` on the bus: a second event with the same id
+    /// (within the bus's deduplication window) is not published again. Without it, the id is a
+    /// UUID v5 of the event's canonical JSON, so an identical retry gets the same id (and two
+    /// identical events without `id` or `occurredAt` count once).
+    #[schema(pattern = "^[A-Za-z0-9:._-]{1,128}$", min_length = 1, max_length = 128, example = "forum-4711")]
+    id: Option<String>,
+    /// What happened: two or more dot-separated lower-case names (an open set), e.g.
+    /// `forum.post_created`, `proposal.discussed`. Published on
+    /// `govflow.<chainId>.inbound.<kind with . as _>`.
+    #[schema(pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$", max_length = 64, example = "forum.post_created")]
+    kind: String,
+    /// The account the event is about: 0x and 40 hex digits, any case (published in lower case).
+    #[schema(pattern = "^0[xX][0-9a-fA-F]{40}$", example = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8")]
+    account: String,
+    /// The proposal the event is about, if any: a uint256 as a decimal string.
+    #[schema(pattern = "^[0-9]{1,78}$", example = "42")]
+    proposal_id: Option<String>,
+    /// The sending system.
+    #[schema(min_length = 1, max_length = 64, example = "forum")]
+    source: String,
+    /// When it happened, RFC 3339 (any offset; published in UTC). 1970 to 9999, no leap seconds.
+    #[schema(format = DateTime, example = "2026-01-31T12:00:00Z")]
+    occurred_at: Option<String>,
+    /// Kind-specific data: a JSON object of at most 16 KiB serialised (default `{}`).
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
+
+/// A 422 problem: every invalid member of the request body.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ValidationProblem {
+    /// `tag:govflow,2026:problem/invalid-event`.
+    #[schema(pattern = "^tag:govflow,2026:problem/[a-z-]+$", example = "tag:govflow,2026:problem/invalid-event")]
+    r#type: String,
+    /// Short summary of the kind.
+    title: String,
+    /// The HTTP status (422).
+    #[schema(minimum = 400, maximum = 599)]
+    status: u16,
+    /// Every reason, joined.
+    detail: String,
+    /// The request path.
+    instance: Option<String>,
+    /// Each invalid member and why.
+    invalid_params: Vec<InvalidParam>,
+}
+
+/// One invalid member of a request body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct InvalidParam {
+    /// The member.
+    #[schema(example = "account")]
+    name: String,
+    /// What is wrong with it.
+    reason: String,
+}
+
 /// What the admin route invalidated.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -672,7 +739,9 @@ const PROJECTED: &[&str] = &[
     "Ready",
 ];
 /// Schemas left open: problem details may carry extension members (RFC 9457 §3.2).
-const OPEN: &[&str] = &["Problem"];
+const OPEN: &[&str] = &["Problem", "ValidationProblem"];
+/// Request bodies: closed (unknown members are refused), but their optional members stay optional.
+const REQUESTS: &[&str] = &["InboundGovernanceEvent"];
 
 // ---------------------------------------------------------------------------------------------
 // Operations.
@@ -741,6 +810,8 @@ enum Ok {
     Websocket,
     /// 200 (or 204) from an admin action.
     Admin,
+    /// 202: an inbound governance event, published on the bus.
+    Inbound,
 }
 
 /// One documented operation.
@@ -935,6 +1006,18 @@ const OPERATIONS: &[Op] = &[
         params: &[P::Q("after", "Items after this position (`seq`); 0 for the start.", K::U64), P::Limit, P::FieldsOf(feed_item_members)],
         ok: Ok::Json("GovernanceEventPage", "Feed items."),
         not_found: None,
+        strict: true,
+    },
+    Op {
+        method: "POST",
+        path: "/v1/events/governance",
+        id: "sendGovernanceEvent",
+        tag: "events",
+        summary: "Send a governance event",
+        description: "Another system sends a governance-related event (a forum post, a discussion, ...) to the achievement trigger system: govflow validates it and publishes it on the bus subject `govflow.<chainId>.inbound.<kind with . as _>` (stream `GOVFLOW_INBOUND_<chainId>`) as `{schemaVersion: 1, id, kind, chainId, account, proposalId, source, occurredAt, receivedAt, data}`, with `Nats-Msg-Id` = `id`. 202 once the bus has it. Retrying is safe: the same `id` (given, or derived from an identical body) is not published twice; the answer then says `duplicate: true`. On 503 (bus unavailable) or 502 retry with the same request: nothing is dropped silently. Needs the bearer token `http.events_token`; without a configured token the route is disabled and answers 404. The body is `application/json` (UTF-8), at most 64 KiB; unknown members are a 400, invalid members a 422 listing each (`invalidParams`).",
+        params: &[],
+        ok: Ok::Inbound,
+        not_found: Some("The route is disabled (no `http.events_token` is configured)."),
         strict: true,
     },
     Op {
@@ -1265,6 +1348,18 @@ fn operation(op: &Op, http: &HttpConfig) -> Operation {
             .response("401", response_ref("Unauthorized"))
             .response("403", response_ref("Forbidden"))
             .security(SecurityRequirement::new("adminToken", Vec::<String>::new())),
+        Ok::Inbound => b
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .description(Some("The event."))
+                    .required(Some(Required::True))
+                    .content("application/json", ContentBuilder::new().schema(Some(reference("InboundGovernanceEvent"))).build())
+                    .build(),
+            ))
+            .response("401", response_ref("Unauthorized"))
+            .response("403", response_ref("Forbidden"))
+            .security(SecurityRequirement::new("eventsToken", Vec::<String>::new()))
+            .response("202", json_response("Accepted: the event is on the bus (or was already: `duplicate`).", "InboundAccepted")),
     };
     if revalidated(op) {
         b = b.response("304", response_ref("NotModified"));
@@ -1275,10 +1370,30 @@ fn operation(op: &Op, http: &HttpConfig) -> Operation {
     if let Some(d) = op.not_found {
         b = b.response("404", problem_response(d));
     }
-    b.response("429", response_ref("TooManyRequests"))
+    b = b
+        .response("429", response_ref("TooManyRequests"))
         .response("500", response_ref("InternalError"))
-        .response("503", response_ref("Unavailable"))
-        .build()
+        .response("503", response_ref("Unavailable"));
+    if matches!(op.ok, Ok::Inbound) {
+        b = b
+            .response(
+                "400",
+                problem_response("The body is not JSON or not an object, it has a member an event does not have (`parameter` names the first), or a query parameter was given."),
+            )
+            .response("408", problem_response("The body was not received within `http.request_timeout_ms`."))
+            .response("413", problem_response("The body is longer than 64 KiB."))
+            .response("415", problem_response("The body is not `application/json` (UTF-8)."))
+            .response(
+                "422",
+                ResponseBuilder::new()
+                    .description("Members of the event are invalid: `invalidParams` lists each (`name`, `reason`).")
+                    .content("application/problem+json", ContentBuilder::new().schema(Some(reference("ValidationProblem"))).build())
+                    .build(),
+            )
+            .response("502", problem_response("The bus refused the event (the error is logged); it was not published: retry later."))
+            .response("503", response_ref("BusUnavailable"));
+    }
+    b.build()
 }
 
 /// Reads that carry an `ETag` and answer 304 to a matching `If-None-Match` (the HTTP
@@ -1354,6 +1469,9 @@ pub fn openapi(http: &HttpConfig) -> OpenApi {
     push::<ProblemDoc>(&mut schemas);
     push::<ProposalStatus>(&mut schemas);
     push::<CacheInvalidation>(&mut schemas);
+    push::<InboundGovernanceEvent>(&mut schemas);
+    push::<super::api::InboundAccepted>(&mut schemas);
+    push::<ValidationProblem>(&mut schemas);
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
         .response(
@@ -1361,11 +1479,18 @@ pub fn openapi(http: &HttpConfig) -> OpenApi {
             ResponseBuilder::new().description("Not Modified: the `If-None-Match` of the request names the answer's current `ETag`.").build(),
         )
         .response("BadRequest", problem_response("A parameter is invalid (`parameter` names it), or the query string is malformed."))
-        .response("Unauthorized", problem_response("No bearer token: send `Authorization: Bearer <http.admin_token>`."))
-        .response("Forbidden", problem_response("The bearer token is not the admin token."))
+        .response(
+            "Unauthorized",
+            problem_response("No bearer token: send `Authorization: Bearer <token>` with the route's token (`http.admin_token` for the admin routes, `http.events_token` for `POST /v1/events/governance`)."),
+        )
+        .response("Forbidden", problem_response("The bearer token is not the route's token."))
         .response("MethodNotAllowed", problem_response("The route does not support this method."))
         .response("TooManyRequests", problem_response("Rate limit reached (`http.rate_limit_per_second`); retry later."))
         .response("InternalError", problem_response("The server failed to answer (a store failure); the error is logged."))
+        .response(
+            "BusUnavailable",
+            problem_response("The bus is unavailable, or the request took longer than `http.request_timeout_ms`: the event may not have been published; retry the same request after `Retry-After` (its id is deduplicated)."),
+        )
         .response(
             "Unavailable",
             problem_response("Not ready (backfill in progress or the chain node unreachable), or the request took longer than `http.request_timeout_ms`."),
@@ -1374,12 +1499,18 @@ pub fn openapi(http: &HttpConfig) -> OpenApi {
             "adminToken",
             SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("The admin token (`http.admin_token`).")).build()),
         )
+        .security_scheme(
+            "eventsToken",
+            SecurityScheme::Http(
+                Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("The token of systems sending governance events (`http.events_token`).")).build(),
+            ),
+        )
         .build();
     let tags = [
         ("proposals", "Proposals, their votes and execution."),
         ("users", "Accounts: votes, voting power, benefits, achievements."),
         ("delegates", "Delegates ranked by weight."),
-        ("events", "The governance event feed for the achievement system."),
+        ("events", "The governance event feed for the achievement system, and the events other systems send it."),
         ("websocket", "Live updates."),
         ("operations", "Status, health, readiness and metrics."),
         ("documentation", "This document and its explorer."),
@@ -1472,10 +1603,11 @@ fn document_headers(doc: &mut Value) {
             add(r, "X-Request-Id", &request_id);
             match name.as_str() {
                 "NotModified" => add(r, "ETag", &header("The current validator.", true)),
-                "Unauthorized" => add(r, "WWW-Authenticate", &header("`Bearer realm=\"govflow-admin\"`.", true)),
+                "Unauthorized" => add(r, "WWW-Authenticate", &header("`Bearer realm=\"govflow-admin\"` (admin routes) or `Bearer realm=\"govflow-events\"` (`POST /v1/events/governance`).", true)),
                 "TooManyRequests" => add(r, "Retry-After", &header("Seconds to wait.", true)),
                 "MethodNotAllowed" => add(r, "Allow", &header("The methods the route supports (RFC 9110).", true)),
                 "Unavailable" => add(r, "Retry-After", &header("Seconds to wait (timeouts and refused websockets).", false)),
+                "BusUnavailable" => add(r, "Retry-After", &header("Seconds to wait before retrying.", true)),
                 _ => {}
             }
         }
@@ -1531,6 +1663,8 @@ fn close(name: &str, schema: &mut Value) {
     let keys: Vec<Value> = props.keys().map(|k| Value::String(k.clone())).collect();
     if PROJECTED.contains(&name) {
         o.remove("required");
+    } else if REQUESTS.contains(&name) {
+        // Optional members stay optional (as derived).
     } else {
         o.insert("required".into(), Value::Array(keys));
     }

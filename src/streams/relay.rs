@@ -515,7 +515,12 @@ impl Indexer {
     async fn terminate(&self, msg: &async_nats::jetstream::Message, subject: &str, why: &str) {
         metrics::counter!(m::BUS_TERMINATED_TOTAL).increment(1);
         tracing::error!(target: "bus", subject, error = why, "undecodable message terminated");
-        let _ = msg.ack_with(AckKind::Term).await;
+        // The consumer acknowledges cumulatively (AckPolicy::All): a Term would also settle the
+        // buffered events still waiting for their range's commit. With events buffered, the
+        // message is only skipped; the range's acknowledgement settles it with them.
+        if self.buffer.is_empty() {
+            let _ = msg.ack_with(AckKind::Term).await;
+        }
     }
 
     async fn apply_range(&mut self, r: RangeMessage) -> Result<(), IndexerError> {
