@@ -1,8 +1,12 @@
 //! Benchmark: backfill time of an anvil chain holding at least 10,000 votes, with the real
-//! `govflow` binary and its embedded store.
+//! `govflow` binary and its embedded store, twice: with the in-process bus (the default), and
+//! through NATS JetStream (`bus.kind = "nats"`, nats-server 2.15.2 from `scripts/nats.sh`
+//! started on 127.0.0.1): the listener publishes every event and range with acknowledgements,
+//! the indexer consumes the stream and commits, so its events/s are end to end through
+//! JetStream.
 //!
 //! `cargo bench --bench backfill [-- VOTERS PROPOSALS]` (default 100 voters × 100 proposals).
-//! Prints figures; checks only that govflow counted every vote.
+//! Prints figures; checks only that govflow counted every vote in both modes.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -11,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ethers::signers::LocalWallet;
+use support::nats::NatsServer;
 use support::*;
 
 fn hexa(a: Address) -> String {
@@ -72,19 +77,44 @@ async fn main() {
     let head = anvil.block_number().await;
     println!("  chain built in {:.1}s: head {head}", t.elapsed().as_secs_f64());
 
+    let mut embedded = None;
+    for mode in ["in-process bus", "NATS JetStream bus"] {
+        let nats = mode.starts_with("NATS").then(NatsServer::start);
+        let (secs, stats) = backfill(&anvil, &dao, head, nats.as_ref()).await;
+        let votes = stats["votes"].as_u64().unwrap_or(0);
+        let events = stats["eventsIndexed"].as_u64().unwrap_or(0);
+        assert_eq!(votes as usize, voters_n * proposals_n, "every vote indexed ({mode})");
+        println!(
+            "backfill, {mode}: {head} blocks, {events} events ({votes} votes, {} proposals) in {secs:.2}s (process start to caught up): {:.0} events/s, {:.0} blocks/s",
+            stats["proposals"],
+            events as f64 / secs,
+            head as f64 / secs
+        );
+        match &embedded {
+            None => embedded = Some(stats),
+            Some(e) => assert_eq!(e, &stats, "the same statistics through JetStream"),
+        }
+    }
+}
+
+/// Starts govflow on the chain (through `nats` when given), waits until it indexed `head`;
+/// the time from process start and the proposal statistics.
+async fn backfill(anvil: &Anvil, dao: &Dao, head: u64, nats: Option<&NatsServer>) -> (f64, serde_json::Value) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_govflow"))
-        .args(["run", "--rpc-url", &anvil.rpc_url(), "--governor", &hexa(dao.governor), "--listen", &format!("127.0.0.1:{port}")])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_govflow"));
+    cmd.args(["run", "--rpc-url", &anvil.rpc_url(), "--governor", &hexa(dao.governor), "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path())
         .env("GOVFLOW_CHAIN_POLL_INTERVAL_MS", "20")
         .env("GOVFLOW_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn govflow");
+        .stdout(Stdio::null());
+    if let Some(n) = nats {
+        cmd.env("GOVFLOW_BUS_KIND", "nats").env("GOVFLOW_BUS_NATS_URL", n.url()).env("GOVFLOW_BUS_INSTANCE", "bench");
+    }
+    let mut child = cmd.spawn().expect("spawn govflow");
     let stats = loop {
         if let Ok(r) = reqwest::get(format!("{base}/v1/status")).await {
             if let Ok(v) = r.json::<serde_json::Value>().await {
@@ -99,13 +129,5 @@ async fn main() {
     let secs = t.elapsed().as_secs_f64();
     let _ = child.kill();
     let _ = child.wait();
-    let votes = stats["votes"].as_u64().unwrap_or(0);
-    let events = stats["eventsIndexed"].as_u64().unwrap_or(0);
-    assert_eq!(votes as usize, voters_n * proposals_n, "every vote indexed");
-    println!(
-        "backfill: {head} blocks, {events} events ({votes} votes, {} proposals) in {secs:.2}s (process start to caught up): {:.0} events/s, {:.0} blocks/s",
-        stats["proposals"],
-        events as f64 / secs,
-        head as f64 / secs
-    );
+    (secs, stats)
 }

@@ -192,7 +192,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                         let pipeline = new_pipeline();
                         async move {
                             let fail = |e: crate::streams::relay::IndexerError| (!e.is_retryable(), e.to_string());
-                            let remote = Arc::new(crate::actors::remote::RemoteActors::new(&js, js.client(), partitions));
+                            let remote = Arc::new(crate::actors::remote::RemoteActors::new(js.clone(), partitions));
                             let pipeline = pipeline
                                 .and_then(|p| p.with_remote(remote))
                                 .map_err(|e| (!e.is_retryable(), e.to_string()))?
@@ -240,7 +240,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                             let (js, stop, share) = (js.clone(), stop.clone(), share.clone());
                             async move {
                                 share.held.fetch_add(1, Ordering::SeqCst);
-                                let r = worker.serve(js.client(), js.chain_id(), stop, share.clone()).await;
+                                let r = worker.serve(js, stop, share.clone()).await;
                                 if !matches!(r, Ok(true)) {
                                     share.held.fetch_sub(1, Ordering::SeqCst);
                                 }

@@ -129,6 +129,9 @@ pub const ACTORS_REQUESTS_SERVED_TOTAL: &str = "govflow_actors_requests_served_t
 pub const ACTORS_PARTITIONS_HELD: &str = "govflow_actors_partitions_held";
 /// Events received with `POST /v1/events/governance`. Counter, label `outcome`.
 pub const BUS_INBOUND_EVENTS_TOTAL: &str = "govflow_bus_inbound_events_total";
+/// Partition requests and replies sent through the work object store (too large for one
+/// message). Counter.
+pub const ACTORS_BLOB_TRANSFERS_TOTAL: &str = "govflow_actors_blob_transfers_total";
 
 
 /// Installs the Prometheus recorder and describes every metric.
@@ -161,6 +164,7 @@ fn describe() {
     describe_counter!(ACTORS_REQUESTS_SERVED_TOTAL, Unit::Count, "Work requests this instance's partitions answered");
     describe_gauge!(ACTORS_PARTITIONS_HELD, Unit::Count, "Partitions this instance serves");
     describe_counter!(BUS_INBOUND_EVENTS_TOTAL, Unit::Count, "Events received on POST /v1/events/governance");
+    describe_counter!(ACTORS_BLOB_TRANSFERS_TOTAL, Unit::Count, "Partition requests and replies sent through the work object store");
     describe_counter!(STORE_COUNTER_CORRECTIONS_TOTAL, Unit::Count, "Vote counters corrected by reconciliation");
     describe_counter!(STORE_VOTE_REPLAYS_TOTAL, Unit::Count, "Vote records written again and left as they were");
     describe_counter!(LISTENER_BLOCKS_PROCESSED_TOTAL, Unit::Count, "Blocks indexed and committed");

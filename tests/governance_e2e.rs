@@ -884,3 +884,68 @@ async fn two_instances_survive_a_kill_during_backfill() {
     assert_like_embedded(&anvil, &dao, survivor, &story, &js, dir.path(), "two-instances").await;
     survivor.stop();
 }
+
+/// A range whose partition request and reply exceed one NATS message (1 MiB by default): 400
+/// votes with 3,000-character reasons mined in one block. They travel through the work object
+/// store; every vote is indexed, the tallies equal the governor's, the answers equal the
+/// embedded mode's, and the objects are removed afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_ranges_larger_than_a_message() {
+    use ethers::signers::LocalWallet;
+    const VOTERS: usize = 400;
+    let nats = support::nats::NatsServer::start();
+    let anvil = Anvil::start().await;
+    let wallets: Vec<LocalWallet> = (0..VOTERS).map(|_| LocalWallet::new(&mut rand::thread_rng()).with_chain_id(anvil.chain_id)).collect();
+    for w in &wallets {
+        anvil.set_balance(w.address(), U256::exp10(20)).await;
+    }
+    let mut opts = DaoOptions::default().voting_delay(1).voting_period(1_000).quorum_numerator(1).timelock_min_delay(60);
+    for (i, w) in wallets.iter().enumerate() {
+        opts = opts.voter(w.clone(), tokens(1 + i as u64));
+    }
+    let dao = Dao::deploy(&anvil, opts).await;
+    let (id, _) = dao.propose_set_value(&wallets[0], U256::from(7), "# Long reasons").await;
+    dao.advance_past_snapshot(id).await;
+    anvil.set_automine(false).await;
+    for (i, w) in wallets.iter().enumerate() {
+        let reason = format!("voter {i}: {}", "because ".repeat(375));
+        let data = dao.governor_calldata("castVoteWithReason", (id, (i % 3) as u8, reason));
+        anvil.submit(w, dao.governor, data).await.expect("vote");
+    }
+    anvil.mine(1).await;
+    anvil.set_automine(true).await;
+    anvil.mine(1).await;
+    let head = anvil.block_number().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GovflowOpts { rpc_url: anvil.rpc_url(), governor: hexa(dao.governor), confirmations: 0, start_block: None, env: nats_env(&nats.url(), "solo") };
+    let mut gf = Govflow::start(&opts, &dir.path().join("nats"));
+    gf.wait_indexed(head, WAIT).await;
+    let metrics = reqwest::get(format!("{}/metrics", gf.base)).await.unwrap().text().await.unwrap();
+    let blobs: u64 = metrics.lines().find_map(|l| l.strip_prefix("govflow_actors_blob_transfers_total ")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(blobs >= 2, "the request and the reply went through the object store\n{metrics}");
+
+    let votes = gf.all_pages(&format!("/v1/proposals/{id}/votes?limit=500")).await;
+    assert_eq!(votes.len(), VOTERS, "every vote indexed");
+    let p = gf.get_ok(&format!("/v1/proposals/{id}")).await;
+    let (against, for_, abstain) = dao.proposal_votes(id).await;
+    assert_eq!(p["forVotes"], for_.to_string());
+    assert_eq!(p["againstVotes"], against.to_string());
+    assert_eq!(p["abstainVotes"], abstain.to_string());
+    assert!(votes.iter().all(|v| v["reason"].as_str().is_some_and(|r| r.len() > 3_000)), "reasons intact");
+
+    let embedded = GovflowOpts { env: vec![], ..opts };
+    let mut gf2 = Govflow::start(&embedded, &dir.path().join("embedded"));
+    gf2.wait_indexed(head, WAIT).await;
+    assert_eq!(gf2.get_ok(&format!("/v1/proposals/{id}")).await, p, "the embedded answer");
+    assert_eq!(gf2.all_pages(&format!("/v1/proposals/{id}/votes?limit=500")).await, votes, "the embedded votes");
+
+    // Objects are deleted once read (leftovers would expire).
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let bucket = js.get_object_store(format!("govflow_work_{}", anvil.chain_id)).await.unwrap();
+    let left: Vec<_> = bucket.list().await.unwrap().collect().await;
+    assert!(left.is_empty(), "work objects left: {}", left.len());
+    gf.stop();
+    gf2.stop();
+}

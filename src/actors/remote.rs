@@ -17,6 +17,12 @@
 //!
 //! Requests go over core NATS rather than a JetStream stream: they are derived data, recomputed
 //! by the indexer on any retry; the facts they come from are on the events stream already.
+//!
+//! A request or reply larger than one NATS message allows (the server's `max_payload`, 1 MiB by
+//! default: a backfill range with thousands of votes for one partition is several) travels
+//! through the JetStream object store `govflow_work_<chain>` instead: the message then has an
+//! empty body and the header `Govflow-Blob: <object name>`; the receiver reads the object, and
+//! the indexer deletes both objects once it has the reply (leftovers expire).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +37,7 @@ use crate::actors::proposal::{Applied, Apply, GovernorRules, ProposalActor, Prop
 use crate::actors::voter_power::{ApplyPower, PowerInput, VoterPowerShard};
 use crate::actors::proposal::BlockPoint;
 use crate::bus::jetstream::JetStreamBus;
+use crate::bus::BusError;
 use crate::domain::{Address, Proposal, U256};
 use crate::metrics as m;
 use crate::store::{Mutation, Store, StoreError};
@@ -86,9 +93,39 @@ pub struct WorkReply {
     pub power: Result<Vec<Mutation>, String>,
 }
 
+/// Header naming the work-bucket object that holds a message's body.
+pub const BLOB_HEADER: &str = "Govflow-Blob";
+/// Room left in a message for its headers and protocol framing.
+const HEADER_ROOM: usize = 16 * 1024;
+
+/// The body to send for `body`: itself when it fits in one message, else an empty body with a
+/// [`BLOB_HEADER`] naming the object `key` that now holds it.
+async fn outgoing(bus: &JetStreamBus, key: &str, body: bytes::Bytes) -> Result<(async_nats::HeaderMap, bytes::Bytes), BusError> {
+    let mut headers = async_nats::HeaderMap::new();
+    if body.len() + HEADER_ROOM <= bus.max_payload() {
+        return Ok((headers, body));
+    }
+    bus.put_blob(key, &body).await?;
+    metrics::counter!(m::ACTORS_BLOB_TRANSFERS_TOTAL).increment(1);
+    headers.insert(BLOB_HEADER, key);
+    Ok((headers, bytes::Bytes::new()))
+}
+
+/// The body of a received message (read from the work bucket when it names an object), and
+/// the object's name.
+async fn incoming(bus: &JetStreamBus, msg: &async_nats::Message) -> Result<(bytes::Bytes, Option<String>), BusError> {
+    match msg.headers.as_ref().and_then(|h| h.get(BLOB_HEADER)) {
+        Some(key) => {
+            let key = key.to_string();
+            Ok((bus.get_blob(&key).await?.into(), Some(key)))
+        }
+        None => Ok((msg.payload.clone(), None)),
+    }
+}
+
 /// The indexer's side: sends partitions their work and collects the answers.
 pub struct RemoteActors {
-    client: async_nats::Client,
+    bus: Arc<JetStreamBus>,
     chain_id: u64,
     partitions: usize,
     attempt_timeout: Duration,
@@ -109,8 +146,8 @@ pub struct RemoteError {
 
 impl RemoteActors {
     /// A client for `partitions` partitions on `bus`.
-    pub fn new(bus: &JetStreamBus, client: async_nats::Client, partitions: usize) -> Self {
-        RemoteActors { client, chain_id: bus.chain_id(), partitions: partitions.max(1), attempt_timeout: Duration::from_secs(5), give_up: Duration::from_secs(90) }
+    pub fn new(bus: Arc<JetStreamBus>, partitions: usize) -> Self {
+        RemoteActors { chain_id: bus.chain_id(), bus, partitions: partitions.max(1), attempt_timeout: Duration::from_secs(5), give_up: Duration::from_secs(90) }
     }
 
     /// Number of partitions.
@@ -125,31 +162,57 @@ impl RemoteActors {
     }
 
     async fn one(&self, req: WorkRequest) -> Result<WorkReply, RemoteError> {
+        let key = format!("request-{}", req.id);
+        let result = self.exchange(&req, &key).await;
+        if result.is_ok() {
+            // The request's object (if it needed one) is no longer needed; a failed range is
+            // sent again as a new request.
+            self.bus.delete_blob(&key).await;
+        }
+        result
+    }
+
+    /// Sends `req` (through the object `key` when it is too large for a message) until its
+    /// partition answers, or gives up after `give_up`.
+    async fn exchange(&self, req: &WorkRequest, key: &str) -> Result<WorkReply, RemoteError> {
         let subject = subject(self.chain_id, req.partition);
-        let payload = bytes::Bytes::from(serde_json::to_vec(&req).expect("serialisable request"));
+        let payload = bytes::Bytes::from(serde_json::to_vec(req).expect("serialisable request"));
         let started = Instant::now();
         let mut attempt = 0u32;
+        let mut prepared: Option<(async_nats::HeaderMap, bytes::Bytes)> = None;
         loop {
             attempt += 1;
             let sent = Instant::now();
-            let outcome = tokio::time::timeout(self.attempt_timeout, self.client.request(subject.clone(), payload.clone())).await;
-            let failure = match outcome {
-                Ok(Ok(msg)) => match serde_json::from_slice::<WorkReply>(&msg.payload) {
-                    Ok(reply) if reply.id == req.id => {
-                        metrics::histogram!(m::ACTORS_REMOTE_DURATION_SECONDS).record(sent.elapsed().as_secs_f64());
-                        if reply.reloaded {
-                            metrics::counter!(m::ACTORS_REMOTE_RELOADS_TOTAL).increment(1);
-                        }
-                        if let Some((pid, e)) = reply.proposals.iter().find_map(|(p, r)| r.as_ref().err().map(|e| (p, e))) {
-                            return Err(RemoteError { partition: req.partition, message: format!("proposal {pid}: {e}"), refused: e.starts_with("refused:") });
-                        }
-                        return Ok(reply);
+            let failure = match &prepared {
+                Some(p) => Ok(p.clone()),
+                None => outgoing(&self.bus, key, payload.clone()).await.map(|p| {
+                    prepared = Some(p.clone());
+                    p
+                }),
+            };
+            let failure = match failure {
+                Err(e) => e.to_string(),
+                Ok((headers, body)) => {
+                    let outcome = tokio::time::timeout(self.attempt_timeout, self.bus.client().request_with_headers(subject.clone(), headers, body)).await;
+                    match outcome {
+                        Ok(Ok(msg)) => match self.reply_of(&msg).await {
+                            Ok(reply) if reply.id == req.id => {
+                                metrics::histogram!(m::ACTORS_REMOTE_DURATION_SECONDS).record(sent.elapsed().as_secs_f64());
+                                if reply.reloaded {
+                                    metrics::counter!(m::ACTORS_REMOTE_RELOADS_TOTAL).increment(1);
+                                }
+                                if let Some((pid, e)) = reply.proposals.iter().find_map(|(p, r)| r.as_ref().err().map(|e| (p, e))) {
+                                    return Err(RemoteError { partition: req.partition, message: format!("proposal {pid}: {e}"), refused: e.starts_with("refused:") });
+                                }
+                                return Ok(reply);
+                            }
+                            Ok(_) => "a reply to another request".to_string(),
+                            Err(e) => e,
+                        },
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("no answer in {:?}", self.attempt_timeout),
                     }
-                    Ok(_) => "a reply to another request".to_string(),
-                    Err(e) => format!("undecodable reply: {e}"),
-                },
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer in {:?}", self.attempt_timeout),
+                }
             };
             metrics::counter!(m::ACTORS_REMOTE_RETRIES_TOTAL).increment(1);
             if started.elapsed() > self.give_up {
@@ -160,6 +223,15 @@ impl RemoteActors {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The reply in `msg` (read from, then removed from, the work bucket when it names an object).
+    async fn reply_of(&self, msg: &async_nats::Message) -> Result<WorkReply, String> {
+        let (body, object) = incoming(&self.bus, msg).await.map_err(|e| e.to_string())?;
+        if let Some(key) = object {
+            self.bus.delete_blob(&key).await;
+        }
+        serde_json::from_slice::<WorkReply>(&body).map_err(|e| format!("undecodable reply: {e}"))
     }
 }
 
@@ -328,8 +400,9 @@ impl PartitionWorker {
     /// Serves requests for the partition until `stop` is set, the subscription ends, or this
     /// instance holds more than its fair `share` (then it gives one partition up: returns
     /// `Ok(true)` with `share.held` already decremented).
-    pub async fn serve(mut self, client: async_nats::Client, chain_id: u64, stop: Arc<AtomicBool>, share: Arc<Share>) -> Result<bool, String> {
-        let mut sub = client.subscribe(subject(chain_id, self.partition)).await.map_err(|e| e.to_string())?;
+    pub async fn serve(mut self, bus: Arc<JetStreamBus>, stop: Arc<AtomicBool>, share: Arc<Share>) -> Result<bool, String> {
+        let client = bus.client();
+        let mut sub = client.subscribe(subject(bus.chain_id(), self.partition)).await.map_err(|e| e.to_string())?;
         tracing::info!(target: "actors", partition = self.partition, instance = %self.instance, "serving the partition's actors");
         while !stop.load(Ordering::Relaxed) {
             let held = share.held.load(Ordering::Relaxed);
@@ -340,7 +413,15 @@ impl PartitionWorker {
             let Ok(next) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await else { continue };
             let Some(msg) = next else { return Err("subscription ended".into()) };
             let Some(reply_to) = msg.reply.clone() else { continue };
-            let req: WorkRequest = match serde_json::from_slice(&msg.payload) {
+            let body = match incoming(&bus, &msg).await {
+                Ok((body, _)) => body,
+                Err(e) => {
+                    // No answer: the indexer asks again.
+                    tracing::warn!(target: "actors", partition = self.partition, error = %e, "work request object not readable");
+                    continue;
+                }
+            };
+            let req: WorkRequest = match serde_json::from_slice(&body) {
                 Ok(r) => r,
                 Err(e) => {
                     metrics::counter!(m::BUS_TERMINATED_TOTAL).increment(1);
@@ -351,7 +432,11 @@ impl PartitionWorker {
             let reply = self.handle(req).await;
             metrics::counter!(m::ACTORS_REQUESTS_SERVED_TOTAL).increment(1);
             let body = bytes::Bytes::from(serde_json::to_vec(&reply).expect("serialisable reply"));
-            if let Err(e) = client.publish(reply_to, body).await {
+            let sent = match outgoing(&bus, &format!("reply-{}", reply.id), body).await {
+                Ok((headers, body)) => client.publish_with_headers(reply_to, headers, body).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = sent {
                 tracing::warn!(target: "actors", partition = self.partition, error = %e, "reply not sent; the indexer will ask again");
             }
         }

@@ -9,14 +9,16 @@
 //!
 //! all with `limits` retention (`max_age_days`), `file` storage (configurable), `replicas`
 //! replicas and a `duplicate_window_s` deduplication window on `Nats-Msg-Id`; plus the key-value
-//! bucket `govflow_leases_<chain>` (history 1, entries expire after `lease_ttl_s`). The
-//! indexer's durable pull consumer `indexer` reads the events stream with `AckPolicy::All`.
+//! bucket `govflow_leases_<chain>` (history 1, entries expire after `lease_ttl_s`), and the object
+//! store `govflow_work_<chain>` (memory, objects expire after [`WORK_BLOB_MAX_AGE`]) carrying the
+//! partition requests and replies too large for one NATS message. The indexer's durable pull
+//! consumer `indexer` reads the events stream with `AckPolicy::All`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -27,6 +29,8 @@ use crate::metrics as m;
 
 /// Name of the indexer's durable consumer.
 pub const INDEXER_CONSUMER: &str = "indexer";
+/// Objects of the work bucket left behind (a reply nobody read) expire after this long.
+pub const WORK_BLOB_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// The JetStream bus.
 pub struct JetStreamBus {
@@ -157,7 +161,54 @@ impl JetStreamBus {
             })
             .await
             .map_err(unavailable)?;
+        self.js
+            .create_object_store(object_store::Config {
+                bucket: s.work_bucket(),
+                description: Some("govflow: partition requests and replies larger than one NATS message".into()),
+                max_age: WORK_BLOB_MAX_AGE,
+                storage: stream::StorageType::Memory,
+                num_replicas: self.cfg.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// The largest message the server accepts (its `max_payload`, 1 MiB by default).
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+
+    async fn work_bucket(&self) -> Result<object_store::ObjectStore, BusError> {
+        self.js.get_object_store(self.subjects.work_bucket()).await.map_err(unavailable)
+    }
+
+    /// Stores `data` under `key` in the work bucket (chunked by JetStream).
+    pub async fn put_blob(&self, key: &str, data: &[u8]) -> Result<(), BusError> {
+        let mut reader = data;
+        // Chunks of at most 128 KiB (the client's default), and within the server's limit.
+        let meta = object_store::ObjectMetadata { name: key.to_string(), chunk_size: Some((self.max_payload() / 2).clamp(1024, 128 * 1024)), ..Default::default() };
+        self.work_bucket().await?.put(meta, &mut reader).await.map_err(|e| unavailable(format!("object {key}: {e}")))?;
+        Ok(())
+    }
+
+    /// The object `key` of the work bucket.
+    pub async fn get_blob(&self, key: &str) -> Result<Vec<u8>, BusError> {
+        use tokio::io::AsyncReadExt;
+        let mut object = self.work_bucket().await?.get(key).await.map_err(|e| unavailable(format!("object {key}: {e}")))?;
+        let mut out = Vec::new();
+        object.read_to_end(&mut out).await.map_err(|e| unavailable(format!("object {key}: {e}")))?;
+        Ok(out)
+    }
+
+    /// Deletes the object `key` of the work bucket (best effort: leftovers expire).
+    pub async fn delete_blob(&self, key: &str) {
+        if let Ok(store) = self.work_bucket().await {
+            if let Err(e) = store.delete(key).await {
+                tracing::debug!(target: "bus", key, error = %e, "work object not deleted (it expires)");
+            }
+        }
     }
 
     fn outbound(e: Envelope) -> (String, jetstream::message::PublishMessage) {

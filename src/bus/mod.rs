@@ -175,6 +175,11 @@ impl Subjects {
     pub fn lease_bucket(&self) -> String {
         format!("govflow_leases_{}", self.chain_id)
     }
+
+    /// Object store of the partition requests and replies too large for one message.
+    pub fn work_bucket(&self) -> String {
+        format!("govflow_work_{}", self.chain_id)
+    }
 }
 
 /// What govflow needs from a bus, whichever it is.
