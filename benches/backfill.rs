@@ -14,7 +14,6 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ethers::signers::LocalWallet;
 use support::nats::NatsServer;
 use support::*;
 
@@ -31,10 +30,7 @@ async fn main() {
 
     let anvil = Anvil::start().await;
     let t = Instant::now();
-    let wallets: Vec<LocalWallet> = (0..voters_n).map(|_| LocalWallet::new(&mut rand::thread_rng()).with_chain_id(anvil.chain_id)).collect();
-    for w in &wallets {
-        anvil.set_balance(w.address(), U256::exp10(20)).await;
-    }
+    let wallets = anvil.funded_wallets(voters_n).await;
     let mut opts = DaoOptions::default().voting_delay(1).voting_period(2_000).quorum_numerator(1).timelock_min_delay(60);
     for (i, w) in wallets.iter().enumerate() {
         opts = opts.voter(w.clone(), tokens(1 + i as u64));

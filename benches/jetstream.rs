@@ -346,10 +346,7 @@ async fn visibility(votes: usize) -> Vec<Visibility> {
     let anvil = Anvil::start_with(AnvilOptions { block_time: None, ..Default::default() }).await;
     let t = Instant::now();
     let n = votes + WARMUP_VOTES;
-    let wallets: Vec<LocalWallet> = (0..n).map(|_| LocalWallet::new(&mut rand::thread_rng()).with_chain_id(anvil.chain_id)).collect();
-    for w in &wallets {
-        anvil.set_balance(w.address(), U256::exp10(20)).await;
-    }
+    let wallets = anvil.funded_wallets(n).await;
     let mut opts = DaoOptions::default().voting_delay(1).voting_period(100_000).quorum_numerator(1).timelock_min_delay(60);
     for (i, w) in wallets.iter().enumerate() {
         opts = opts.voter(w.clone(), tokens(1 + i as u64));

@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Faults, Govflow, GovflowOpts, RpcProxy};
+use common::{stream_messages, Faults, Govflow, GovflowOpts, RpcProxy};
 use serde_json::Value;
 use support::*;
 
@@ -523,28 +523,6 @@ async fn assert_same_answers(gf: &Govflow, gf2: &Govflow, story: &Story, mode: &
     }
 }
 
-/// Every message of a JetStream stream, in order: (subject, Nats-Msg-Id, payload).
-async fn stream_messages(js: &async_nats::jetstream::Context, stream: &str) -> Vec<(String, String, Value)> {
-    use futures::StreamExt;
-    let s = js.get_stream(stream).await.unwrap_or_else(|e| panic!("stream {stream}: {e}"));
-    let total = s.get_info().await.unwrap().state.messages;
-    let mut out = Vec::new();
-    if total == 0 {
-        return out;
-    }
-    let consumer = s
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig { ..Default::default() })
-        .await
-        .unwrap();
-    let mut msgs = consumer.messages().await.unwrap();
-    while (out.len() as u64) < total {
-        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next()).await.expect("stream read timed out").unwrap().unwrap();
-        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default();
-        out.push((m.subject.to_string(), id, serde_json::from_slice(&m.payload).unwrap()));
-    }
-    out
-}
-
 /// The feed items govflow serves, as (item id, feed item) where the id is what the achievements
 /// stream uses as message id.
 async fn feed_ids(gf: &Govflow) -> Vec<String> {
@@ -891,14 +869,10 @@ async fn two_instances_survive_a_kill_during_backfill() {
 /// embedded mode's, and the objects are removed afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_ranges_larger_than_a_message() {
-    use ethers::signers::LocalWallet;
     const VOTERS: usize = 400;
     let nats = support::nats::NatsServer::start();
     let anvil = Anvil::start().await;
-    let wallets: Vec<LocalWallet> = (0..VOTERS).map(|_| LocalWallet::new(&mut rand::thread_rng()).with_chain_id(anvil.chain_id)).collect();
-    for w in &wallets {
-        anvil.set_balance(w.address(), U256::exp10(20)).await;
-    }
+    let wallets = anvil.funded_wallets(VOTERS).await;
     let mut opts = DaoOptions::default().voting_delay(1).voting_period(1_000).quorum_numerator(1).timelock_min_delay(60);
     for (i, w) in wallets.iter().enumerate() {
         opts = opts.voter(w.clone(), tokens(1 + i as u64));

@@ -19,7 +19,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Govflow, GovflowOpts};
+use common::{stream_messages, Govflow, GovflowOpts};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::nats::NatsServer;
@@ -59,24 +59,6 @@ async fn post_event(gf: &Govflow, event: &Value) -> Answer {
 
 async fn deploy(anvil: &Anvil) -> Dao {
     Dao::deploy(anvil, DaoOptions::default().voter(anvil.wallet(1), tokens(100)).voter(anvil.wallet(2), tokens(50))).await
-}
-
-/// Every message of a JetStream stream, in order: (subject, Nats-Msg-Id, payload).
-async fn stream_messages(js: &async_nats::jetstream::Context, stream: &str) -> Vec<(String, String, Value)> {
-    let s = js.get_stream(stream).await.unwrap_or_else(|e| panic!("stream {stream}: {e}"));
-    let total = s.get_info().await.unwrap().state.messages;
-    let mut out = Vec::new();
-    if total == 0 {
-        return out;
-    }
-    let consumer = s.create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default()).await.unwrap();
-    let mut msgs = consumer.messages().await.unwrap();
-    while (out.len() as u64) < total {
-        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next()).await.expect("stream read timed out").unwrap().unwrap();
-        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default();
-        out.push((m.subject.to_string(), id, serde_json::from_slice(&m.payload).unwrap()));
-    }
-    out
 }
 
 async fn wait_ready(gf: &Govflow, want: u16, timeout: Duration) {

@@ -285,3 +285,22 @@ impl Drop for Govflow {
         self.kill9();
     }
 }
+
+/// Every message of a JetStream stream, in order: (subject, Nats-Msg-Id, payload).
+pub async fn stream_messages(js: &async_nats::jetstream::Context, stream: &str) -> Vec<(String, String, Value)> {
+    use futures::StreamExt;
+    let s = js.get_stream(stream).await.unwrap_or_else(|e| panic!("stream {stream}: {e}"));
+    let total = s.get_info().await.unwrap().state.messages;
+    let mut out = Vec::new();
+    if total == 0 {
+        return out;
+    }
+    let consumer = s.create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default()).await.unwrap();
+    let mut msgs = consumer.messages().await.unwrap();
+    while (out.len() as u64) < total {
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next()).await.expect("stream read timed out").unwrap().unwrap();
+        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default();
+        out.push((m.subject.to_string(), id, serde_json::from_slice(&m.payload).unwrap()));
+    }
+    out
+}

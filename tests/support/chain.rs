@@ -264,6 +264,15 @@ impl Chain {
         let _: Value = self.request("anvil_setBalance", json!([who, wei])).await;
     }
 
+    /// `n` new random wallets for this chain, each given 100 ether.
+    pub async fn funded_wallets(&self, n: usize) -> Vec<LocalWallet> {
+        let wallets: Vec<LocalWallet> = (0..n).map(|_| LocalWallet::new(&mut rand::thread_rng()).with_chain_id(self.chain_id)).collect();
+        for w in &wallets {
+            self.set_balance(w.address(), U256::exp10(20)).await;
+        }
+        wallets
+    }
+
     /// `eth_getBalance` at latest.
     pub async fn balance(&self, who: Address) -> U256 {
         self.provider.get_balance(who, None).await.expect("eth_getBalance")
