@@ -627,7 +627,7 @@ async fn long_history(anvil: &Anvil, dao: &Dao) -> Story {
         proposals.push(p);
         dao.advance_past_snapshot(p).await;
         for (i, support) in [(1, vote::FOR), (2, vote::AGAINST), (3, vote::FOR), (5, vote::ABSTAIN), (7, vote::FOR)] {
-            if (i + k as usize) % 4 != 0 {
+            if !(i + k as usize).is_multiple_of(4) {
                 dao.cast_vote(&w(i), p, support).await;
             }
         }

@@ -57,6 +57,9 @@ pub fn subject(chain_id: u64, partition: usize) -> String {
     format!("govflow.{chain_id}.actors.{partition}")
 }
 
+/// One voter-power shard's inputs of a range, in chain order.
+pub type ShardInputs = Vec<(Address, BlockPoint, PowerInput)>;
+
 /// One partition's share of a range.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkRequest {
@@ -75,7 +78,7 @@ pub struct WorkRequest {
     /// Inputs per proposal, in chain order, with `quorum(snapshot)` when known.
     pub proposals: Vec<(U256, Vec<ProposalInput>, Option<U256>)>,
     /// Inputs per voter-power shard.
-    pub power: Vec<(usize, Vec<(Address, BlockPoint, PowerInput)>)>,
+    pub power: Vec<(usize, ShardInputs)>,
 }
 
 /// A partition's answer.
@@ -185,10 +188,7 @@ impl RemoteActors {
             let sent = Instant::now();
             let failure = match &prepared {
                 Some(p) => Ok(p.clone()),
-                None => outgoing(&self.bus, key, payload.clone()).await.map(|p| {
-                    prepared = Some(p.clone());
-                    p
-                }),
+                None => outgoing(&self.bus, key, payload.clone()).await.inspect(|p| prepared = Some(p.clone())),
             };
             let failure = match failure {
                 Err(e) => e.to_string(),
@@ -218,7 +218,7 @@ impl RemoteActors {
             if started.elapsed() > self.give_up {
                 return Err(RemoteError { partition: req.partition, message: format!("{failure} (after {attempt} attempts)"), refused: false });
             }
-            if attempt == 1 || attempt % 20 == 0 {
+            if attempt == 1 || attempt.is_multiple_of(20) {
                 tracing::warn!(target: "actors", partition = req.partition, attempt, error = %failure, "partition not answering; retrying (its lease may be moving)");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -12,12 +12,15 @@ use futures::StreamExt;
 
 use super::{subject_matches, Bus, BusError, Envelope, PublishAck};
 
+/// Ids seen within the deduplication window, and when, oldest first.
+type Seen = (HashSet<String>, VecDeque<(Instant, String)>);
+
 /// The in-process bus.
 pub struct InProcessBus {
     tx: tokio::sync::broadcast::Sender<Envelope>,
     seq: AtomicU64,
     window: Duration,
-    seen: Mutex<(HashSet<String>, VecDeque<(Instant, String)>)>,
+    seen: Mutex<Seen>,
 }
 
 impl InProcessBus {

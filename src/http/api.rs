@@ -1045,13 +1045,14 @@ fn inbound_body(state: &ApiState, req: &Req<'_>) -> Result<Map<String, Value>, P
 pub fn publish_governance_event(state: &ApiState, req: &Req<'_>) -> Resp {
     let (outcome, resp) = match inbound(state, req) {
         Ok((resp, duplicate)) => (if duplicate { "duplicate" } else { "accepted" }, Ok(resp)),
-        Err((outcome, resp)) => (outcome, resp),
+        Err(failed) => *failed,
     };
     metrics::counter!(crate::metrics::BUS_INBOUND_EVENTS_TOTAL, "outcome" => outcome).increment(1);
     resp
 }
 
-type InboundResult = Result<(warp::reply::Response, bool), (&'static str, Resp)>;
+/// The answer and whether it was a duplicate, or the outcome label and the answer of a failure.
+type InboundResult = Result<(warp::reply::Response, bool), Box<(&'static str, Resp)>>;
 
 fn inbound(state: &ApiState, req: &Req<'_>) -> InboundResult {
     let route = super::cache::BearerRoute {
@@ -1060,11 +1061,11 @@ fn inbound(state: &ApiState, req: &Req<'_>) -> InboundResult {
         what: "POST /v1/events/governance",
         challenge: "Bearer realm=\"govflow-events\"",
     };
-    super::cache::check_bearer(&route, req).map_err(|r| ("unauthorized", Ok(r)))?;
-    let invalid = |p: Problem| ("invalid", Err(p));
+    super::cache::check_bearer(&route, req).map_err(|r| Box::new(("unauthorized", Ok(*r))))?;
+    let invalid = |p: Problem| Box::new(("invalid", Err(p)));
     req.only(&[]).map_err(invalid)?;
     let body = inbound_body(state, req).map_err(invalid)?;
-    let event = validate_inbound(&body).map_err(|errors| ("invalid", Ok(invalid_event(req, &errors))))?;
+    let event = validate_inbound(&body).map_err(|errors| Box::new(("invalid", Ok(invalid_event(req, &errors)))))?;
     let chain_id = state.status.chain_id.load(Ordering::Relaxed);
     let id = event.id();
     let subject = crate::bus::Subjects::new(chain_id).inbound(&event.kind);
@@ -1104,7 +1105,7 @@ fn inbound(state: &ApiState, req: &Req<'_>) -> InboundResult {
             .at(req.path)
             .response();
             r.headers_mut().insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from_static("1"));
-            Err(("unavailable", Ok(r)))
+            Err(Box::new(("unavailable", Ok(r))))
         }
         Err(e) => {
             tracing::error!(target: "bus", id = %id, subject = %subject, error = %e, "inbound governance event refused by the bus");
@@ -1114,7 +1115,7 @@ fn inbound(state: &ApiState, req: &Req<'_>) -> InboundResult {
                 502,
                 format!("the bus refused the event (the error is logged); it was not published: retry later with the same id {id}"),
             );
-            Err(("unavailable", Err(p)))
+            Err(Box::new(("unavailable", Err(p))))
         }
     }
 }

@@ -927,10 +927,10 @@ pub(crate) struct BearerRoute<'a> {
 /// Checks `Authorization: Bearer <token>`: 404 when the route is disabled (no token), 401
 /// (with `WWW-Authenticate`) without credentials, 403 with wrong ones. The answer is the
 /// problem's response, ready to send.
-pub(crate) fn check_bearer(route: &BearerRoute<'_>, req: &Req<'_>) -> Result<(), warp::reply::Response> {
+pub(crate) fn check_bearer(route: &BearerRoute<'_>, req: &Req<'_>) -> Result<(), Box<warp::reply::Response>> {
     let Some(token) = route.token else {
         let detail = format!("{} {} disabled ({} is not set)", route.what, if route.what.ends_with('s') { "are" } else { "is" }, route.key);
-        return Err(admin_problem("not-found", "Not found", 404, detail).at(req.path).response());
+        return Err(Box::new(admin_problem("not-found", "Not found", 404, detail).at(req.path).response()));
     };
     let given = req.headers.get(warp::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
@@ -946,7 +946,7 @@ pub(crate) fn check_bearer(route: &BearerRoute<'_>, req: &Req<'_>) -> Result<(),
     if status == 401 {
         r.headers_mut().insert(warp::http::header::WWW_AUTHENTICATE, HeaderValue::from_static(route.challenge));
     }
-    Err(r)
+    Err(Box::new(r))
 }
 
 /// `POST /v1/admin/cache/invalidate`: invalidates, in this instance and (through Redis) every
@@ -961,7 +961,7 @@ pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Respon
         challenge: "Bearer realm=\"govflow-admin\"",
     };
     if let Err(r) = check_bearer(&admin, req) {
-        return Ok(r);
+        return Ok(*r);
     }
     req.only(&["proposalId", "account", "scope"])?;
     let mut tags = Vec::new();

@@ -142,6 +142,33 @@ pub struct RangeMessage {
     pub headers: Vec<WireHeader>,
 }
 
+/// Headers carried by one range message at most (~200 bytes each in JSON: ~420 KB, within the
+/// 1 MiB a NATS server accepts by default). A longer range (a large `chain.max_log_range` on a
+/// chain with logs in most blocks) is announced as consecutive sub-ranges, each committed alone.
+pub const MAX_HEADERS_PER_RANGE_MESSAGE: usize = 2_000;
+
+/// The range messages announcing `r`: one, or consecutive sub-ranges of at most `max_headers`
+/// headers each, every one ending at a block whose header it carries, the last at `r.to`.
+pub fn range_messages(r: &RangeData, head: u64, max_headers: usize) -> Vec<RangeMessage> {
+    let headers: Vec<WireHeader> =
+        r.headers.values().map(|h| WireHeader { number: h.number, hash: h.hash, parent_hash: h.parent_hash, timestamp: h.timestamp }).collect();
+    let groups = headers.len().div_ceil(max_headers.max(1));
+    let mut out = Vec::with_capacity(groups);
+    let mut from = r.from;
+    for group in headers.chunks(max_headers.max(1)) {
+        let last = group.last().expect("chunks are not empty");
+        let to = if out.len() + 1 == groups { r.to } else { last.number.min(r.to) };
+        let to_hash = headers.iter().find(|h| h.number == to).map(|h| h.hash).unwrap_or_default();
+        let events = r.logs.iter().filter(|l| (from..=to).contains(&l.block_number)).count() as u64;
+        out.push(RangeMessage { from, to, to_hash, head, reversible: r.reversible, prune_below: r.prune_below, events, headers: group.to_vec() });
+        from = to + 1;
+    }
+    if out.is_empty() {
+        out.push(RangeMessage { from: r.from, to: r.to, to_hash: B256::default(), head, reversible: r.reversible, prune_below: r.prune_below, events: r.logs.len() as u64, headers });
+    }
+    out
+}
+
 /// A reorg on `govflow.<chain>.blocks.rollback`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -231,19 +258,11 @@ impl EventLog {
         for chunk in events.chunks(4096) {
             self.bus.publish_all(chunk.to_vec()).await?;
         }
+        for msg in range_messages(r, head, MAX_HEADERS_PER_RANGE_MESSAGE) {
+            let id = format!("range:{}:{}:{}", msg.from, msg.to, msg.to_hash);
+            self.bus.publish(Envelope::json(self.subjects.range(), id, &msg)).await?;
+        }
         let to_hash = r.headers.get(&r.to).map(|h| h.hash).unwrap_or_default();
-        let msg = RangeMessage {
-            from: r.from,
-            to: r.to,
-            to_hash,
-            head,
-            reversible: r.reversible,
-            prune_below: r.prune_below,
-            events: r.logs.len() as u64,
-            headers: r.headers.values().map(|h| WireHeader { number: h.number, hash: h.hash, parent_hash: h.parent_hash, timestamp: h.timestamp }).collect(),
-        };
-        let id = format!("range:{}:{}:{}", r.from, r.to, to_hash);
-        self.bus.publish(Envelope::json(self.subjects.range(), id, &msg)).await?;
         for h in r.headers.values() {
             self.recent.insert(h.number, h.hash);
         }
@@ -748,5 +767,53 @@ pub async fn presence(bus: Arc<JetStreamBus>, holder: String, ttl: Duration, sha
     }
     if let Ok(kv) = bus.leases().await {
         let _ = kv.purge(&key).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(from: u64, to: u64, with_logs: &[u64], every_block: bool) -> RangeData {
+        let numbers: Vec<u64> = if every_block { (from..=to).collect() } else { with_logs.iter().copied().chain([to]).collect() };
+        let hash = |n: u64| B256([n as u8; 32]);
+        let headers = numbers.iter().map(|&n| (n, Header { number: n, hash: hash(n), parent_hash: hash(n.wrapping_sub(1)), timestamp: n * 12 })).collect();
+        let logs = with_logs
+            .iter()
+            .flat_map(|&b| (0..2).map(move |i| RawLog { address: Default::default(), topics: vec![], data: vec![], block_number: b, block_hash: hash(b), tx_hash: hash(b), log_index: i }))
+            .collect();
+        RangeData { from, to, headers, logs, reversible: every_block, prune_below: None }
+    }
+
+    #[test]
+    fn a_range_is_announced_whole_when_its_headers_fit() {
+        let r = range(10, 2_000, &[15, 700, 1_999], false);
+        let m = range_messages(&r, 2_100, MAX_HEADERS_PER_RANGE_MESSAGE);
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].from, m[0].to, m[0].events, m[0].headers.len()), (10, 2_000, 6, 4));
+        assert_eq!(m[0].to_hash, B256([2_000u64 as u8; 32]));
+    }
+
+    #[test]
+    fn long_ranges_are_split_into_consecutive_sub_ranges() {
+        // Logs in every block: 10 headers per message at most.
+        let r = range(100, 124, &(100..=124).collect::<Vec<_>>(), false);
+        let m = range_messages(&r, 200, 10);
+        let spans: Vec<(u64, u64, u64, usize)> = m.iter().map(|x| (x.from, x.to, x.events, x.headers.len())).collect();
+        assert_eq!(spans, [(100, 109, 20, 10), (110, 119, 20, 10), (120, 124, 10, 5)]);
+        assert_eq!(m.iter().map(|x| x.events).sum::<u64>(), r.logs.len() as u64, "every event announced once");
+        for x in &m {
+            assert_eq!(x.to_hash, B256([x.to as u8; 32]), "each sub-range ends at a header it carries");
+            assert!(x.headers.iter().all(|h| (x.from..=x.to).contains(&h.number)));
+        }
+        // Sparse logs: the last sub-range still ends at `to`.
+        let r = range(1, 50, &[3, 5, 7, 9], false);
+        let m = range_messages(&r, 60, 2);
+        let spans: Vec<(u64, u64, u64)> = m.iter().map(|x| (x.from, x.to, x.events)).collect();
+        assert_eq!(spans, [(1, 5, 4), (6, 9, 4), (10, 50, 0)]);
+        // A reversible range carries every header: split, each sub-range whole.
+        let r = range(1, 7, &[2], true);
+        let m = range_messages(&r, 7, 3);
+        assert_eq!(m.iter().map(|x| (x.from, x.to, x.headers.len())).collect::<Vec<_>>(), [(1, 3, 3), (4, 6, 3), (7, 7, 1)]);
     }
 }
