@@ -167,11 +167,9 @@ impl RemoteActors {
     async fn one(&self, req: WorkRequest) -> Result<WorkReply, RemoteError> {
         let key = format!("request-{}", req.id);
         let result = self.exchange(&req, &key).await;
-        if result.is_ok() {
-            // The request's object (if it needed one) is no longer needed; a failed range is
-            // sent again as a new request.
-            self.bus.delete_blob(&key).await;
-        }
+        // Answered or given up, the request's object (if it needed one) is done with: a range
+        // sent again is a new request.
+        self.bus.delete_blob(&key).await;
         result
     }
 
@@ -186,11 +184,11 @@ impl RemoteActors {
         loop {
             attempt += 1;
             let sent = Instant::now();
-            let failure = match &prepared {
+            let message = match &prepared {
                 Some(p) => Ok(p.clone()),
                 None => outgoing(&self.bus, key, payload.clone()).await.inspect(|p| prepared = Some(p.clone())),
             };
-            let failure = match failure {
+            let failure = match message {
                 Err(e) => e.to_string(),
                 Ok((headers, body)) => {
                     let outcome = tokio::time::timeout(self.attempt_timeout, self.bus.client().request_with_headers(subject.clone(), headers, body)).await;
