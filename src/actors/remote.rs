@@ -101,11 +101,16 @@ pub const BLOB_HEADER: &str = "Govflow-Blob";
 /// Room left in a message for its headers and protocol framing.
 const HEADER_ROOM: usize = 16 * 1024;
 
+/// Whether a body of `len` bytes is too large for one message.
+fn needs_blob(bus: &JetStreamBus, len: usize) -> bool {
+    len + HEADER_ROOM > bus.max_payload()
+}
+
 /// The body to send for `body`: itself when it fits in one message, else an empty body with a
 /// [`BLOB_HEADER`] naming the object `key` that now holds it.
 async fn outgoing(bus: &JetStreamBus, key: &str, body: bytes::Bytes) -> Result<(async_nats::HeaderMap, bytes::Bytes), BusError> {
     let mut headers = async_nats::HeaderMap::new();
-    if body.len() + HEADER_ROOM <= bus.max_payload() {
+    if !needs_blob(bus, body.len()) {
         return Ok((headers, body));
     }
     bus.put_blob(key, &body).await?;
@@ -166,18 +171,21 @@ impl RemoteActors {
 
     async fn one(&self, req: WorkRequest) -> Result<WorkReply, RemoteError> {
         let key = format!("request-{}", req.id);
-        let result = self.exchange(&req, &key).await;
-        // Answered or given up, the request's object (if it needed one) is done with: a range
-        // sent again is a new request.
-        self.bus.delete_blob(&key).await;
+        let payload = bytes::Bytes::from(serde_json::to_vec(&req).expect("serialisable request"));
+        let blob = needs_blob(&self.bus, payload.len());
+        let result = self.exchange(&req, payload, &key).await;
+        if blob {
+            // Answered or given up, the request's object is done with: a range sent again is a
+            // new request.
+            self.bus.delete_blob(&key).await;
+        }
         result
     }
 
-    /// Sends `req` (through the object `key` when it is too large for a message) until its
-    /// partition answers, or gives up after `give_up`.
-    async fn exchange(&self, req: &WorkRequest, key: &str) -> Result<WorkReply, RemoteError> {
+    /// Sends `req` (serialised: `payload`; through the object `key` when it is too large for a
+    /// message) until its partition answers, or gives up after `give_up`.
+    async fn exchange(&self, req: &WorkRequest, payload: bytes::Bytes, key: &str) -> Result<WorkReply, RemoteError> {
         let subject = subject(self.chain_id, req.partition);
-        let payload = bytes::Bytes::from(serde_json::to_vec(req).expect("serialisable request"));
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut prepared: Option<(async_nats::HeaderMap, bytes::Bytes)> = None;
