@@ -810,8 +810,8 @@ impl Store for EmbeddedStore {
                 let event: GovernanceEvent = serde_json::from_slice(v.value())
                     .map_err(|e| StoreError::Corrupt { table: "governance_events_outbox", message: e.to_string() })?;
                 seq += 1;
+                feed.insert(seq.to_be_bytes().as_slice(), FeedItem::json_around(seq, "event", v.value()).as_slice()).map_err(be)?;
                 let item = FeedItem { seq, item_type: "event".into(), event };
-                feed.insert(seq.to_be_bytes().as_slice(), serde_json::to_vec(&item).unwrap_or_default().as_slice()).map_err(be)?;
                 published.insert(k.value(), v.value()).map_err(be)?;
                 last = Some(k.value().to_vec());
                 out.push(item);

@@ -149,6 +149,20 @@ pub struct FeedItem {
     pub event: GovernanceEvent,
 }
 
+impl FeedItem {
+    /// The JSON of a feed item built around an event already in JSON (`event_json`, as
+    /// `serde_json` writes a [`GovernanceEvent`]), byte for byte what serializing the item
+    /// gives, without decoding and encoding the event again.
+    pub fn json_around(seq: u64, item_type: &str, event_json: &[u8]) -> Vec<u8> {
+        let head = format!("{{\"seq\":{seq},\"type\":{},\"event\":", serde_json::Value::from(item_type));
+        let mut v = Vec::with_capacity(head.len() + event_json.len() + 1);
+        v.extend_from_slice(head.as_bytes());
+        v.extend_from_slice(event_json);
+        v.push(b'}');
+        v
+    }
+}
+
 /// Data of each kind.
 pub fn created_data(title: &str) -> serde_json::Value {
     json!({ "title": title })
@@ -189,17 +203,28 @@ impl Publisher {
     /// Publishes every outbox event up to block `finalized`, and any retraction a rollback
     /// wrote, to the bus; returns the items sent.
     pub fn publish(&self, store: &dyn Store, finalized: u64) -> Result<Vec<FeedItem>, StoreError> {
-        store.publish_final(finalized)?;
-        let mut items = Vec::new();
+        let fresh = store.publish_final(finalized)?;
         let mut sent = self.sent.load(std::sync::atomic::Ordering::Relaxed);
-        loop {
-            let page = store.feed(sent, 1000)?;
-            if page.is_empty() {
-                break;
+        // What this call published is what is new when it starts right after the last item
+        // sent and ends at the feed's end (no retraction written since, nothing published by
+        // anyone else): no need to read it back from the store.
+        let contiguous = fresh.first().map_or(sent, |i| i.seq - 1) == sent;
+        let end = fresh.last().map_or(sent, |i| i.seq);
+        let items = if contiguous && store.feed_position()? == end {
+            sent = end;
+            fresh
+        } else {
+            let mut items = Vec::new();
+            loop {
+                let page = store.feed(sent, 1000)?;
+                if page.is_empty() {
+                    break;
+                }
+                sent = page.last().map_or(sent, |i| i.seq);
+                items.extend(page);
             }
-            sent = page.last().map_or(sent, |i| i.seq);
-            items.extend(page);
-        }
+            items
+        };
         self.sent.store(sent, std::sync::atomic::Ordering::Relaxed);
         for i in &items {
             // No subscriber is fine: the feed in the store is the durable copy.
@@ -257,5 +282,31 @@ mod tests {
         assert_eq!(v["schemaVersion"], 1);
         assert_eq!(v["data"]["weight"], "10");
         assert!(e.key() < GovernanceEvent::new(kind::VOTE_CAST, &Origin { log_index: 4, ..o }, Address([5; 20]), &U256::from(9), vote_data(1, &U256::one())).key());
+    }
+
+    #[test]
+    fn a_feed_item_built_around_event_json_is_its_serialization() {
+        let o = Origin {
+            chain_id: 31337,
+            governor: Address([1; 20]),
+            block_number: 7,
+            block_hash: B256([2; 32]),
+            log_index: 3,
+            tx_hash: B256([4; 32]),
+            timestamp: 1_700_000_000,
+        };
+        let id = U256::from_dec_str("71997373598113158101446524930813516584474447102397287286512016738131497271463").unwrap();
+        for (event, item_type) in [
+            (GovernanceEvent::new(kind::VOTE_CAST, &o, Address([5; 20]), &id, vote_data(2, &U256::from(10))), "event"),
+            (GovernanceEvent::new(kind::PROPOSAL_CREATED, &o, Address([6; 20]), &id, created_data("Quote \" and \u{e9}")), "retraction"),
+        ] {
+            let event_json = serde_json::to_vec(&event).unwrap();
+            for seq in [1, 42, u64::MAX] {
+                let item = FeedItem { seq, item_type: item_type.into(), event: event.clone() };
+                let built = FeedItem::json_around(seq, item_type, &event_json);
+                assert_eq!(String::from_utf8(built.clone()).unwrap(), serde_json::to_string(&item).unwrap());
+                assert_eq!(serde_json::from_slice::<FeedItem>(&built).unwrap(), item);
+            }
+        }
     }
 }

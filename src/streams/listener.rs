@@ -247,7 +247,7 @@ impl Listener {
                 tokio::time::sleep(self.settings.poll_interval).await;
                 continue;
             }
-            let to = head.min(next + self.range - 1);
+            let to = range_end(next, self.range, head, self.settings.reorg_window);
             let reversible = to + self.settings.reorg_window > head;
             let data = match self.fetch_range(next, to, reversible, &topics, cursor.map(|c| c.hash)).await {
                 Ok(d) => d,
@@ -459,6 +459,23 @@ impl Listener {
     }
 }
 
+/// The last block of the next range starting at `next`: at most `range` blocks and never past
+/// `head`, and a range never straddles the start of the reorg window. Reversible ranges fetch
+/// every header, so a range reaching into the window from deep history would otherwise fetch
+/// the headers of all its blocks (2,000 of them at the default `max_log_range`) instead of
+/// those of the blocks with logs; cut at the window, the deep part stays cheap and the
+/// following range covers the window alone.
+fn range_end(next: u64, range: u64, head: u64, reorg_window: u64) -> u64 {
+    let to = head.min(next.saturating_add(range.max(1) - 1));
+    // First block whose range is reversible: `to + reorg_window > head`.
+    let window_start = (head + 1).saturating_sub(reorg_window);
+    if next < window_start && to >= window_start {
+        window_start - 1
+    } else {
+        to
+    }
+}
+
 enum FetchError {
     Reorg,
     Other(ListenerError),
@@ -514,6 +531,55 @@ impl Progress {
         if !self.reported_done {
             tracing::info!(target: "listener", head, elapsed_s = format!("{:.1}", self.started.elapsed().as_secs_f64()), "caught up with the head; following");
             self.reported_done = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range_end;
+
+    #[test]
+    fn a_deep_range_stops_before_the_reorg_window() {
+        // head 5253, window 64: blocks 5190..=5253 are reversible.
+        assert_eq!(range_end(3254, 2000, 5253, 64), 5189);
+        // The next range is the window alone.
+        assert_eq!(range_end(5190, 2000, 5253, 64), 5253);
+        // Entirely deep: unchanged.
+        assert_eq!(range_end(1, 2000, 5253, 64), 2000);
+        // Entirely inside the window: unchanged, capped at the head.
+        assert_eq!(range_end(5200, 10, 5253, 64), 5209);
+        assert_eq!(range_end(5250, 10, 5253, 64), 5253);
+        // Ending exactly at the last deep block: unchanged.
+        assert_eq!(range_end(5180, 10, 5253, 64), 5189);
+    }
+
+    #[test]
+    fn short_chains_and_edge_windows() {
+        // The whole chain is inside the window.
+        assert_eq!(range_end(0, 2000, 30, 64), 30);
+        // No reorg window: nothing is reversible, nothing is cut.
+        assert_eq!(range_end(0, 2000, 5253, 0), 1999);
+        assert_eq!(range_end(5000, 2000, 5253, 0), 5253);
+        // A window of one block: only the head is reversible.
+        assert_eq!(range_end(5000, 2000, 5253, 1), 5252);
+        assert_eq!(range_end(5253, 2000, 5253, 1), 5253);
+        // A range of one block, and a zero range treated as one.
+        assert_eq!(range_end(7, 1, 5253, 64), 7);
+        assert_eq!(range_end(7, 0, 5253, 64), 7);
+        // Every cut range is followed by a reversible one and the two join without a gap.
+        for (next, range, head, window) in [(0u64, 2000u64, 100u64, 64u64), (10, 500, 3000, 64), (2990, 500, 3000, 64), (0, 3, 5, 2)] {
+            let mut b = next;
+            while b <= head {
+                let to = range_end(b, range, head, window);
+                assert!(to >= b && to <= head);
+                let window_start = (head + 1).saturating_sub(window);
+                assert!(!(b < window_start && to >= window_start), "range {b}..={to} straddles the window at {window_start}");
+                if to + window <= head {
+                    assert!(b + range - 1 == to || to + 1 == window_start, "deep ranges are cut only at the window");
+                }
+                b = to + 1;
+            }
         }
     }
 }
