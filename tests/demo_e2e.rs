@@ -180,6 +180,7 @@ fn the_demo_command_runs_end_to_end_and_cleans_up() {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .expect("spawn govflow demo");
+    let demo_pid = child.id();
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -221,4 +222,7 @@ fn the_demo_command_runs_end_to_end_and_cleans_up() {
     if let Ok(o) = pgrep {
         assert!(o.stdout.is_empty(), "an anvil on port {anvil_port} is still running: {}", String::from_utf8_lossy(&o.stdout));
     }
+    // The states anvil persisted on disk went with it (not left in ~/.foundry/anvil/tmp).
+    let cache = std::env::temp_dir().join(format!("govflow-demo-anvil-{demo_pid}-{anvil_port}"));
+    assert!(!cache.exists(), "anvil's cache {} is left behind", cache.display());
 }

@@ -66,6 +66,10 @@ pub struct Anvil {
     chain: DevChain,
     port: u16,
     output: Arc<Mutex<Vec<u8>>>,
+    /// anvil's `--cache-path`, where it persists states once it holds more than it keeps in
+    /// memory (hundreds of MB for a few thousand blocks; by default in `~/.foundry/anvil/tmp`,
+    /// left there forever); removed when anvil stops.
+    cache: std::path::PathBuf,
 }
 
 impl Anvil {
@@ -78,7 +82,9 @@ impl Anvil {
         // another process could take it in between: retry with another port if anvil fails.
         for _attempt in 0..5 {
             let port = free_port()?;
+            let cache = std::env::temp_dir().join(format!("govflow-demo-anvil-{}-{port}", std::process::id()));
             let mut cmd = Command::new(&bin);
+            cmd.arg("--cache-path").arg(&cache);
             cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chain-id", &CHAIN_ID.to_string()])
                 .args(["--mnemonic", DEV_MNEMONIC, "--accounts", "10", "--quiet"])
                 .stdin(Stdio::null())
@@ -105,14 +111,14 @@ impl Anvil {
                     }
                 });
             }
-            let guardian = spawn_guardian(child.id());
+            let guardian = spawn_guardian(child.id(), &cache);
             let url = format!("http://127.0.0.1:{port}");
             match wait_ready(&mut child, &url, &output).await {
                 Ok(chain) => {
                     if chain.chain_id() != CHAIN_ID {
                         last_failure = format!("anvil reports chain id {}, expected {CHAIN_ID}", chain.chain_id());
                     } else {
-                        return Ok(Anvil { child: Some(child), guardian, chain, port, output });
+                        return Ok(Anvil { child: Some(child), guardian, chain, port, output, cache });
                     }
                 }
                 Err(e) => last_failure = e,
@@ -123,6 +129,7 @@ impl Anvil {
                 chain: DevChain::with_chain_id(&url, CHAIN_ID)?,
                 port,
                 output,
+                cache,
             };
             failed.stop();
         }
@@ -164,6 +171,7 @@ impl Anvil {
         }
         if let Some(mut child) = self.child.take() {
             terminate(&mut child, Duration::from_secs(3));
+            let _ = std::fs::remove_dir_all(&self.cache);
         }
     }
 }
@@ -231,8 +239,11 @@ fn terminate(child: &mut Child, grace: Duration) {
 
 /// `sh` waiting on a pipe from this process: when the pipe closes because this process died
 /// without stopping anvil, it kills anvil. Best effort (the demo works without it).
-fn spawn_guardian(pid: u32) -> Option<(Child, ChildStdin)> {
-    let script = format!("read -r _ignored; kill -TERM {pid} 2>/dev/null");
+fn spawn_guardian(pid: u32, cache: &std::path::Path) -> Option<(Child, ChildStdin)> {
+    // Single quotes suffice for a path without any (the temp dir and our own name).
+    let cache = cache.display().to_string();
+    let cleanup = if cache.contains('\'') { String::new() } else { format!("; sleep 2; rm -rf '{cache}'") };
+    let script = format!("read -r _ignored; kill -TERM {pid} 2>/dev/null{cleanup}");
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
     own_process_group(&mut cmd);

@@ -78,6 +78,10 @@ pub struct Anvil {
     port: u16,
     wallets: Vec<LocalWallet>,
     output: Arc<Mutex<Vec<u8>>>,
+    /// anvil's `--cache-path`: the states it persists on disk once it holds more than it keeps
+    /// in memory (hundreds of MB for a few thousand blocks). By default they go to
+    /// `~/.foundry/anvil/tmp` and stay there after a kill; here they go with the Anvil.
+    _cache: tempfile::TempDir,
 }
 
 impl Anvil {
@@ -108,7 +112,9 @@ impl Anvil {
         // free port here and releasing it let a parallel test's anvil take the same port while
         // ours failed to bind: both tests then talked to one chain.)
         for _attempt in 0..3 {
+            let cache = tempfile::Builder::new().prefix("govflow-anvil-").tempdir().expect("anvil cache directory");
             let mut cmd = Command::new(&bin);
+            cmd.arg("--cache-path").arg(cache.path());
             cmd.arg("--host")
                 .arg("127.0.0.1")
                 .arg("--port")
@@ -198,6 +204,7 @@ impl Anvil {
             let mut anvil = Anvil {
                 child: Some(child),
                 chain,
+                _cache: cache,
                 port,
                 wallets: dev_wallets().iter().map(|w| w.clone().with_chain_id(opts.chain_id)).collect(),
                 output,
