@@ -31,10 +31,7 @@ async fn main() {
     let anvil = Anvil::start().await;
     let t = Instant::now();
     let wallets = anvil.funded_wallets(voters_n).await;
-    let mut opts = DaoOptions::default().voting_delay(1).voting_period(2_000).quorum_numerator(1).timelock_min_delay(60);
-    for (i, w) in wallets.iter().enumerate() {
-        opts = opts.voter(w.clone(), tokens(1 + i as u64));
-    }
+    let opts = DaoOptions::default().voting_delay(1).voting_period(2_000).quorum_numerator(1).timelock_min_delay(60).graded_voters(&wallets);
     let dao = Dao::deploy(&anvil, opts).await;
 
     // Many transactions per block: automine off, mine every few hundred.

@@ -98,10 +98,7 @@ async fn main() {
     for w in &wallets {
         anvil.set_balance(w.address(), U256::exp10(20)).await;
     }
-    let mut opts = DaoOptions::default().voting_delay(1).voting_period(100_000).quorum_numerator(1).timelock_min_delay(60);
-    for (i, w) in wallets.iter().enumerate() {
-        opts = opts.voter(w.clone(), tokens(1 + i as u64));
-    }
+    let opts = DaoOptions::default().voting_delay(1).voting_period(100_000).quorum_numerator(1).timelock_min_delay(60).graded_voters(&wallets);
     let dao = Dao::deploy(&anvil, opts).await;
     anvil.set_automine(false).await;
     let mut ids = Vec::new();

@@ -347,10 +347,7 @@ async fn visibility(votes: usize) -> Vec<Visibility> {
     let t = Instant::now();
     let n = votes + WARMUP_VOTES;
     let wallets = anvil.funded_wallets(n).await;
-    let mut opts = DaoOptions::default().voting_delay(1).voting_period(100_000).quorum_numerator(1).timelock_min_delay(60);
-    for (i, w) in wallets.iter().enumerate() {
-        opts = opts.voter(w.clone(), tokens(1 + i as u64));
-    }
+    let opts = DaoOptions::default().voting_delay(1).voting_period(100_000).quorum_numerator(1).timelock_min_delay(60).graded_voters(&wallets);
     let dao = Dao::deploy(&anvil, opts).await;
     // One proposal per mode, so every wallet votes once in each.
     let (embedded_id, _) = dao.propose_set_value(&wallets[0], U256::from(1), "# Bench: embedded visibility").await;

@@ -883,10 +883,7 @@ async fn nats_ranges_larger_than_a_message() {
     let nats = support::nats::NatsServer::start();
     let anvil = Anvil::start().await;
     let wallets = anvil.funded_wallets(VOTERS).await;
-    let mut opts = DaoOptions::default().voting_delay(1).voting_period(1_000).quorum_numerator(1).timelock_min_delay(60);
-    for (i, w) in wallets.iter().enumerate() {
-        opts = opts.voter(w.clone(), tokens(1 + i as u64));
-    }
+    let opts = DaoOptions::default().voting_delay(1).voting_period(1_000).quorum_numerator(1).timelock_min_delay(60).graded_voters(&wallets);
     let dao = Dao::deploy(&anvil, opts).await;
     let (id, _) = dao.propose_set_value(&wallets[0], U256::from(7), "# Long reasons").await;
     dao.advance_past_snapshot(id).await;

@@ -248,6 +248,19 @@ impl Publisher {
 mod tests {
     use super::*;
 
+    /// Block 7, log 3 of a transaction on `chain_id`.
+    fn origin(chain_id: u64, timestamp: u64) -> Origin {
+        Origin {
+            chain_id,
+            governor: Address([1; 20]),
+            block_number: 7,
+            block_hash: B256([2; 32]),
+            log_index: 3,
+            tx_hash: B256([4; 32]),
+            timestamp,
+        }
+    }
+
     #[test]
     fn streaks_count_consecutive_proposals() {
         let mut s = Streak::default();
@@ -267,15 +280,7 @@ mod tests {
 
     #[test]
     fn identity_and_order() {
-        let o = Origin {
-            chain_id: 1,
-            governor: Address([1; 20]),
-            block_number: 7,
-            block_hash: B256([2; 32]),
-            log_index: 3,
-            tx_hash: B256([4; 32]),
-            timestamp: 0,
-        };
+        let o = origin(1, 0);
         let e = GovernanceEvent::new(kind::VOTE_CAST, &o, Address([5; 20]), &U256::from(9), vote_data(1, &U256::from(10)));
         assert!(e.id.starts_with("1:0x0202") && e.id.ends_with(":3:vote.cast"), "{}", e.id);
         let v = serde_json::to_value(&e).unwrap();
@@ -286,15 +291,7 @@ mod tests {
 
     #[test]
     fn a_feed_item_built_around_event_json_is_its_serialization() {
-        let o = Origin {
-            chain_id: 31337,
-            governor: Address([1; 20]),
-            block_number: 7,
-            block_hash: B256([2; 32]),
-            log_index: 3,
-            tx_hash: B256([4; 32]),
-            timestamp: 1_700_000_000,
-        };
+        let o = origin(31337, 1_700_000_000);
         let id = U256::from_dec_str("71997373598113158101446524930813516584474447102397287286512016738131497271463").unwrap();
         for (event, item_type) in [
             (GovernanceEvent::new(kind::VOTE_CAST, &o, Address([5; 20]), &id, vote_data(2, &U256::from(10))), "event"),
