@@ -148,6 +148,7 @@ fn run_pipeline(logs: &[RawLog], total: u64, blocks_per_range: u64, achievements
     let sys = actix_rt::System::new();
     let (applied, secs, commits) = sys.block_on(async {
         let mut pipeline = Pipeline::new(store.clone(), info(), ChainViews::Synthetic { quorum: U256::from(1) }, 4, 100_000)
+            .await
             .expect("pipeline")
             .with_achievements(achievements);
         let last_block = logs.last().map(|l| l.block_number).unwrap_or(1);

@@ -118,10 +118,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let shards = cfg.voter_power.shards;
         let cache = cfg.voter_power.cache_accounts_per_shard;
         let achievements = cfg.achievements.enabled;
-        move || -> Result<Pipeline, crate::streams::pipeline::PipelineError> {
-            // The stored settings win over the discovered ones once indexing has begun.
-            let info = store.info().ok().flatten().unwrap_or_else(|| info.clone());
-            Ok(Pipeline::new(store.clone(), info, ChainViews::Rpc(rpc.clone()), shards, cache)?.with_achievements(achievements))
+        move || {
+            let (store, info, rpc) = (store.clone(), info.clone(), rpc.clone());
+            async move {
+                // The stored settings win over the discovered ones once indexing has begun.
+                let stored = crate::store::off_thread(&store, |s| s.info()).await.ok().flatten();
+                let info = stored.unwrap_or(info);
+                Ok::<_, crate::streams::pipeline::PipelineError>(
+                    Pipeline::new(store, info, ChainViews::Rpc(rpc), shards, cache).await?.with_achievements(achievements),
+                )
+            }
         }
     };
     // What each commit changed, for websockets and cache invalidation.
@@ -142,7 +148,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
     let _listener = match &jetstream {
         None => {
-            let pipeline = new_pipeline()?.with_changes(changes.clone());
+            let pipeline = new_pipeline().await?.with_changes(changes.clone());
             let feed_end = store.feed_position()?;
             let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
                 .with_publisher(crate::streams::achievements::Publisher::new(feed_bus.clone(), feed_end).with_bus(bus.clone(), chain_id));
@@ -165,7 +171,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                         let (js, rpc, store, status, stop, settings) = (js.clone(), rpc.clone(), store.clone(), status.clone(), stop.clone(), settings.clone());
                         let pipeline = new_pipeline();
                         async move {
-                            let pipeline = pipeline.map_err(|e| (!e.is_retryable(), e.to_string()))?;
+                            let pipeline = pipeline.await.map_err(|e| (!e.is_retryable(), e.to_string()))?;
                             let log = crate::streams::relay::EventLog::new(js, status.chain_id.load(Ordering::Relaxed), settings.reorg_window.max(window), ahead);
                             let mut listener = Listener::new(rpc, store, pipeline, settings, status, stop).with_event_log(log);
                             listener.run().await.map_err(|e| (!e.is_retryable(), e.to_string()))
@@ -193,12 +199,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                         async move {
                             let fail = |e: crate::streams::relay::IndexerError| (!e.is_retryable(), e.to_string());
                             let remote = Arc::new(crate::actors::remote::RemoteActors::new(js.clone(), partitions));
-                            let pipeline = pipeline
-                                .and_then(|p| p.with_remote(remote))
-                                .map_err(|e| (!e.is_retryable(), e.to_string()))?
-                                .with_changes(changes);
+                            let pipeline = match pipeline.await {
+                                Ok(p) => p.with_remote(remote).await,
+                                Err(e) => Err(e),
+                            }
+                            .map_err(|e| (!e.is_retryable(), e.to_string()))?
+                            .with_changes(changes);
                             let sent = crate::streams::relay::AchievementRelay::resume_position(&js).await.map_err(|e| fail(e.into()))?;
-                            let feed_end = store.feed_position().map_err(|e| fail(e.into()))?;
+                            let feed_end = crate::store::off_thread(&store, |s| s.feed_position()).await.map_err(|e| fail(e.into()))?;
                             let chain_id = status.chain_id.load(Ordering::Relaxed);
                             let publisher = crate::streams::achievements::Publisher::new(feed_bus, feed_end);
                             let relay = crate::streams::relay::AchievementRelay::new(js.clone(), chain_id, sent);

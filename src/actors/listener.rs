@@ -51,14 +51,10 @@ impl ListenerActor {
                     let d = act.backoff.backoff(act.restarts.min(10));
                     metrics::counter!(m::LISTENER_RESTARTS_TOTAL, "reason" => reason(&e)).increment(1);
                     tracing::warn!(target: "listener", actor = "listener", error = %e, restart_in_ms = d.as_millis() as u64, "listener failed; restarting from the store");
-                    ctx.run_later(d, |act, ctx| {
-                        if let Some(l) = act.listener.as_mut() {
-                            if let Err(e) = l.reset() {
-                                tracing::error!(target: "listener", error = %e, "reload from the store failed");
-                            }
-                        }
-                        act.spawn_run(ctx);
-                    });
+                    if let Some(l) = act.listener.as_mut() {
+                        l.reset_before_next_run();
+                    }
+                    ctx.run_later(d, |act, ctx| act.spawn_run(ctx));
                 }
                 Err(e) => {
                     tracing::error!(target: "listener", actor = "listener", error = %e, "listener stopped on an unrecoverable error");

@@ -276,6 +276,12 @@ impl ProposalLogic {
                         self.p.timelock_operation_id = operation;
                     }
                     self.transition(ProposalStatus::Queued, point(&at), &mut out);
+                    // A grace period already over in the queuing block (no delay, no grace):
+                    // that block's clock tick came before the event, so expire here.
+                    if self.rules.grace_period_secs.is_some_and(|g| at.block.timestamp >= eta.saturating_add(g)) {
+                        let expiry = ChainPoint { block_number: at.block.number, timestamp: at.block.timestamp, transaction_hash: None };
+                        self.transition(ProposalStatus::Expired, expiry, &mut out);
+                    }
                 }
                 ProposalInput::Executed { at } => {
                     if self.p.executed_at.is_none() {

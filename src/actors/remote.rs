@@ -273,25 +273,19 @@ impl PartitionWorker {
         }
     }
 
-    fn rules(&mut self) -> Result<Arc<GovernorRules>, StoreError> {
-        if let Some(r) = &self.rules {
-            return Ok(r.clone());
-        }
-        let info = self.store.info()?.ok_or_else(|| StoreError::Backend("the store has no governor settings yet".into()))?;
-        let r = Arc::new(crate::streams::pipeline::rules_of(&info));
-        self.rules = Some(r.clone());
-        Ok(r)
-    }
-
-    /// Drops every actor and starts the partition's live proposals and shards from the store.
-    fn reload(&mut self) -> Result<(), StoreError> {
+    /// Drops every actor and starts the partition's live proposals and shards from the store
+    /// (read off the async threads).
+    async fn reload(&mut self) -> Result<(), StoreError> {
         for (_, a) in self.proposals.drain() {
             drop(a);
         }
         self.shards.clear();
         self.rules = None;
-        let rules = self.rules()?;
-        for p in self.store.live_proposals()? {
+        let (info, live) = crate::store::off_thread(&self.store, |s| Ok((s.info()?, s.live_proposals()?))).await?;
+        let info = info.ok_or_else(|| StoreError::Backend("the store has no governor settings yet".into()))?;
+        let rules = Arc::new(crate::streams::pipeline::rules_of(&info));
+        self.rules = Some(rules.clone());
+        for p in live {
             if partition_of_proposal(&p.proposal_id, self.partitions) == self.partition {
                 let id = p.proposal_id;
                 self.proposals.insert(id, ProposalActor::new(ProposalLogic::new(p, rules.clone())).start());
@@ -308,11 +302,9 @@ impl PartitionWorker {
     pub async fn handle(&mut self, req: WorkRequest) -> WorkReply {
         let mut reply = WorkReply { id: req.id.clone(), instance: self.instance.clone(), reloaded: false, proposals: Vec::new(), power: Ok(Vec::new()) };
         let expected = Some((req.epoch.clone(), req.prev_to));
-        if self.position != expected {
+        if self.position != expected || self.rules.is_none() {
             reply.reloaded = true;
-            // Store reads on this thread, as the pipeline's own revivals do.
-            let store_work = self.reload();
-            if let Err(e) = store_work {
+            if let Err(e) = self.reload().await {
                 self.position = None;
                 let msg = format!("reload: {e}");
                 reply.power = Err(msg.clone());
@@ -320,23 +312,30 @@ impl PartitionWorker {
                 return reply;
             }
         }
-        let rules = match self.rules() {
-            Ok(r) => r,
-            Err(e) => {
-                self.position = None;
-                reply.power = Err(e.to_string());
-                return reply;
-            }
-        };
+        let Some(rules) = self.rules.clone() else { return reply };
         for p in req.spawn {
             let id = p.proposal_id;
             self.proposals.insert(id, ProposalActor::new(ProposalLogic::new(p, rules.clone())).start());
+        }
+        // Passivated proposals that receive inputs are revived from the store, in one read.
+        let revive: Vec<U256> = req.proposals.iter().map(|(pid, _, _)| *pid).filter(|pid| !self.proposals.contains_key(pid)).collect();
+        let mut stored: HashMap<U256, Result<Option<Proposal>, String>> = HashMap::new();
+        if !revive.is_empty() {
+            let read = crate::store::off_thread(&self.store, move |s| revive.into_iter().map(|pid| Ok((pid, s.proposal(&pid)?))).collect::<Result<Vec<_>, StoreError>>()).await;
+            match read {
+                Ok(found) => stored.extend(found.into_iter().map(|(pid, p)| (pid, Ok(p)))),
+                Err(e) => {
+                    for (pid, _, _) in &req.proposals {
+                        stored.insert(*pid, Err(e.to_string()));
+                    }
+                }
+            }
         }
         let mut sends = Vec::new();
         for (pid, inputs, quorum) in req.proposals {
             let addr = match self.proposals.get(&pid) {
                 Some(a) => a.clone(),
-                None => match self.store.proposal(&pid) {
+                None => match stored.remove(&pid).unwrap_or(Ok(None)) {
                     Ok(Some(p)) => {
                         let a = ProposalActor::new(ProposalLogic::new(p, rules.clone())).start();
                         self.proposals.insert(pid, a.clone());

@@ -36,7 +36,8 @@ pub fn shard_of(a: &Address, shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
-/// The plain logic: a cache of account states over the store.
+/// The plain logic: a cache of account states; what the cache misses is read from the store
+/// (off the actor's thread) before a batch is applied.
 pub struct PowerLedger {
     store: Arc<dyn Store>,
     cache: HashMap<Address, AccountPower>,
@@ -44,24 +45,32 @@ pub struct PowerLedger {
 }
 
 impl PowerLedger {
-    /// A ledger reading misses from `store`.
+    /// A ledger whose misses are read from `store`.
     pub fn new(store: Arc<dyn Store>, max_cached: usize) -> Self {
         PowerLedger { store, cache: HashMap::new(), max_cached }
     }
 
-    fn load(&mut self, a: &Address) -> Result<AccountPower, StoreError> {
-        if let Some(p) = self.cache.get(a) {
-            return Ok(p.clone());
-        }
-        let p = self.store.account(a)?.unwrap_or_default();
-        Ok(p)
+    /// The accounts of `inputs` not in the cache, once each.
+    pub fn missing(&self, inputs: &[(Address, BlockPoint, PowerInput)]) -> Vec<Address> {
+        let mut out: Vec<Address> = inputs.iter().map(|(a, _, _)| *a).filter(|a| !self.cache.contains_key(a)).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
-    /// Applies inputs in chain order; returns one checkpoint per account and block.
-    pub fn apply(&mut self, inputs: Vec<(Address, BlockPoint, PowerInput)>) -> Result<Vec<Mutation>, StoreError> {
+    /// Reads `accounts` from the store (blocking: call it off the async threads).
+    pub fn read(store: &dyn Store, accounts: Vec<Address>) -> Result<HashMap<Address, AccountPower>, StoreError> {
+        accounts.into_iter().map(|a| Ok((a, store.account(&a)?.unwrap_or_default()))).collect()
+    }
+
+    /// Applies inputs in chain order, starting each account from the cache or from `loaded`
+    /// (what [`read`](Self::read) returned for the [`missing`](Self::missing) ones); returns
+    /// one checkpoint per account and block.
+    pub fn apply(&mut self, inputs: Vec<(Address, BlockPoint, PowerInput)>, mut loaded: HashMap<Address, AccountPower>) -> Vec<Mutation> {
+        let mut current: HashMap<Address, AccountPower> = HashMap::new();
         let mut touched: BTreeMap<(u64, Address), AccountPower> = BTreeMap::new();
         for (a, b, input) in inputs {
-            let mut p = self.load(&a)?;
+            let p = current.entry(a).or_insert_with(|| self.cache.get(&a).cloned().or_else(|| loaded.remove(&a)).unwrap_or_default());
             match input {
                 PowerInput::Debit(v) => p.balance = p.balance.saturating_sub(v),
                 PowerInput::Credit(v) => p.balance = p.balance.saturating_add(v),
@@ -75,13 +84,15 @@ impl PowerLedger {
             }
             p.block_number = b.number;
             p.timestamp = b.timestamp;
+            touched.insert((b.number, a), p.clone());
+        }
+        for (a, p) in current {
             if self.cache.len() >= self.max_cached && !self.cache.contains_key(&a) {
                 self.cache.clear();
             }
-            self.cache.insert(a, p.clone());
-            touched.insert((b.number, a), p);
+            self.cache.insert(a, p);
         }
-        Ok(touched.into_iter().map(|((_, account), power)| Mutation::Account { account, power }).collect())
+        touched.into_iter().map(|((_, account), power)| Mutation::Account { account, power }).collect()
     }
 
     /// Forgets cached state (after a failed commit or a rollback).
@@ -117,9 +128,17 @@ impl Actor for VoterPowerShard {
 pub struct ApplyPower(pub Vec<(Address, BlockPoint, PowerInput)>);
 
 impl Handler<ApplyPower> for VoterPowerShard {
-    type Result = Result<Vec<Mutation>, StoreError>;
+    type Result = AtomicResponse<Self, Result<Vec<Mutation>, StoreError>>;
     fn handle(&mut self, msg: ApplyPower, _ctx: &mut Self::Context) -> Self::Result {
-        self.ledger.apply(msg.0)
+        let missing = self.ledger.missing(&msg.0);
+        if missing.is_empty() {
+            let writes = self.ledger.apply(msg.0, HashMap::new());
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(writes))));
+        }
+        // Cache misses are read off the actor's thread; the shard handles nothing else meanwhile.
+        let store = self.ledger.store.clone();
+        let read = async move { crate::store::off_thread(&store, move |s| PowerLedger::read(s, missing)).await };
+        AtomicResponse::new(Box::pin(read.into_actor(self).map(move |loaded, act, _| Ok(act.ledger.apply(msg.0, loaded?)))))
     }
 }
 
@@ -144,19 +163,19 @@ mod tests {
     fn checkpoints_per_account_and_block() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let mut l = PowerLedger::new(store, 10);
+        let mut l = PowerLedger::new(store.clone(), 10);
         let a = Address([1; 20]);
         let b1 = BlockPoint { number: 1, timestamp: 10 };
         let b2 = BlockPoint { number: 2, timestamp: 20 };
-        let m = l
-            .apply(vec![
-                (a, b1, PowerInput::Credit(U256::from(100))),
-                (a, b1, PowerInput::Delegate(Some(a))),
-                (a, b1, PowerInput::Votes(U256::from(100))),
-                (a, b2, PowerInput::Debit(U256::from(30))),
-                (a, b2, PowerInput::Votes(U256::from(70))),
-            ])
-            .unwrap();
+        let inputs = vec![
+            (a, b1, PowerInput::Credit(U256::from(100))),
+            (a, b1, PowerInput::Delegate(Some(a))),
+            (a, b1, PowerInput::Votes(U256::from(100))),
+            (a, b2, PowerInput::Debit(U256::from(30))),
+            (a, b2, PowerInput::Votes(U256::from(70))),
+        ];
+        let loaded = PowerLedger::read(&*store, l.missing(&inputs)).unwrap();
+        let m = l.apply(inputs, loaded);
         assert_eq!(m.len(), 2);
         match &m[1] {
             Mutation::Account { power, .. } => {

@@ -337,6 +337,21 @@ pub struct ReconcileReport {
     pub drift: u64,
 }
 
+/// Runs `f` against `store` on tokio's blocking pool and waits for it without blocking.
+///
+/// The `Store` trait is synchronous (redb blocks on disk; the CQL backend blocks on its own
+/// runtime), so async code (the listener, the indexer, the pipeline, the actors) never calls it
+/// in place: a blocking wait inside an async task stalls the executor thread, and the CQL
+/// backend's wait on its runtime could spin forever once the task's cooperative budget is spent.
+pub async fn off_thread<T, F>(store: &std::sync::Arc<dyn Store>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&*store)).await.map_err(|e| StoreError::Backend(format!("store task: {e}")))?
+}
+
 /// The storage interface every backend implements.
 pub trait Store: Send + Sync + 'static {
     /// Discovery result the store was initialised with.

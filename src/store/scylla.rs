@@ -339,9 +339,17 @@ impl Drop for ScyllaStore {
     }
 }
 
-/// Runs a future to completion on this thread (the driver's tasks run on the store's runtime).
-fn block_on<F: Future>(f: F) -> F::Output {
-    futures::executor::block_on(f)
+/// Runs `f` on `rt` and blocks this thread until it is done. The wait is a plain channel
+/// receive, not a poll of the task's `JoinHandle`: polled from inside a tokio task whose
+/// cooperative budget is spent, a `JoinHandle` answers "pending" and wakes itself at once, so a
+/// polling loop would spin forever. Async code does not get here anyway: it calls the store
+/// through `store::off_thread`.
+fn block_on_runtime<T: Send + 'static>(rt: &tokio::runtime::Handle, f: impl Future<Output = T> + Send + 'static) -> Result<T, StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv().map_err(|_| StoreError::Backend("the CQL task ended without an answer (runtime shut down?)".into()))
 }
 
 /// The cursor row.
@@ -443,11 +451,7 @@ impl ScyllaStore {
             .build()
             .map_err(be)?;
         let cfg2 = cfg.clone();
-        let inner = {
-            let _g = rt.enter();
-            let h = rt.handle().clone();
-            block_on(async move { h.spawn(async move { Self::connect_async(&cfg2, migrate).await }).await.map_err(be)? })?
-        };
+        let inner = block_on_runtime(rt.handle(), async move { Self::connect_async(&cfg2, migrate).await })??;
         Ok(ScyllaStore { inner: Some(Arc::new(inner)), rt: Some(rt), keyspace: cfg.keyspace.clone() })
     }
 
@@ -544,8 +548,7 @@ impl ScyllaStore {
     fn run<T: Send + 'static>(&self, f: impl FnOnce(Arc<Inner>) -> std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>) -> Result<T, StoreError> {
         let inner = self.inner().clone();
         let rt = self.rt.as_ref().expect("runtime lives until drop");
-        let handle = rt.spawn(f(inner));
-        block_on(handle).map_err(be)?
+        block_on_runtime(rt.handle(), f(inner))?
     }
 }
 

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use crate::chain::{ChainError, Header, RpcClient};
 use crate::domain::{Address, B256};
 use crate::metrics as m;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::streams::decode;
 use crate::streams::pipeline::{Pipeline, PipelineError, RangeData};
 
@@ -120,9 +120,11 @@ pub struct Listener {
     range: u64,
     successes: u32,
     stop: Arc<AtomicBool>,
-    publisher: Option<crate::streams::achievements::Publisher>,
+    publisher: Option<Arc<crate::streams::achievements::Publisher>>,
     /// NATS mode: ranges go to the events stream instead of the pipeline.
     log: Option<crate::streams::relay::EventLog>,
+    /// The pipeline reloads from the store before the next run (set after a failure).
+    reset_before_run: bool,
 }
 
 impl Listener {
@@ -138,12 +140,12 @@ impl Listener {
         status.confirmations.store(settings.confirmations, Ordering::Relaxed);
         status.start_block.store(settings.start_block, Ordering::Relaxed);
         let range = settings.max_range.max(1);
-        Listener { rpc, store, pipeline, settings, status, range, successes: 0, stop, publisher: None, log: None }
+        Listener { rpc, store, pipeline, settings, status, range, successes: 0, stop, publisher: None, log: None, reset_before_run: false }
     }
 
     /// Publishes governance events to the feed and `bus` once final.
     pub fn with_publisher(mut self, publisher: crate::streams::achievements::Publisher) -> Self {
-        self.publisher = Some(publisher);
+        self.publisher = Some(Arc::new(publisher));
         self
     }
 
@@ -154,34 +156,34 @@ impl Listener {
         self
     }
 
-    fn store_cursor(&self) -> Result<Option<crate::store::Cursor>, ListenerError> {
-        Ok(self.store.cursor()?)
+    async fn store_cursor(&self) -> Result<Option<crate::store::Cursor>, ListenerError> {
+        Ok(store::off_thread(&self.store, |s| s.cursor()).await?)
     }
 
     /// The position to continue from: the store's cursor, or in NATS mode what was published.
-    fn position(&self) -> Result<Option<crate::store::Cursor>, ListenerError> {
-        let c = self.store_cursor()?;
+    async fn position(&self) -> Result<Option<crate::store::Cursor>, ListenerError> {
+        let c = self.store_cursor().await?;
         Ok(match &self.log {
             None => c,
             Some(log) => log.position(c.map(|c| (c.block, c.hash))).map(|(block, hash)| crate::store::Cursor { block, hash }),
         })
     }
 
-    fn publish(&self) -> Result<(), ListenerError> {
+    async fn publish(&self) -> Result<(), ListenerError> {
         if self.log.is_some() {
             // NATS mode: the indexer publishes final events after its commits.
             return Ok(());
         }
         if let Some(p) = &self.publisher {
-            p.publish(&*self.store, self.status.finalized())?;
+            let (p, finalized) = (p.clone(), self.status.finalized());
+            store::off_thread(&self.store, move |s| p.publish(s, finalized)).await?;
         }
         Ok(())
     }
 
-    /// After an error: drop in-memory actor state and reload from the store.
-    pub fn reset(&mut self) -> Result<(), ListenerError> {
-        self.pipeline.reset()?;
-        Ok(())
+    /// After an error: the next run drops in-memory actor state and reloads it from the store.
+    pub fn reset_before_next_run(&mut self) {
+        self.reset_before_run = true;
     }
 
     fn addresses(&self) -> Vec<Address> {
@@ -195,9 +197,15 @@ impl Listener {
 
     /// Runs until the stop flag is set; returns an error to be handled by the supervisor.
     pub async fn run(&mut self) -> Result<(), ListenerError> {
-        if let Some(log) = &mut self.log {
-            let c = self.store.cursor()?;
-            log.resume(c.map(|c| (c.block, c.hash))).await?;
+        if self.reset_before_run {
+            self.pipeline.reset().await?;
+            self.reset_before_run = false;
+        }
+        if self.log.is_some() {
+            let c = self.store_cursor().await?;
+            if let Some(log) = &mut self.log {
+                log.resume(c.map(|c| (c.block, c.hash))).await?;
+            }
         }
         let topics = decode::topic0s();
         let mut progress = Progress::new(self.settings.progress_interval);
@@ -214,9 +222,9 @@ impl Listener {
             };
             self.status.head.store(head, Ordering::Relaxed);
             metrics::gauge!(m::LISTENER_HEAD_BLOCK).set(head as f64);
-            let cursor = self.position()?;
+            let cursor = self.position().await?;
             if let Some(log) = &self.log {
-                if log.too_far_ahead(self.store_cursor()?.map(|c| c.block)) {
+                if log.too_far_ahead(self.store_cursor().await?.map(|c| c.block)) {
                     // The indexer is behind: wait for it rather than filling the stream.
                     tokio::time::sleep(self.settings.poll_interval.min(Duration::from_millis(200))).await;
                     continue;
@@ -240,7 +248,7 @@ impl Listener {
                 }
             }
             if next > head {
-                self.publish()?;
+                self.publish().await?;
                 self.status.caught_up.store(true, Ordering::Relaxed);
                 metrics::gauge!(m::LISTENER_BACKFILL_REMAINING_BLOCKS).set(0.0);
                 progress.finish(head);
@@ -267,7 +275,7 @@ impl Listener {
                 }
                 None => {
                     let o = self.pipeline.process(data).await?;
-                    self.publish()?;
+                    self.publish().await?;
                     self.status.indexed.store(to, Ordering::Relaxed);
                     metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(to as f64);
                     metrics::counter!(m::LISTENER_BLOCKS_PROCESSED_TOTAL).increment(to - next + 1);
@@ -396,7 +404,7 @@ impl Listener {
         if self.log.is_some() {
             return self.publish_reorg(from_block).await;
         }
-        let remembered = self.store.recent_blocks()?;
+        let remembered = store::off_thread(&self.store, |s| s.recent_blocks()).await?;
         let mut ancestor = None;
         for b in remembered.iter().rev().filter(|b| b.number <= from_block) {
             if let Some(h) = self.rpc.header(b.number).await? {
@@ -406,11 +414,11 @@ impl Listener {
                 }
             }
         }
-        let cursor = self.store.cursor()?.map_or(0, |c| c.block);
+        let cursor = self.store_cursor().await?.map_or(0, |c| c.block);
         let Some(ancestor) = ancestor else {
             return Err(ListenerError::ReorgTooDeep { window: self.settings.reorg_window, cursor });
         };
-        let new_cursor = match self.store.rollback(ancestor) {
+        let new_cursor = match store::off_thread(&self.store, move |s| s.rollback(ancestor)).await {
             Ok(c) => c,
             Err(StoreError::ReorgTooDeep { .. }) => {
                 return Err(ListenerError::ReorgTooDeep { window: self.settings.reorg_window, cursor })
@@ -422,10 +430,10 @@ impl Listener {
         metrics::counter!(m::LISTENER_REORGS_TOTAL).increment(1);
         metrics::gauge!(m::LISTENER_REORG_DEPTH_BLOCKS).set(depth as f64);
         tracing::warn!(target: "listener", ancestor, depth, resume_after = ?new_cursor.map(|c| c.block), "reorg: rolled back orphaned blocks");
-        self.pipeline.reset()?;
+        self.pipeline.reset().await?;
         self.pipeline.notify_rollback(ancestor, depth);
         // Retractions written by the rollback go out now.
-        self.publish()?;
+        self.publish().await?;
         Ok(())
     }
 }
@@ -434,10 +442,11 @@ impl Listener {
     /// NATS mode: finds the common ancestor among the blocks published (and those committed)
     /// and publishes a rollback to it; the indexer rolls the store back when it reads it.
     async fn publish_reorg(&mut self, from_block: u64) -> Result<(), ListenerError> {
-        let mut remembered: BTreeMap<u64, B256> = self.store.recent_blocks()?.into_iter().map(|b| (b.number, b.hash)).collect();
+        let mut remembered: BTreeMap<u64, B256> =
+            store::off_thread(&self.store, |s| s.recent_blocks()).await?.into_iter().map(|b| (b.number, b.hash)).collect();
         let log = self.log.as_ref().expect("NATS mode");
         remembered.extend(log.recent().iter().map(|(n, h)| (*n, *h)));
-        let tip = self.position()?.map_or((0, B256::default()), |c| (c.block, c.hash));
+        let tip = self.position().await?.map_or((0, B256::default()), |c| (c.block, c.hash));
         let mut ancestor = None;
         for (n, hash) in remembered.iter().rev().filter(|(n, _)| **n <= from_block) {
             if let Some(h) = self.rpc.header(*n).await? {

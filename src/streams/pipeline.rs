@@ -20,7 +20,7 @@ use crate::domain::{
     ProposalStatus, TimelockOperation, B256, U256,
 };
 use crate::metrics as m;
-use crate::store::{Batch, BlockRecord, EventId, Mutation, Store, StoreError};
+use crate::store::{self, Batch, BlockRecord, EventId, Mutation, Store, StoreError};
 use crate::streams::achievements::{self as ach, GovernanceEvent, Origin, Streak};
 use crate::streams::decode::{self, GovEvent, RawLog, Setting};
 
@@ -169,7 +169,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline over `store`; live proposals are loaded and their actors started.
-    pub fn new(
+    pub async fn new(
         store: Arc<dyn Store>,
         info: GovernorInfo,
         views: ChainViews,
@@ -196,13 +196,13 @@ impl Pipeline {
             last_sent: HashMap::new(),
             spawned: Vec::new(),
         };
-        p.reset()?;
+        p.reset().await?;
         Ok(p)
     }
 
     /// Drops every actor and reloads live state from the store (after a failed commit, a
     /// rollback or a restart).
-    pub fn reset(&mut self) -> Result<(), PipelineError> {
+    pub async fn reset(&mut self) -> Result<(), PipelineError> {
         self.live.clear();
         for s in &self.shards {
             s.do_send(ResetPower);
@@ -217,21 +217,29 @@ impl Pipeline {
                 .map(|i| VoterPowerShard::new(i, self.store.clone(), self.cache_per_shard).start())
                 .collect();
         }
-        if let Some(info) = self.store.info()? {
+        let (info, live, proposal_count) = store::off_thread(&self.store, |s| {
+            let mut live = Vec::new();
+            for p in s.live_proposals()? {
+                // Counters that drifted (a crash between a vote record and its counters) are
+                // corrected before the proposal's actor starts.
+                let r = s.reconcile(Some(&p.proposal_id))?;
+                if r.counters_corrected > 0 {
+                    tracing::warn!(target: "pipeline", proposal = %p.proposal_id, corrected = r.counters_corrected, drift = r.drift, "vote counters reconciled");
+                }
+                live.push(p);
+            }
+            Ok((s.info()?, live, s.stats()?.proposals))
+        })
+        .await?;
+        if let Some(info) = info {
             self.info = info;
             self.rules = Arc::new(rules_of(&self.info));
         }
-        for p in self.store.live_proposals()? {
-            // Counters that drifted (a crash between a vote record and its counters) are
-            // corrected before the proposal's actor starts.
-            let r = self.store.reconcile(Some(&p.proposal_id))?;
-            if r.counters_corrected > 0 {
-                tracing::warn!(target: "pipeline", proposal = %p.proposal_id, corrected = r.counters_corrected, drift = r.drift, "vote counters reconciled");
-            }
+        for p in live {
             self.spawn(p);
         }
         self.spawned.clear();
-        self.proposal_count = self.store.stats()?.proposals;
+        self.proposal_count = proposal_count;
         if self.remote.is_none() {
             metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
         }
@@ -241,9 +249,9 @@ impl Pipeline {
     /// NATS mode: the proposal actors and voter-power shards live in partitions served by
     /// whichever instances hold them (see `actors::remote`); this pipeline sends each range's
     /// inputs there and commits the writes they return.
-    pub fn with_remote(mut self, remote: Arc<crate::actors::remote::RemoteActors>) -> Result<Self, PipelineError> {
+    pub async fn with_remote(mut self, remote: Arc<crate::actors::remote::RemoteActors>) -> Result<Self, PipelineError> {
         self.remote = Some(remote);
-        self.reset()?;
+        self.reset().await?;
         Ok(self)
     }
 
@@ -301,7 +309,11 @@ impl Pipeline {
         let mut power: Vec<Vec<(Address, BlockPoint, PowerInput)>> = vec![Vec::new(); self.shard_count];
         let mut ops: HashMap<B256, TimelockOperation> = HashMap::new();
         let mut scheduled_in_tx: HashMap<B256, B256> = HashMap::new();
+        // Clock thresholds (snapshot, deadline) and expiry times (eta + grace period) learnt
+        // from this range's own events: boundaries the proposals' summaries from before the
+        // range cannot know, and that may fall inside the range too.
         let mut thresholds: BTreeMap<U256, Vec<u64>> = BTreeMap::new();
+        let mut expiries: BTreeMap<U256, Vec<u64>> = BTreeMap::new();
         let mut info_changed = false;
         // NFT moves without a bonus event for the account in the same block get their bonus
         // read from the benefit executor at that block.
@@ -313,16 +325,20 @@ impl Pipeline {
         let mut batch_proposals: HashMap<U256, (u64, Address)> = HashMap::new();
         let mut applied: Vec<EventId> = Vec::with_capacity(r.logs.len());
 
+        let mut decoded = Vec::with_capacity(r.logs.len());
         for log in &r.logs {
-            let (ev, meta) = match decode::decode(log) {
-                Ok(x) => x,
+            match decode::decode(log) {
+                Ok(x) => decoded.push(x),
                 Err(e) => {
                     out.undecodable += 1;
                     metrics::counter!(m::DECODE_UNDECODABLE_TOTAL).increment(1);
                     tracing::debug!(target: "pipeline", block = log.block_number, log_index = log.log_index, error = %e, "undecodable log skipped");
-                    continue;
                 }
-            };
+            }
+        }
+        let mut known = self.prefetch(&decoded, r.from).await?;
+
+        for (ev, meta) in decoded {
             let h = *headers.get(&meta.block_number).ok_or(PipelineError::MissingHeader(meta.block_number))?;
             let bp = BlockPoint { number: h.number, timestamp: h.timestamp };
             let at = EventAt { block: bp, block_hash: meta.block_hash, tx_hash: meta.tx_hash, log_index: meta.log_index };
@@ -348,7 +364,7 @@ impl Pipeline {
             };
             match ev {
                 GovEvent::ProposalCreated { proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description } if from_governor => {
-                    if self.live.contains_key(&proposal_id) || self.store.proposal(&proposal_id)?.is_some() {
+                    if self.live.contains_key(&proposal_id) || known.proposal(&proposal_id).is_some() {
                         continue;
                     }
                     let id = ids::proposal(self.info.chain_id, &self.info.governor, &proposal_id);
@@ -404,14 +420,11 @@ impl Pipeline {
                 GovEvent::VoteCast { voter, proposal_id, support, weight, reason, params } if from_governor => {
                     metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
                     if self.achievements {
-                        let streak = match streaks.get_mut(&voter) {
-                            Some(s) => s,
-                            None => streaks.entry(voter).or_insert(self.store.streak(&voter)?),
-                        };
+                        let streak = streaks.entry(voter).or_insert_with(|| known.streaks.get(&voter).copied().unwrap_or_default());
                         // A voter with no streak yet has never voted: this is its first vote.
                         let first_vote = streak.len == 0;
                         outbox.push((GovernanceEvent::new(ach::kind::VOTE_CAST, &origin, voter, &proposal_id, ach::vote_data(support, &weight)), first_vote));
-                        if let Some((index, _)) = self.proposal_meta(&batch_proposals, &proposal_id)? {
+                        if let Some((index, _)) = self.proposal_meta(&batch_proposals, &known, &proposal_id) {
                             if let Some(len) = streak.on_vote(index) {
                                 outbox.push((GovernanceEvent::new(ach::kind::PARTICIPATION_STREAK, &origin, voter, &proposal_id, ach::streak_data(len)), true));
                             }
@@ -421,7 +434,7 @@ impl Pipeline {
                 }
                 GovEvent::ProposalCanceled { proposal_id } if from_governor => push(proposal_id, ProposalInput::Canceled { at }),
                 GovEvent::ProposalExecuted { proposal_id } if from_governor => {
-                    if let Some((_, proposer)) = self.achievements.then(|| self.proposal_meta(&batch_proposals, &proposal_id)).transpose()?.flatten() {
+                    if let Some((_, proposer)) = self.achievements.then(|| self.proposal_meta(&batch_proposals, &known, &proposal_id)).flatten() {
                         outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_EXECUTED, &origin, proposer, &proposal_id, serde_json::json!({})), true));
                     }
                     push(proposal_id, ProposalInput::Executed { at });
@@ -430,6 +443,9 @@ impl Pipeline {
                     let operation = scheduled_in_tx.get(&meta.tx_hash).copied();
                     if let Some(op) = operation.and_then(|id| ops.get_mut(&id)) {
                         op.proposal_id = Some(proposal_id);
+                    }
+                    if let Some(grace) = self.info.grace_period_secs {
+                        expiries.entry(proposal_id).or_default().push(eta.saturating_add(grace));
                     }
                     push(proposal_id, ProposalInput::Queued { eta, operation, at });
                 }
@@ -455,7 +471,7 @@ impl Pipeline {
                     scheduled_in_tx.insert(meta.tx_hash, id);
                     let op = match ops.remove(&id) {
                         Some(op) => op,
-                        None => self.store.timelock_op(&id)?.unwrap_or(TimelockOperation {
+                        None => known.ops.get(&id).cloned().flatten().unwrap_or(TimelockOperation {
                             id,
                             proposal_id: None,
                             calls: 0,
@@ -473,7 +489,7 @@ impl Pipeline {
                     let executed = matches!(ev, GovEvent::CallExecuted { .. });
                     let op = match ops.remove(&id) {
                         Some(op) => Some(op),
-                        None => self.store.timelock_op(&id)?,
+                        None => known.ops.get(&id).cloned().flatten(),
                     };
                     let Some(mut op) = op else { continue };
                     if executed && op.executed.is_none() {
@@ -549,10 +565,16 @@ impl Pipeline {
         }
 
         // Revive actors of stored proposals that received inputs (e.g. after passivation).
+        let unknown: Vec<U256> = inputs.keys().filter(|pid| !self.live.contains_key(pid) && !known.proposals.contains_key(pid)).copied().collect();
+        if !unknown.is_empty() {
+            // Proposals named only through a stored timelock operation.
+            let found = store::off_thread(&self.store, move |s| unknown.into_iter().map(|pid| Ok((pid, s.proposal(&pid)?))).collect::<Result<Vec<_>, StoreError>>()).await?;
+            known.proposals.extend(found);
+        }
         let targets: Vec<U256> = inputs.keys().copied().collect();
         for pid in targets {
             if !self.live.contains_key(&pid) {
-                match self.store.proposal(&pid)? {
+                match known.proposals.remove(&pid).flatten() {
                     Some(p) => self.spawn(p),
                     None => {
                         let n = inputs.remove(&pid).map_or(0, |v| v.len());
@@ -565,10 +587,7 @@ impl Pipeline {
         }
 
         // Clock ticks: the exact first block of the range whose clock passes each threshold.
-        let prev_point = match r.from.checked_sub(1) {
-            Some(p) => self.store.block(p)?.map(|b| BlockPoint { number: b.number, timestamp: b.timestamp }),
-            None => None,
-        };
+        let prev_point = known.prev.map(|b| BlockPoint { number: b.number, timestamp: b.timestamp });
         for (pid, l) in &self.live {
             let mut ts = thresholds.remove(pid).unwrap_or_default();
             if !l.summary.status.is_final() {
@@ -579,7 +598,9 @@ impl Pipeline {
                     inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
                 }
             }
-            if let Some(exp) = l.summary.expires_at {
+            let mut exps = expiries.remove(pid).unwrap_or_default();
+            exps.extend(l.summary.expires_at);
+            for exp in exps {
                 if let Some(b) = self.crossing(&mut headers, r.from, r.to, prev_point, exp, true).await? {
                     inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
                 }
@@ -724,9 +745,52 @@ impl Pipeline {
         metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
         metrics::counter!(m::PIPELINE_EVENTS_TOTAL).increment(out.events as u64);
         if out.status_changes > 0 {
-            self.publish_business_metrics()?;
+            self.publish_business_metrics().await?;
         }
         Ok(out)
+    }
+
+    /// Reads, in one trip off the async threads, what the range's events need from the store:
+    /// the stored proposals they name (not live here), the voters' streaks, the timelock
+    /// operations, and the header before the range (for the clock).
+    async fn prefetch(&self, events: &[(GovEvent, decode::EventMeta)], from: u64) -> Result<Known, StoreError> {
+        let mut proposals = std::collections::BTreeSet::new();
+        let mut voters = std::collections::BTreeSet::new();
+        let mut ops = std::collections::BTreeSet::new();
+        for (ev, _) in events {
+            match ev {
+                GovEvent::ProposalCreated { proposal_id, .. }
+                | GovEvent::ProposalCanceled { proposal_id }
+                | GovEvent::ProposalExecuted { proposal_id }
+                | GovEvent::ProposalQueued { proposal_id, .. }
+                | GovEvent::ProposalExtended { proposal_id, .. } => {
+                    proposals.insert(*proposal_id);
+                }
+                GovEvent::VoteCast { proposal_id, voter, .. } => {
+                    proposals.insert(*proposal_id);
+                    if self.achievements {
+                        voters.insert(*voter);
+                    }
+                }
+                GovEvent::CallScheduled { id, .. } | GovEvent::CallExecuted { id, .. } | GovEvent::Cancelled { id } => {
+                    ops.insert(*id);
+                }
+                _ => {}
+            }
+        }
+        proposals.retain(|p| !self.live.contains_key(p));
+        if proposals.is_empty() && voters.is_empty() && ops.is_empty() && from == 0 {
+            return Ok(Known::default());
+        }
+        store::off_thread(&self.store, move |s| {
+            Ok(Known {
+                proposals: proposals.into_iter().map(|p| Ok((p, s.proposal(&p)?))).collect::<Result<_, StoreError>>()?,
+                streaks: voters.into_iter().map(|v| Ok((v, s.streak(&v)?))).collect::<Result<_, StoreError>>()?,
+                ops: ops.into_iter().map(|id| Ok((id, s.timelock_op(&id)?))).collect::<Result<_, StoreError>>()?,
+                prev: from.checked_sub(1).map(|b| s.block(b)).transpose()?.flatten(),
+            })
+        })
+        .await
     }
 
     /// NATS mode, on the listener's side: follows the governor's timelock changes in `logs`
@@ -743,19 +807,19 @@ impl Pipeline {
     }
 
     /// Creation index and proposer of a proposal: created in this batch, live, or stored.
-    fn proposal_meta(&self, batch: &HashMap<U256, (u64, Address)>, pid: &U256) -> Result<Option<(u64, Address)>, StoreError> {
+    fn proposal_meta(&self, batch: &HashMap<U256, (u64, Address)>, known: &Known, pid: &U256) -> Option<(u64, Address)> {
         if let Some(m) = batch.get(pid) {
-            return Ok(Some(*m));
+            return Some(*m);
         }
         if let Some(l) = self.live.get(pid) {
-            return Ok(Some((l.summary.creation_index, l.summary.proposer)));
+            return Some((l.summary.creation_index, l.summary.proposer));
         }
-        Ok(self.store.proposal(pid)?.map(|p| (p.creation_index, p.proposer)))
+        known.proposal(pid).map(|p| (p.creation_index, p.proposer))
     }
 
     /// Proposals per status, pass and execution rates (the guide's business metrics).
-    fn publish_business_metrics(&self) -> Result<(), StoreError> {
-        let s = self.store.stats()?;
+    async fn publish_business_metrics(&self) -> Result<(), StoreError> {
+        let s = store::off_thread(&self.store, |s| s.stats()).await?;
         for (status, n) in &s.by_status {
             metrics::gauge!(m::PROPOSALS, "status" => status.clone()).set(*n as f64);
         }
@@ -832,6 +896,25 @@ impl Pipeline {
     }
 }
 
+/// What a range's events need from the store, read before they are routed.
+#[derive(Default)]
+struct Known {
+    /// Proposals named by the events and not live (None: not stored either).
+    proposals: HashMap<U256, Option<Proposal>>,
+    /// Voters' participation streaks before the range.
+    streaks: HashMap<Address, Streak>,
+    /// Timelock operations before the range.
+    ops: HashMap<B256, Option<TimelockOperation>>,
+    /// The committed header right before the range.
+    prev: Option<BlockRecord>,
+}
+
+impl Known {
+    fn proposal(&self, pid: &U256) -> Option<&Proposal> {
+        self.proposals.get(pid).and_then(Option::as_ref)
+    }
+}
+
 /// The shared rules of a deployment's proposals.
 pub fn rules_of(info: &GovernorInfo) -> GovernorRules {
     GovernorRules {
@@ -840,5 +923,121 @@ pub fn rules_of(info: &GovernorInfo) -> GovernorRules {
         clock_mode: info.clock_mode,
         quorum_counting: info.quorum_counting,
         grace_period_secs: info.grace_period_secs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClockMode, QuorumCounting};
+    use crate::store::embedded::EmbeddedStore;
+    use crate::streams::decode::encode;
+
+    const GOVERNOR: Address = Address([0x60; 20]);
+    const TOKEN: Address = Address([0x70; 20]);
+
+    fn header(n: u64) -> Header {
+        Header {
+            number: n,
+            hash: B256(decode::keccak256(&n.to_be_bytes())),
+            parent_hash: B256(decode::keccak256(&n.saturating_sub(1).to_be_bytes())),
+            timestamp: n * 12,
+        }
+    }
+
+    fn info(grace: Option<u64>) -> GovernorInfo {
+        GovernorInfo {
+            chain_id: 31337,
+            governor: GOVERNOR,
+            name: "t".into(),
+            vote_source: TOKEN,
+            token: TOKEN,
+            benefit_executor: None,
+            achievement_nft: None,
+            timelock: None,
+            clock_mode: ClockMode::BlockNumber,
+            clock_mode_raw: "mode=blocknumber&from=default".into(),
+            counting_mode: "support=bravo&quorum=for,abstain".into(),
+            quorum_counting: QuorumCounting::ForAbstain,
+            voting_delay: 4,
+            voting_period: 5,
+            proposal_threshold: U256::zero(),
+            grace_period_secs: grace,
+        }
+    }
+
+    fn log(block: u64, index: u64, topics: Vec<B256>, data: Vec<u8>) -> RawLog {
+        RawLog { address: GOVERNOR, topics, data, block_number: block, block_hash: header(block).hash, tx_hash: B256([block as u8; 32]), log_index: index }
+    }
+
+    fn created(block: u64, id: u64, start: u64, end: u64) -> RawLog {
+        let data = encode::proposal_created(U256::from(id), &Address([1; 20]), &TOKEN, start, end, "# Boundaries");
+        log(block, 0, vec![encode::topic(decode::SIGNATURES[0].0)], data)
+    }
+
+    fn vote(block: u64, id: u64) -> RawLog {
+        let voter = Address([2; 20]);
+        let topics = vec![encode::topic(decode::SIGNATURES[1].0), B256(encode::address(&voter))];
+        log(block, 0, topics, encode::vote_cast(U256::from(id), 1, U256::from(10), ""))
+    }
+
+    fn queued(block: u64, id: u64, eta: u64) -> RawLog {
+        let mut data = encode::uint(U256::from(id)).to_vec();
+        data.extend_from_slice(&encode::uint(U256::from(eta)));
+        log(block, 0, vec![encode::topic("ProposalQueued(uint256,uint256)")], data)
+    }
+
+    fn range(from: u64, to: u64, logs: Vec<RawLog>) -> RangeData {
+        let headers = logs.iter().map(|l| l.block_number).chain([to]).map(|n| (n, header(n))).collect();
+        RangeData { from, to, headers, logs, reversible: false, prune_below: None }
+    }
+
+    async fn history_of(store: &Arc<dyn Store>, id: u64) -> Vec<(ProposalStatus, u64)> {
+        store.history(&U256::from(id)).unwrap().into_iter().map(|h| (h.status, h.block_number)).collect()
+    }
+
+    /// Snapshot, deadline, queuing and the end of the grace period all inside one range: every
+    /// transition lands at its exact first block, whatever the proposal's state before the range.
+    #[actix_rt::test]
+    async fn every_clock_boundary_inside_one_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        store.init_info(&info(Some(100))).unwrap();
+        let mut p = Pipeline::new(store.clone(), info(Some(100)), ChainViews::Synthetic { quorum: U256::one() }, 2, 100).await.unwrap();
+        // Created at 1 (snapshot 5, deadline 10), voted at 7, queued at 12 with eta 204: the
+        // grace period ends at 304, first reached by block 26 (timestamp 312; block 25 is 300).
+        let logs = vec![created(1, 7, 5, 10), vote(7, 7), queued(12, 7, 204)];
+        p.process(range(1, 40, logs)).await.unwrap();
+        let want = vec![
+            (ProposalStatus::Pending, 1),
+            (ProposalStatus::Active, 6),
+            (ProposalStatus::Succeeded, 11),
+            (ProposalStatus::Queued, 12),
+            (ProposalStatus::Expired, 26),
+        ];
+        assert_eq!(history_of(&store, 7).await, want);
+        assert_eq!(store.proposal(&U256::from(7)).unwrap().unwrap().status, ProposalStatus::Expired);
+        assert_eq!(p.live_actors(), 0, "the expired proposal passivated");
+
+        // The same story cut into ranges ending right after the queuing: the expiry comes in a
+        // later range from the proposal's summary.
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        store.init_info(&info(Some(100))).unwrap();
+        let mut p = Pipeline::new(store.clone(), info(Some(100)), ChainViews::Synthetic { quorum: U256::one() }, 2, 100).await.unwrap();
+        p.process(range(1, 12, vec![created(1, 7, 5, 10), vote(7, 7), queued(12, 7, 204)])).await.unwrap();
+        assert_eq!(store.proposal(&U256::from(7)).unwrap().unwrap().status, ProposalStatus::Queued);
+        p.process(range(13, 40, vec![])).await.unwrap();
+        assert_eq!(history_of(&store, 7).await, want);
+
+        // No delay and no grace period: queued and expired in the same block.
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        store.init_info(&info(Some(0))).unwrap();
+        let mut p = Pipeline::new(store.clone(), info(Some(0)), ChainViews::Synthetic { quorum: U256::one() }, 2, 100).await.unwrap();
+        p.process(range(1, 20, vec![created(1, 7, 5, 10), vote(7, 7), queued(12, 7, 144)])).await.unwrap();
+        let h = history_of(&store, 7).await;
+        assert!(h.contains(&(ProposalStatus::Queued, 12)) && h.contains(&(ProposalStatus::Expired, 12)), "{h:?}");
+        assert_eq!(store.proposal(&U256::from(7)).unwrap().unwrap().status, ProposalStatus::Expired);
     }
 }

@@ -179,6 +179,9 @@ pub struct RollbackMessage {
     pub depth: u64,
     /// Hash of the abandoned tip (makes the id unique per reorg).
     pub orphaned_tip: B256,
+    /// Hash of the ancestor (where a listener taking over continues).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ancestor_hash: Option<B256>,
 }
 
 /// The listener's side: publishes ranges and rollbacks, remembers what it published.
@@ -201,13 +204,18 @@ impl EventLog {
         EventLog { subjects: Subjects::new(chain_id), bus, chain_id, published: None, recent: BTreeMap::new(), window, max_ahead }
     }
 
-    /// Resumes after the last range on the stream if it is ahead of the store's cursor.
+    /// Resumes after the last range on the stream if it is ahead of the store's cursor, or at
+    /// the ancestor of a rollback published after it (whatever the store's cursor: the indexer
+    /// may not have applied the rollback yet).
     pub async fn resume(&mut self, store_cursor: Option<(u64, B256)>) -> Result<(), BusError> {
         self.published = None;
         self.recent.clear();
-        if let Some(raw) = self.bus.last_message(&self.subjects.events_stream(), &self.subjects.range()).await? {
-            let r: RangeMessage = serde_json::from_str(&raw.payload)
-                .map_err(|e| BusError::Undecodable { subject: raw.subject.clone(), message: e.to_string() })?;
+        let stream = self.subjects.events_stream();
+        let last_range = self.bus.last_message(&stream, &self.subjects.range()).await?;
+        let last_rollback = self.bus.last_message(&stream, &self.subjects.rollback()).await?;
+        let undecodable = |raw: &async_nats::jetstream::stream::RawMessage, e: serde_json::Error| BusError::Undecodable { subject: raw.subject.clone(), message: e.to_string() };
+        if let Some(raw) = &last_range {
+            let r: RangeMessage = serde_json::from_str(&raw.payload).map_err(|e| undecodable(raw, e))?;
             if store_cursor.is_none_or(|(b, _)| r.to > b) {
                 for h in &r.headers {
                     self.recent.insert(h.number, h.hash);
@@ -216,16 +224,20 @@ impl EventLog {
                 tracing::info!(target: "bus", published = r.to, "listener resumes after the last range on the stream");
             }
         }
+        if let Some(raw) = last_rollback.filter(|rb| last_range.as_ref().is_none_or(|r| rb.sequence > r.sequence)) {
+            let rb: RollbackMessage = serde_json::from_str(&raw.payload).map_err(|e| undecodable(&raw, e))?;
+            self.recent.retain(|n, _| *n <= rb.ancestor);
+            self.published = rb.ancestor_hash.map(|h| (rb.ancestor, h));
+            tracing::info!(target: "bus", ancestor = rb.ancestor, "listener resumes at the ancestor of the last rollback on the stream");
+        }
         Ok(())
     }
 
-    /// Where the listener continues: after what it published, or after the store's cursor.
+    /// Where the listener continues: after what it published (the stream holds everything up
+    /// to it, and a rollback it published may not be applied to the store yet), or else after
+    /// the store's cursor.
     pub fn position(&self, store_cursor: Option<(u64, B256)>) -> Option<(u64, B256)> {
-        match (self.published, store_cursor) {
-            (Some(p), Some(c)) if c.0 > p.0 => Some(c),
-            (Some(p), _) => Some(p),
-            (None, c) => c,
-        }
+        self.published.or(store_cursor)
     }
 
     /// True when the listener should wait for the indexer.
@@ -274,7 +286,7 @@ impl EventLog {
 
     /// Publishes a rollback to `ancestor`.
     pub async fn publish_rollback(&mut self, ancestor: u64, ancestor_hash: B256, depth: u64, orphaned_tip: B256) -> Result<(), BusError> {
-        let msg = RollbackMessage { ancestor, depth, orphaned_tip };
+        let msg = RollbackMessage { ancestor, depth, orphaned_tip, ancestor_hash: Some(ancestor_hash) };
         let id = format!("rollback:{ancestor}:{orphaned_tip}");
         self.bus.publish(Envelope::json(self.subjects.rollback(), id, &msg)).await?;
         self.recent.retain(|n, _| *n <= ancestor);
@@ -318,6 +330,14 @@ pub enum IndexerError {
     /// A reorg deeper than the store can undo.
     #[error("reorg deeper than the store's reorg window (ancestor {0})")]
     ReorgTooDeep(u64),
+    /// A rollback undid a batch reaching below the announced ancestor.
+    #[error("the rollback to block {ancestor} undid a batch reaching below it (the store is at {landed:?}); re-index from a fresh store")]
+    RolledBackBelow {
+        /// Announced ancestor.
+        ancestor: u64,
+        /// Where the store's cursor landed.
+        landed: Option<u64>,
+    },
 }
 
 impl IndexerError {
@@ -328,7 +348,7 @@ impl IndexerError {
             IndexerError::Pipeline(e) => e.is_retryable(),
             IndexerError::Store(e) => e.is_retryable(),
             IndexerError::Missing { .. } => true,
-            IndexerError::Gap { .. } | IndexerError::ReorgTooDeep(_) => false,
+            IndexerError::Gap { .. } | IndexerError::ReorgTooDeep(_) | IndexerError::RolledBackBelow { .. } => false,
         }
     }
 }
@@ -400,9 +420,11 @@ pub struct Indexer {
     store: Arc<dyn Store>,
     pipeline: Pipeline,
     status: Arc<IndexerStatus>,
-    publisher: Option<Publisher>,
+    publisher: Option<Arc<Publisher>>,
     relay: Option<AchievementRelay>,
     buffer: BTreeMap<(u64, u64), RawLog>,
+    /// The store's cursor, as this indexer (its only writer while it holds the role) moved it.
+    committed: Option<u64>,
     idle: Duration,
     stop: Arc<AtomicBool>,
 }
@@ -420,22 +442,17 @@ impl Indexer {
         stop: Arc<AtomicBool>,
     ) -> Indexer {
         let (publisher, relay) = match publisher {
-            Some((p, r)) => (Some(p), Some(r)),
+            Some((p, r)) => (Some(Arc::new(p)), Some(r)),
             None => (None, None),
         };
-        Indexer { bus, store, pipeline, status, publisher, relay, buffer: BTreeMap::new(), idle, stop }
-    }
-
-    fn cursor(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self.store.cursor()?.map(|c| c.block))
+        Indexer { bus, store, pipeline, status, publisher, relay, buffer: BTreeMap::new(), committed: None, idle, stop }
     }
 
     async fn publish_final(&mut self) -> Result<(), IndexerError> {
         if let Some(p) = &self.publisher {
-            let store = self.store.clone();
-            let finalized = self.status.finalized();
+            let (p, finalized) = (p.clone(), self.status.finalized());
             // The publisher moves final outbox events to the feed (one store transaction).
-            p.publish(&*store, finalized)?;
+            crate::store::off_thread(&self.store, move |s| p.publish(s, finalized)).await?;
         }
         if let Some(r) = &mut self.relay {
             r.relay(&self.store).await?;
@@ -445,6 +462,7 @@ impl Indexer {
 
     /// Consumes until the stop flag is set or an error.
     pub async fn run(&mut self) -> Result<(), IndexerError> {
+        self.committed = crate::store::off_thread(&self.store, |s| s.cursor()).await?.map(|c| c.block);
         let consumer = self.bus.indexer_consumer().await?;
         let mut messages = consumer
             .stream()
@@ -520,7 +538,7 @@ impl Indexer {
                 };
                 match e.log() {
                     Ok(log) => {
-                        if self.cursor()?.is_none_or(|c| log.block_number > c) {
+                        if self.committed.is_none_or(|c| log.block_number > c) {
                             self.buffer.insert((log.block_number, log.log_index), log);
                         }
                     }
@@ -544,7 +562,7 @@ impl Indexer {
 
     async fn apply_range(&mut self, r: RangeMessage) -> Result<(), IndexerError> {
         self.status.head.fetch_max(r.head, Ordering::Relaxed);
-        let cursor = self.cursor()?;
+        let cursor = self.committed;
         if cursor.is_some_and(|c| r.to <= c) {
             // Committed before (a redelivery): nothing to do but drop what it buffered.
             self.buffer = self.buffer.split_off(&(r.to + 1, 0));
@@ -572,8 +590,27 @@ impl Indexer {
             tracing::error!(target: "bus", from = r.from, to = r.to, expected = r.events, got = logs.len(), "range has a different number of events than announced; reading the stream again");
             return Err(IndexerError::Missing { from: r.from, to: r.to, expected: r.events, got: logs.len() as u64 });
         }
-        let data = RangeData { from, to: r.to, headers, logs, reversible: r.reversible, prune_below: r.prune_below };
-        self.pipeline.process(data).await?;
+        if r.reversible {
+            // Within the reorg window every block is a batch of its own, so a rollback to any
+            // ancestor the listener announces lands exactly on it: the store undoes whole
+            // batches, and the blocks between a batch's start and the ancestor are not on the
+            // stream again (their events were delivered, acknowledged and deduplicated).
+            let mut logs = logs.into_iter().peekable();
+            for b in from..=r.to {
+                let Some(h) = headers.get(&b) else { return Err(PipelineError::MissingHeader(b).into()) };
+                let mut block_logs = Vec::new();
+                while let Some(l) = logs.next_if(|l| l.block_number == b) {
+                    block_logs.push(l);
+                }
+                let data = RangeData { from: b, to: b, headers: BTreeMap::from([(b, *h)]), logs: block_logs, reversible: true, prune_below: r.prune_below };
+                self.pipeline.process(data).await?;
+                self.committed = Some(b);
+            }
+        } else {
+            let data = RangeData { from, to: r.to, headers, logs, reversible: false, prune_below: r.prune_below };
+            self.pipeline.process(data).await?;
+            self.committed = Some(r.to);
+        }
         self.status.indexed.store(r.to, Ordering::Relaxed);
         self.status.caught_up.store(r.to >= r.head, Ordering::Relaxed);
         metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(r.to as f64);
@@ -587,21 +624,27 @@ impl Indexer {
             let _ = b.split_off(&(r.ancestor + 1, 0));
             b
         };
-        let cursor = self.cursor()?;
+        let cursor = self.committed;
         if cursor.is_some_and(|c| c > r.ancestor) {
-            let store = self.store.clone();
             let ancestor = r.ancestor;
-            match tokio::task::spawn_blocking(move || store.rollback(ancestor)).await.map_err(|e| StoreError::Backend(format!("rollback task: {e}")))? {
-                Ok(_) => {}
+            let landed = match crate::store::off_thread(&self.store, move |s| s.rollback(ancestor)).await {
+                Ok(c) => c.map(|c| c.block),
                 Err(StoreError::ReorgTooDeep { .. }) => return Err(IndexerError::ReorgTooDeep(r.ancestor)),
                 Err(e) => return Err(e.into()),
+            };
+            self.committed = landed;
+            if landed != Some(ancestor) {
+                // A batch spanning the ancestor (committed before batches in the window were
+                // one block each): the blocks up to the ancestor are gone from the store and
+                // will not come again on the stream.
+                return Err(IndexerError::RolledBackBelow { ancestor, landed });
             }
             let depth = cursor.unwrap_or(0).saturating_sub(r.ancestor);
             self.status.reorgs.fetch_add(1, Ordering::Relaxed);
             self.status.indexed.store(r.ancestor, Ordering::Relaxed);
             metrics::counter!(m::LISTENER_REORGS_TOTAL).increment(1);
             tracing::warn!(target: "bus", ancestor = r.ancestor, depth, "reorg from the events stream: rolled back");
-            self.pipeline.reset()?;
+            self.pipeline.reset().await?;
             self.pipeline.notify_rollback(r.ancestor, depth);
         }
         Ok(())
