@@ -146,6 +146,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // in-process bus serves subscribers in this process, JetStream any subscriber.
     let (feed_bus, _) = tokio::sync::broadcast::channel(4096);
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
+    // NATS mode's role, partition, presence and status tasks: awaited at shutdown.
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let _listener = match &jetstream {
         None => {
             let pipeline = new_pipeline().await?.with_changes(changes.clone());
@@ -166,7 +168,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     (js.clone(), rpc.clone(), store.clone(), status.clone(), stop.clone(), settings.clone(), fatal.clone(), new_pipeline.clone());
                 let (window, ahead) = (cfg.chain.reorg_window, cfg.bus.max_ahead_blocks);
                 let holder = instance.clone();
-                actix_rt::spawn(async move {
+                tasks.push(actix_rt::spawn(async move {
                     let r = crate::streams::relay::hold_role(js.clone(), "listener", holder, ttl, stop.clone(), || {
                         let (js, rpc, store, status, stop, settings) = (js.clone(), rpc.clone(), store.clone(), status.clone(), stop.clone(), settings.clone());
                         let pipeline = new_pipeline();
@@ -183,7 +185,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                             let _ = tx.send(format!("listener: {msg}"));
                         }
                     }
-                });
+                }));
             }
             // The indexer role: events stream → store → achievements stream.
             {
@@ -192,7 +194,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 let holder = instance.clone();
                 let idle = Duration::from_millis(cfg.chain.poll_interval_ms.clamp(50, 1_000));
                 let feed_bus = feed_bus.clone();
-                actix_rt::spawn(async move {
+                tasks.push(actix_rt::spawn(async move {
                     let r = crate::streams::relay::hold_role(js.clone(), "indexer", holder, ttl, stop.clone(), || {
                         let (js, store, status, stop, changes, feed_bus) = (js.clone(), store.clone(), status.clone(), stop.clone(), changes.clone(), feed_bus.clone());
                         let pipeline = new_pipeline();
@@ -220,7 +222,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                             let _ = tx.send(format!("indexer: {msg}"));
                         }
                     }
-                });
+                }));
             }
             // Every instance: the partitions of proposal actors and voter-power shards, up to
             // its fair share of the instances alive.
@@ -229,13 +231,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 alive: std::sync::atomic::AtomicUsize::new(1),
                 partitions,
             });
-            tokio::spawn(crate::streams::relay::presence(js.clone(), instance.clone(), ttl, share.clone(), stop.clone()));
+            tasks.push(tokio::spawn(crate::streams::relay::presence(js.clone(), instance.clone(), ttl, share.clone(), stop.clone())));
             for part in 0..partitions {
                 let (js, store, stop, share, fatal) = (js.clone(), store.clone(), stop.clone(), share.clone(), fatal.clone());
                 let (shards, cache) = (cfg.voter_power.shards, cfg.voter_power.cache_accounts_per_shard);
                 let holder = instance.clone();
                 let may = share.clone();
-                actix_rt::spawn(async move {
+                tasks.push(actix_rt::spawn(async move {
                     let r = crate::streams::relay::hold_role_when(
                         js.clone(),
                         format!("partition-{part}"),
@@ -262,16 +264,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                             let _ = tx.send(format!("partition {part}: {msg}"));
                         }
                     }
-                });
+                }));
             }
             // Every instance: status from the ranges and the store.
-            tokio::spawn(crate::streams::relay::follow_status(
+            tasks.push(tokio::spawn(crate::streams::relay::follow_status(
                 js.clone(),
                 store.clone(),
                 status.clone(),
                 Duration::from_millis(cfg.chain.poll_interval_ms.clamp(50, 1_000)),
                 stop.clone(),
-            ));
+            )));
             None
         }
     };
@@ -309,7 +311,30 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    stop_tasks(tasks, Duration::from_secs(cfg.bus.lease_ttl_s.max(1) + 5)).await;
     outcome
+}
+
+/// Shutdown order: the tasks see the stop flag, finish their current step, give their leases
+/// up and drop their NATS subscriptions while the runtime still runs (a subscription dropped
+/// after it, when the runtime drops leftover tasks, panics in async-nats: its `Drop` spawns
+/// the unsubscribe on the runtime). What has not finished in `patience` is aborted and awaited,
+/// which drops it inside the runtime too.
+async fn stop_tasks(tasks: Vec<tokio::task::JoinHandle<()>>, patience: Duration) {
+    if tasks.is_empty() {
+        return;
+    }
+    let aborts: Vec<tokio::task::AbortHandle> = tasks.iter().map(|t| t.abort_handle()).collect();
+    let all = futures::future::join_all(tasks);
+    tokio::pin!(all);
+    if tokio::time::timeout(patience, &mut all).await.is_err() {
+        tracing::warn!(target: "app", "tasks still running at shutdown; aborting them");
+        for a in &aborts {
+            a.abort();
+        }
+        all.await;
+    }
+    tracing::info!(target: "app", "stopped");
 }
 
 async fn shutdown_signal() {

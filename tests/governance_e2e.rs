@@ -59,11 +59,29 @@ async fn sync(gf: &mut Govflow, anvil: &Anvil) {
     gf.wait_indexed(head, WAIT).await;
 }
 
+/// What a story is played against: one govflow, or several instances sharing the work.
+trait Watch {
+    /// The instance to read from now.
+    fn primary(&mut self) -> &mut Govflow;
+    /// Reorgs handled so far, as the instances report them.
+    async fn reorgs(&mut self) -> u64 {
+        self.primary().get_ok("/v1/status").await["reorgsHandled"].as_u64().unwrap()
+    }
+    /// Called at each numbered step of the story (a chance to kill or restart an instance).
+    async fn step(&mut self, _n: usize) {}
+}
+
+impl Watch for Govflow {
+    fn primary(&mut self) -> &mut Govflow {
+        self
+    }
+}
+
 /// Plays every proposal state the contracts can reach (Expired aside: see the state-machine
 /// unit tests), votes with and without reasons and by signature, delegation and transfers after
 /// a snapshot, a late-quorum extension, queue and execute through the timelock, and a reorg
 /// while govflow follows the head.
-async fn play(anvil: &Anvil, dao: &Dao, gf: &mut Govflow) -> Story {
+async fn play<W: Watch>(anvil: &Anvil, dao: &Dao, w8: &mut W) -> Story {
     let w = |i| anvil.wallet(i);
     let mut proposals = Vec::new();
 
@@ -79,7 +97,7 @@ async fn play(anvil: &Anvil, dao: &Dao, gf: &mut Govflow) -> Story {
     dao.transfer(&w(2), anvil.address(6), tokens(10)).await;
     dao.delegate(&w(4), anvil.address(2)).await;
     dao.delegate(&w(6), anvil.address(6)).await;
-    sync(gf, anvil).await;
+    sync(w8.primary(), anvil).await;
 
     // P2: defeated for lack of quorum (2 of 10 needed).
     let (p2, _) = dao.propose_set_value(&w(2), U256::from(7), "Low turnout").await;
@@ -90,13 +108,15 @@ async fn play(anvil: &Anvil, dao: &Dao, gf: &mut Govflow) -> Story {
     dao.cancel(&w(3), p3).await;
     dao.advance_past_snapshot(p2).await;
     dao.cast_vote(&w(7), p2, vote::FOR).await;
+    w8.step(1).await;
 
     dao.advance_past_deadline(p1).await;
     dao.queue(p1).await;
-    sync(gf, anvil).await;
+    sync(w8.primary(), anvil).await;
     dao.advance_past_eta(p1).await;
     dao.execute(p1).await;
     dao.advance_past_deadline(p2).await;
+    w8.step(2).await;
 
     // P4: quorum reached in the last moments: the deadline is extended.
     let (p4, _) = dao.propose_set_value(&w(1), U256::from(9), "Late quorum").await;
@@ -113,17 +133,19 @@ async fn play(anvil: &Anvil, dao: &Dao, gf: &mut Govflow) -> Story {
     dao.cast_vote(&w(7), p5, vote::FOR).await;
     dao.advance_past_deadline(p4).await;
     dao.advance_past_deadline(p5).await;
-    sync(gf, anvil).await;
+    sync(w8.primary(), anvil).await;
 
     // A reorg while govflow follows the head: a proposal and votes that vanish.
-    let reorgs_before = gf.get_ok("/v1/status").await["reorgsHandled"].as_u64().unwrap();
+    w8.step(3).await;
+    let reorgs_before = w8.reorgs().await;
     let snap = anvil.snapshot().await;
     let (gone, _) = dao.propose_set_value(&w(2), U256::from(666), "Orphaned proposal").await;
     dao.advance_past_snapshot(gone).await;
     dao.cast_vote(&w(2), gone, vote::FOR).await;
-    sync(gf, anvil).await;
-    let (s, _) = gf.get(&format!("/v1/proposals/{gone}")).await;
+    sync(w8.primary(), anvil).await;
+    let (s, _) = w8.primary().get(&format!("/v1/proposals/{gone}")).await;
     assert_eq!(s, 200, "the orphaned proposal was indexed before the reorg");
+    w8.step(4).await;
     assert!(anvil.revert(snap).await);
     // The canonical chain goes on differently (and further than the orphaned one).
     let (p6, _) = dao.propose_set_value(&w(1), U256::from(11), "# After the reorg\nStill active at the end").await;
@@ -134,17 +156,19 @@ async fn play(anvil: &Anvil, dao: &Dao, gf: &mut Govflow) -> Story {
     anvil.mine(5).await;
     let t = std::time::Instant::now();
     loop {
-        let st = gf.get_ok("/v1/status").await;
-        if st["reorgsHandled"].as_u64().unwrap() > reorgs_before && st["indexedBlock"].as_u64().unwrap() >= anvil.block_number().await {
+        let reorgs = w8.reorgs().await;
+        let st = w8.primary().get_ok("/v1/status").await;
+        if reorgs > reorgs_before && st["indexedBlock"].as_u64().unwrap() >= anvil.block_number().await {
             break;
         }
-        assert!(t.elapsed() < WAIT, "reorg not handled: {st}\n{}", gf.log());
+        assert!(t.elapsed() < WAIT, "reorg not handled: {st}\n{}", w8.primary().log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    w8.step(5).await;
     // P7: still pending at the end.
     let (p7, _) = dao.propose_set_value(&w(2), U256::from(12), "Pending at the end").await;
     proposals.push(p7);
-    sync(gf, anvil).await;
+    sync(w8.primary(), anvil).await;
 
     let accounts = (1..=9).map(|i| anvil.address(i)).collect();
     Story { proposals, orphaned: vec![gone], accounts, executed: p1, extended: p4 }
@@ -929,4 +953,185 @@ async fn nats_ranges_larger_than_a_message() {
     assert!(left.is_empty(), "work objects left: {}", left.len());
     gf.stop();
     gf2.stop();
+}
+
+/// Instances playing the story together; one is SIGKILLed at a step and started again later.
+struct Cluster {
+    nodes: Vec<Option<Govflow>>,
+    names: Vec<String>,
+    opts: GovflowOpts,
+    /// Extra environment per instance (its name goes into `GOVFLOW_BUS_INSTANCE`).
+    nats: bool,
+    dir: std::path::PathBuf,
+    kill_at: usize,
+    restart_at: usize,
+    killed: Option<usize>,
+    starts: usize,
+    log: Vec<String>,
+}
+
+impl Cluster {
+    fn start_node(&mut self, i: usize) {
+        let mut opts = self.opts.clone();
+        if self.nats {
+            opts.env.push(("GOVFLOW_BUS_INSTANCE".into(), self.names[i].clone()));
+        }
+        self.starts += 1;
+        let gf = Govflow::start(&opts, &self.dir.join(format!("{}-{}", self.names[i], self.starts)));
+        self.nodes[i] = Some(gf);
+    }
+
+    /// The instance holding the indexer role (the first one in embedded mode).
+    async fn leader(&self) -> usize {
+        if !self.nats {
+            return 0;
+        }
+        let t = std::time::Instant::now();
+        loop {
+            for (i, gf) in self.nodes.iter().enumerate() {
+                let Some(gf) = gf else { continue };
+                let m = match reqwest::get(format!("{}/metrics", gf.base)).await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(_) => continue,
+                };
+                if m.lines().any(|l| l == "govflow_bus_role_held{role=\"indexer\"} 1") {
+                    return i;
+                }
+            }
+            assert!(t.elapsed() < WAIT, "no instance holds the indexer role");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Watch for Cluster {
+    fn primary(&mut self) -> &mut Govflow {
+        self.nodes.iter_mut().flatten().next().expect("an instance runs")
+    }
+
+    async fn reorgs(&mut self) -> u64 {
+        let mut n = 0;
+        for gf in self.nodes.iter().flatten() {
+            if let Ok(r) = reqwest::get(format!("{}/v1/status", gf.base)).await {
+                n += r.json::<Value>().await.ok().and_then(|v| v["reorgsHandled"].as_u64()).unwrap_or(0);
+            }
+        }
+        n
+    }
+
+    async fn step(&mut self, n: usize) {
+        if n == self.kill_at {
+            let i = self.leader().await;
+            self.nodes[i].as_mut().unwrap().kill9();
+            self.log.push(format!("step {n}: SIGKILL {} (indexer)", self.names[i]));
+            self.nodes[i] = None;
+            self.killed = Some(i);
+            if self.nodes.iter().all(Option::is_none) {
+                // A lone instance comes back at once: nobody else would index meanwhile.
+                self.start_node(i);
+                self.killed = None;
+                self.log.push(format!("step {n}: restarted {}", self.names[i]));
+            }
+        }
+        if n == self.restart_at {
+            if let Some(i) = self.killed.take() {
+                self.start_node(i);
+                self.log.push(format!("step {n}: restarted {}", self.names[i]));
+            }
+        }
+    }
+}
+
+/// The story with its live reorg, played against `instances` govflow processes (NATS
+/// JetStream and a Cassandra keyspace when `nats`, else one embedded instance); the instance
+/// holding the indexer role is SIGKILLed at step `kill_at` (step 4: the orphaned blocks are
+/// indexed and the chain reorganises while it is dead) and restarted at the next step. Every
+/// instance ends equal to the chain's views and to an embedded backfill, byte for byte, and
+/// stops cleanly on SIGTERM (exit 0, no panic).
+async fn story_with_a_leader_kill(instances: usize, nats: bool, kill_at: usize) {
+    let nats_server = nats.then(support::nats::NatsServer::start);
+    let nodes = if nats { Some(tokio::task::spawn_blocking(cql::nodes).await.unwrap()) } else { None };
+    let anvil = Anvil::start().await;
+    let dao = deploy(&anvil, ClockMode::BlockNumber).await;
+    let ks = cql::fresh_keyspace("cluster");
+    let _drop = nats.then(|| cql::DropKeyspace(ks.clone()));
+    let mut env = vec![];
+    if let (Some(server), Some(nodes)) = (&nats_server, &nodes) {
+        env = vec![
+            ("GOVFLOW_BUS_KIND".to_string(), "nats".to_string()),
+            ("GOVFLOW_BUS_NATS_URL".to_string(), server.url()),
+            // As deploy/nats: 8 partitions, 6-second leases.
+            ("GOVFLOW_BUS_PARTITIONS".to_string(), "8".to_string()),
+            ("GOVFLOW_BUS_LEASE_TTL_S".to_string(), "6".to_string()),
+            ("GOVFLOW_BUS_ACK_WAIT_S".to_string(), "5".to_string()),
+            ("GOVFLOW_STORE_BACKEND".to_string(), "scylla".to_string()),
+            ("GOVFLOW_SCYLLA_NODES".to_string(), nodes.clone()),
+            ("GOVFLOW_SCYLLA_KEYSPACE".to_string(), ks.clone()),
+            // Instances that do not hold the indexer role serve their read cache until its TTL
+            // (or a Redis invalidation): compared right after the story, they read the store.
+            ("GOVFLOW_CACHE_ENABLED".to_string(), "false".to_string()),
+        ];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GovflowOpts { rpc_url: anvil.rpc_url(), governor: hexa(dao.governor), confirmations: 0, start_block: None, env };
+    let names: Vec<String> = (0..instances).map(|i| format!("node{i}")).collect();
+    let mut c = Cluster {
+        nodes: (0..instances).map(|_| None).collect(),
+        names,
+        opts: opts.clone(),
+        nats,
+        dir: dir.path().to_path_buf(),
+        kill_at,
+        restart_at: kill_at + 1,
+        killed: None,
+        starts: 0,
+        log: vec![],
+    };
+    for i in 0..instances {
+        c.start_node(i);
+    }
+    let story = play(&anvil, &dao, &mut c).await;
+    // Restarted at the end at the latest.
+    c.step(c.restart_at).await;
+    let head = anvil.block_number().await;
+    for gf in c.nodes.iter_mut().flatten() {
+        gf.wait_indexed(head, WAIT).await;
+    }
+    eprintln!("cluster story: {}", c.log.join("; "));
+    for gf in c.nodes.iter().flatten() {
+        compare(&anvil, &dao, gf, &story).await;
+    }
+    let embedded = GovflowOpts { env: vec![], ..opts };
+    let mut reference = Govflow::start(&embedded, &dir.path().join("reference"));
+    sync(&mut reference, &anvil).await;
+    for gf in c.nodes.iter().flatten() {
+        assert_same_answers(gf, &reference, &story, "after a leader kill").await;
+    }
+    reference.stop();
+    for (i, gf) in c.nodes.iter_mut().enumerate() {
+        if let Some(gf) = gf {
+            gf.stop_clean(&format!("node{i}"));
+        }
+    }
+}
+
+/// The step at which the leader is killed: `GOVFLOW_STRESS_KILL_AT` (1 to 4; `scripts/stress-cluster.sh`
+/// runs every one), else 4, the hardest: the reorg happens while the leader is dead.
+fn kill_step() -> usize {
+    std::env::var("GOVFLOW_STRESS_KILL_AT").ok().and_then(|v| v.parse().ok()).filter(|n| (1..=4).contains(n)).unwrap_or(4)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_nats_cql_reorg_and_leader_kill() {
+    story_with_a_leader_kill(2, true, kill_step()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_nats_cql_reorg_and_kill() {
+    story_with_a_leader_kill(1, true, kill_step()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_reorg_and_kill() {
+    story_with_a_leader_kill(1, false, kill_step()).await;
 }

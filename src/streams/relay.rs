@@ -760,6 +760,13 @@ where
 /// `/v1/status` are right on instances that do not hold the indexer role.
 pub async fn follow_status(bus: Arc<JetStreamBus>, store: Arc<dyn Store>, status: Arc<IndexerStatus>, every: Duration, stop: Arc<AtomicBool>) {
     let subject = bus.subjects().range();
+    // The head as the last range on the stream tells it, so an instance started after the
+    // chain went quiet does not serve everything as provisional until the next block.
+    if let Ok(Some(raw)) = bus.last_message(&bus.subjects().events_stream(), &subject).await {
+        if let Ok(r) = serde_json::from_str::<RangeMessage>(&raw.payload) {
+            status.head.fetch_max(r.head, Ordering::Relaxed);
+        }
+    }
     let mut sub = match bus.subscribe(&subject).await {
         Ok(s) => Some(s),
         Err(e) => {
@@ -783,8 +790,10 @@ pub async fn follow_status(bus: Arc<JetStreamBus>, store: Arc<dyn Store>, status
             }
         }
         let st = store.clone();
-        if let Ok(Ok(Some(c))) = tokio::task::spawn_blocking(move || st.cursor()).await {
+        if let Ok(Some(c)) = crate::store::off_thread(&st, |s| s.cursor()).await {
             status.indexed.store(c.block, Ordering::Relaxed);
+            // The chain is at least where the store is.
+            status.head.fetch_max(c.block, Ordering::Relaxed);
             if c.block >= status.head.load(Ordering::Relaxed) {
                 status.caught_up.store(true, Ordering::Relaxed);
             }

@@ -270,6 +270,28 @@ impl Govflow {
         }
     }
 
+    /// Stops the process with SIGTERM and asserts a clean shutdown: exit code 0 within 30 s
+    /// and no panic in its log.
+    pub fn stop_clean(&mut self, name: &str) {
+        let Some(mut c) = self.child.take() else { panic!("{name} is not running") };
+        unsafe_sigterm(c.id());
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = c.try_wait().ok().flatten() {
+                break st;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("{name} did not stop within 30 s of SIGTERM\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = self.log();
+        assert!(status.success(), "{name} exited with {status} after SIGTERM\n{log}");
+        assert!(!log.contains("panicked"), "{name} panicked during its life or shutdown\n{log}");
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
