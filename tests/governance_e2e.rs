@@ -971,6 +971,17 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Waits until instance `i` serves its API.
+    async fn until_serving(&mut self, i: usize) {
+        let t = std::time::Instant::now();
+        let gf = self.nodes[i].as_mut().expect("started");
+        while reqwest::get(format!("{}/v1/status", gf.base)).await.is_err() {
+            assert!(gf.running(), "{} exited\n{}", self.names[i], gf.log());
+            assert!(t.elapsed() < WAIT, "{} does not serve its API\n{}", self.names[i], gf.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn start_node(&mut self, i: usize) {
         let mut opts = self.opts.clone();
         if self.nats {
@@ -1029,6 +1040,7 @@ impl Watch for Cluster {
             if self.nodes.iter().all(Option::is_none) {
                 // A lone instance comes back at once: nobody else would index meanwhile.
                 self.start_node(i);
+                self.until_serving(i).await;
                 self.killed = None;
                 self.log.push(format!("step {n}: restarted {}", self.names[i]));
             }
@@ -1036,6 +1048,7 @@ impl Watch for Cluster {
         if n == self.restart_at {
             if let Some(i) = self.killed.take() {
                 self.start_node(i);
+                self.until_serving(i).await;
                 self.log.push(format!("step {n}: restarted {}", self.names[i]));
             }
         }
@@ -1089,6 +1102,9 @@ async fn story_with_a_leader_kill(instances: usize, nats: bool, kill_at: usize) 
     };
     for i in 0..instances {
         c.start_node(i);
+    }
+    for i in 0..instances {
+        c.until_serving(i).await;
     }
     let story = play(&anvil, &dao, &mut c).await;
     // Restarted at the end at the latest.
