@@ -51,7 +51,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ),
     };
     let governor = cfg.governor();
-    let (mut info, fresh) = match store.info()? {
+    let stored = crate::store::off_thread(&store, |s| s.info()).await?;
+    let (mut info, fresh) = match stored {
         Some(i) if i.governor == governor && i.chain_id == chain_id => (i, false),
         _ => (discovery::discover(&rpc, chain_id, governor).await.context("discovering the governor")?, true),
     };
@@ -62,7 +63,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         if !fresh {
             tracing::warn!(target: "app", "configured contract addresses differ from the stored ones; using the configured ones from the current block on");
         }
-        store.init_info(&info)?;
+        let init = info.clone();
+        crate::store::off_thread(&store, move |s| s.init_info(&init)).await?;
     }
     tracing::info!(
         target: "app",
@@ -151,7 +153,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _listener = match &jetstream {
         None => {
             let pipeline = new_pipeline().await?.with_changes(changes.clone());
-            let feed_end = store.feed_position()?;
+            let feed_end = crate::store::off_thread(&store, |s| s.feed_position()).await?;
             let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
                 .with_publisher(crate::streams::achievements::Publisher::new(feed_bus.clone(), feed_end).with_bus(bus.clone(), chain_id));
             Some(ListenerActor::new(listener, stop.clone(), fatal_tx).start())
