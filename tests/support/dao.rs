@@ -413,10 +413,45 @@ impl Dao {
 
         let (target, _) = ok(chain.deploy(&deployer, artifacts::TARGET, &[]).await);
 
-        let mut dao = Dao {
-            chain,
+        let addresses = DaoAddresses { token, timelock, governor, target };
+        let mut dao =
+            Dao::assemble(&chain, deployer.clone(), opts, addresses, deployment_block, governor_deployment_block, stack);
+
+        // Timelock roles.
+        for (r, who) in [
+            ("PROPOSER_ROLE", governor),
+            ("CANCELLER_ROLE", governor),
+            ("EXECUTOR_ROLE", Address::zero()),
+        ] {
+            let data = dao.timelock_abi.encode("grantRole", (role(r), who)).unwrap();
+            ok(dao.chain.send(&deployer, timelock, data).await);
+        }
+        let data = dao.timelock_abi.encode("renounceRole", (role("DEFAULT_ADMIN_ROLE"), me)).unwrap();
+        let last = ok(dao.chain.send(&deployer, timelock, data).await);
+
+        let last = dao.setup_voters().await.unwrap_or(last);
+        dao.setup_block = last.block_number;
+        dao
+    }
+
+    /// A `Dao` handle on contracts deployed elsewhere (e.g. another timelock kind, see
+    /// `support::compound`): `stack` names the artifacts whose ABIs the helpers use (the
+    /// governor's must have the OZ 5 `Governor` functions), the token's is chosen by
+    /// `opts.clock`. `setup_block` starts at 0. Sends nothing.
+    pub fn assemble(
+        chain: &Chain,
+        deployer: LocalWallet,
+        opts: DaoOptions,
+        addresses: DaoAddresses,
+        deployment_block: u64,
+        governor_deployment_block: u64,
+        stack: StackArtifacts,
+    ) -> Dao {
+        let DaoAddresses { token, timelock, governor, target } = addresses;
+        Dao {
+            chain: chain.clone(),
             clock_mode: opts.clock,
-            deployer: deployer.clone(),
+            deployer,
             token,
             timelock,
             governor,
@@ -429,37 +464,29 @@ impl Dao {
             timelock_abi: artifact(stack.timelock).base(),
             target_abi: artifact(artifacts::TARGET).base(),
             proposals: Mutex::new(HashMap::new()),
-            options: opts.clone(),
-        };
-
-        // Timelock roles.
-        for (r, who) in [
-            ("PROPOSER_ROLE", governor),
-            ("CANCELLER_ROLE", governor),
-            ("EXECUTOR_ROLE", Address::zero()),
-        ] {
-            let data = dao.timelock_abi.encode("grantRole", (role(r), who)).unwrap();
-            ok(dao.chain.send(&deployer, timelock, data).await);
+            options: opts,
         }
-        let data = dao.timelock_abi.encode("renounceRole", (role("DEFAULT_ADMIN_ROLE"), me)).unwrap();
-        let mut last = ok(dao.chain.send(&deployer, timelock, data).await);
+    }
 
-        // Voters: make sure they can pay gas, mint, delegate.
-        for v in &opts.voters {
-            if dao.chain.balance(v.address()).await.is_zero() {
-                dao.chain.set_balance(v.address(), U256::exp10(20)).await;
+    /// The voters of `self.options`: makes sure each can pay gas, mints its tokens (the
+    /// deployer owns the token) and applies its delegation. Returns the last receipt, if any
+    /// transaction was sent. Part of [`Dao::deploy_governance`].
+    pub async fn setup_voters(&self) -> Option<Receipt> {
+        let mut last = None;
+        for v in &self.options.voters {
+            if self.chain.balance(v.address()).await.is_zero() {
+                self.chain.set_balance(v.address(), U256::exp10(20)).await;
             }
             if !v.amount.is_zero() {
-                last = dao.mint(v.address(), v.amount).await;
+                last = Some(self.mint(v.address(), v.amount).await);
             }
             match &v.delegation {
-                Delegation::SelfDelegate => last = dao.delegate(&v.wallet, v.address()).await,
-                Delegation::To(to) => last = dao.delegate(&v.wallet, *to).await,
+                Delegation::SelfDelegate => last = Some(self.delegate(&v.wallet, v.address()).await),
+                Delegation::To(to) => last = Some(self.delegate(&v.wallet, *to).await),
                 Delegation::None => {}
             }
         }
-        dao.setup_block = last.block_number;
-        dao
+        last
     }
 
     /// The RPC handle.

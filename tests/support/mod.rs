@@ -40,6 +40,7 @@ pub mod anvil;
 pub mod artifacts;
 pub mod cb;
 pub mod chain;
+pub mod compound;
 pub mod dao;
 /// nats-server with JetStream (`.tools/bin/nats-server`, `scripts/nats.sh install`): [`nats::NatsServer`].
 pub mod nats;
