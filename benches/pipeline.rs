@@ -10,26 +10,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use govflow::chain::Header;
 use govflow::domain::{Address, GovernorInfo, B256, U256};
 use govflow::store::embedded::EmbeddedStore;
 use govflow::store::Store;
 use govflow::streams::decode::{self, encode, RawLog};
-use govflow::streams::pipeline::{ChainViews, Pipeline, RangeData};
+use govflow::streams::pipeline::{synthetic_header as header, ChainViews, Pipeline, RangeData};
 
 const GOVERNOR: Address = Address([0x60; 20]);
 const TOKEN: Address = Address([0x70; 20]);
 const LOGS_PER_BLOCK: u64 = 50;
 const VOTES_PER_PROPOSAL: u64 = 5_000;
 
-fn header(n: u64) -> Header {
-    Header {
-        number: n,
-        hash: B256(decode::keccak256(&n.to_be_bytes())),
-        parent_hash: B256(decode::keccak256(&n.saturating_sub(1).to_be_bytes())),
-        timestamp: n * 12,
-    }
-}
 
 fn addr(i: u64) -> Address {
     let mut a = [0u8; 20];

@@ -111,13 +111,18 @@ impl ChainViews {
     async fn header(&self, n: u64) -> Result<Option<Header>, ChainError> {
         match self {
             ChainViews::Rpc(rpc) => rpc.header(n).await,
-            ChainViews::Synthetic { .. } => Ok(Some(Header {
-                number: n,
-                hash: B256(decode::keccak256(&n.to_be_bytes())),
-                parent_hash: B256(decode::keccak256(&n.saturating_sub(1).to_be_bytes())),
-                timestamp: n * 12,
-            })),
+            ChainViews::Synthetic { .. } => Ok(Some(synthetic_header(n))),
         }
+    }
+}
+
+/// Header `n` of the synthetic chain (benchmarks, tests): hash of the number, timestamp `n * 12`.
+pub fn synthetic_header(n: u64) -> Header {
+    Header {
+        number: n,
+        hash: B256(decode::keccak256(&n.to_be_bytes())),
+        parent_hash: B256(decode::keccak256(&n.saturating_sub(1).to_be_bytes())),
+        timestamp: n * 12,
     }
 }
 
@@ -936,14 +941,7 @@ mod tests {
     const GOVERNOR: Address = Address([0x60; 20]);
     const TOKEN: Address = Address([0x70; 20]);
 
-    fn header(n: u64) -> Header {
-        Header {
-            number: n,
-            hash: B256(decode::keccak256(&n.to_be_bytes())),
-            parent_hash: B256(decode::keccak256(&n.saturating_sub(1).to_be_bytes())),
-            timestamp: n * 12,
-        }
-    }
+    use super::synthetic_header as header;
 
     fn info(grace: Option<u64>) -> GovernorInfo {
         GovernorInfo {
