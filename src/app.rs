@@ -251,10 +251,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                             let worker = crate::actors::remote::PartitionWorker::new(part, partitions, shards, cache, store.clone(), holder.clone());
                             let (js, stop, share) = (js.clone(), stop.clone(), share.clone());
                             async move {
-                                share.held.fetch_add(1, Ordering::SeqCst);
+                                let held = share.hold();
                                 let r = worker.serve(js, stop, share.clone()).await;
-                                if !matches!(r, Ok(true)) {
-                                    share.held.fetch_sub(1, Ordering::SeqCst);
+                                if matches!(r, Ok(true)) {
+                                    held.given_up();
                                 }
                                 r.map(|_| ()).map_err(|e| (false, e))
                             }

@@ -465,4 +465,74 @@ impl Share {
     pub fn fair(&self) -> usize {
         self.partitions.div_ceil(self.alive.load(Ordering::Relaxed).max(1))
     }
+
+    /// Counts one more partition held, until the returned guard is dropped: the count comes
+    /// back down however the serving ends, including when its future is dropped because the
+    /// lease was lost (a count left up would keep this instance from ever taking a partition
+    /// again, and that partition would go unserved).
+    pub fn hold(self: &Arc<Self>) -> HeldPartition {
+        self.held.fetch_add(1, Ordering::SeqCst);
+        HeldPartition { share: self.clone(), counted: true }
+    }
+}
+
+/// One partition counted in [`Share::held`] (see [`Share::hold`]).
+pub struct HeldPartition {
+    share: Arc<Share>,
+    counted: bool,
+}
+
+impl HeldPartition {
+    /// The worker gave the partition up and already took it off the count.
+    pub fn given_up(mut self) {
+        self.counted = false;
+    }
+}
+
+impl Drop for HeldPartition {
+    fn drop(&mut self) {
+        if self.counted {
+            self.share.held.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(partitions: usize) -> Arc<Share> {
+        Arc::new(Share { held: AtomicUsize::new(0), alive: AtomicUsize::new(1), partitions })
+    }
+
+    #[tokio::test]
+    async fn a_partition_whose_serving_future_is_dropped_is_no_longer_counted() {
+        let share = share(2);
+        let serving = {
+            let share = share.clone();
+            async move {
+                let _held = share.hold();
+                std::future::pending::<()>().await;
+            }
+        };
+        // The lease is lost while the worker serves: the role loop drops the future.
+        let lost = tokio::time::timeout(Duration::from_millis(20), serving).await;
+        assert!(lost.is_err());
+        assert_eq!(share.held.load(Ordering::SeqCst), 0, "a dropped worker must give its count back");
+        assert!(share.held.load(Ordering::SeqCst) < share.fair(), "the instance may take the partition again");
+    }
+
+    #[test]
+    fn a_partition_given_up_is_counted_down_once() {
+        let share = share(4);
+        let a = share.hold();
+        let b = share.hold();
+        assert_eq!(share.held.load(Ordering::SeqCst), 2);
+        // The worker decrements the count itself when it gives a partition up (rebalancing).
+        share.held.fetch_sub(1, Ordering::SeqCst);
+        a.given_up();
+        assert_eq!(share.held.load(Ordering::SeqCst), 1);
+        drop(b);
+        assert_eq!(share.held.load(Ordering::SeqCst), 0);
+    }
 }
