@@ -61,15 +61,9 @@ fn wrk(url: &str, seconds: u64, connections: u64) -> Run {
     let rps = field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"));
     // The "Latency Distribution" block: "99%    1.23ms".
     let p99_ms = field("99%").and_then(|v| millis(&v)).unwrap_or_else(|| panic!("no 99% line in wrk output:\n{text}"));
-    let requests = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let requests = text.lines().find(|l| l.contains("requests in")).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0);
     let errors = field("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0)
-        + field("Socket errors:").map_or(0, |v| {
-            v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum()
-        });
+        + field("Socket errors:").map_or(0, |v| v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum());
     Run { rps, p99_ms, requests, errors }
 }
 

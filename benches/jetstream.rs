@@ -230,10 +230,7 @@ async fn start_govflow(anvil: &Anvil, dao: &Dao, nats_url: Option<&str>, http: &
 fn sum_count(text: &str, name: &str) -> (f64, f64) {
     let pick = |suffix: &str| -> f64 {
         let p = format!("{name}{suffix}");
-        text.lines()
-            .filter(|l| l.starts_with(&p) && l[p.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        text.lines().filter(|l| l.starts_with(&p) && l[p.len()..].starts_with([' ', '{'])).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
     };
     (pick("_sum"), pick("_count"))
 }
@@ -273,7 +270,15 @@ async fn visible(http: &reqwest::Client, url: &str, id: &str) -> bool {
     v["items"].as_array().is_some_and(|items| items.iter().any(|i| i["proposalId"].as_str() == Some(id)))
 }
 
-async fn measure_votes(mode: &'static str, anvil: &Anvil, dao: &Dao, gf: &Govflow, http: &reqwest::Client, proposal: U256, voters: &[LocalWallet]) -> Visibility {
+async fn measure_votes(
+    mode: &'static str,
+    anvil: &Anvil,
+    dao: &Dao,
+    gf: &Govflow,
+    http: &reqwest::Client,
+    proposal: U256,
+    voters: &[LocalWallet],
+) -> Visibility {
     let id = proposal.to_string();
     let mut v = Visibility { mode, from_receipt: Vec::new(), from_send: Vec::new(), mining: Vec::new(), timeouts: 0, stages: Vec::new() };
     let mut before = String::new();
@@ -377,7 +382,10 @@ async fn main() {
     let votes = *args.get(1).unwrap_or(&200);
     let started = Instant::now();
     println!("govflow JetStream benchmark: {events} events published per pass, {votes} votes per mode");
-    println!("nats-server: {}", String::from_utf8_lossy(&Command::new(NatsServer::binary()).arg("--version").output().map(|o| o.stdout).unwrap_or_default()).trim());
+    println!(
+        "nats-server: {}",
+        String::from_utf8_lossy(&Command::new(NatsServer::binary()).arg("--version").output().map(|o| o.stdout).unwrap_or_default()).trim()
+    );
 
     println!("\n1. publish throughput (JetStreamBus::publish_all, asynchronous acknowledgements)");
     let publish = publish_throughput(events).await;
@@ -420,10 +428,7 @@ async fn main() {
     println!();
     let worst_rate = publish.iter().map(|r| r.first.rate()).fold(f64::INFINITY, f64::min);
     let all_dup = publish.iter().all(|r| r.again.duplicates == r.again.events);
-    println!(
-        "target: publish >= 50,000 events/s; slowest batch size {worst_rate:.0} events/s: {}",
-        if worst_rate >= 50_000.0 { "met" } else { "NOT met" }
-    );
+    println!("target: publish >= 50,000 events/s; slowest batch size {worst_rate:.0} events/s: {}", if worst_rate >= 50_000.0 { "met" } else { "NOT met" });
     println!("target: re-publish 100% duplicates: {}", if all_dup { "met" } else { "NOT met" });
     if let Some(n) = vis.iter().find(|v| v.mode.starts_with("nats")) {
         let p99 = pct(&n.from_receipt, 99.0);

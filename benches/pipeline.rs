@@ -21,7 +21,6 @@ const TOKEN: Address = Address([0x70; 20]);
 const LOGS_PER_BLOCK: u64 = 50;
 const VOTES_PER_PROPOSAL: u64 = 5_000;
 
-
 fn addr(i: u64) -> Address {
     let mut a = [0u8; 20];
     a[12..].copy_from_slice(&(i + 1).to_be_bytes());
@@ -160,10 +159,7 @@ fn run_pipeline(logs: &[RawLog], total: u64, blocks_per_range: u64, achievements
                 headers.entry(l.block_number).or_insert_with(|| header(l.block_number));
             }
             headers.insert(to, header(to));
-            let out = pipeline
-                .process(RangeData { from, to, headers, logs: chunk, reversible: false, prune_below: None })
-                .await
-                .expect("range");
+            let out = pipeline.process(RangeData { from, to, headers, logs: chunk, reversible: false, prune_below: None }).await.expect("range");
             applied += out.events;
             commits += 1;
             from = to + 1;

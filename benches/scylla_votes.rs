@@ -243,12 +243,7 @@ fn cores(a: Cpu, b: Cpu, n: f64, have_engine: bool) -> Option<Use> {
     let busy = b.busy.saturating_sub(a.busy).min(total);
     let own = b.own.saturating_sub(a.own);
     let eng = if have_engine { b.engine.saturating_sub(a.engine) } else { 0 };
-    Some(Use {
-        client: f(own),
-        engine: have_engine.then(|| f(eng)),
-        other: f(busy.saturating_sub(own + eng)),
-        idle: f(total - busy),
-    })
+    Some(Use { client: f(own), engine: have_engine.then(|| f(eng)), other: f(busy.saturating_sub(own + eng)), idle: f(total - busy) })
 }
 
 fn loadavg() -> String {
@@ -296,18 +291,7 @@ fn print_row(r: &Line) {
         ),
         None => "n/a".into(),
     };
-    println!(
-        "{:<NAME_W$} {:>6} {:>6.2} {:>8.0} {:>8.2} {:>8.2} {} {:>7}  {}",
-        r.name,
-        r.n,
-        r.secs,
-        r.rate(),
-        ms(r.p50),
-        ms(r.p99),
-        pv,
-        r.unit,
-        cpu
-    );
+    println!("{:<NAME_W$} {:>6} {:>6.2} {:>8.0} {:>8.2} {:>8.2} {} {:>7}  {}", r.name, r.n, r.secs, r.rate(), ms(r.p50), ms(r.p99), pv, r.unit, cpu);
 }
 
 fn header_line(ncores: usize) {
@@ -398,15 +382,7 @@ fn vote_row(v: &Vote, pid: Vec<u8>) -> VoteRow {
 
 /// Raw writes of vote rows, `RAW_IN_FLIGHT` at a time; returns the row and the number of
 /// applied lightweight transactions (all rows, for a plain insert).
-async fn raw_pass(
-    s: &Session,
-    st: &PreparedStatement,
-    name: &str,
-    rows: &[VoteRow],
-    lwt: bool,
-    ncores: f64,
-    engine: Option<&str>,
-) -> (Line, u64) {
+async fn raw_pass(s: &Session, st: &PreparedStatement, name: &str, rows: &[VoteRow], lwt: bool, ncores: f64, engine: Option<&str>) -> (Line, u64) {
     let c0 = cpu(engine);
     let t = Instant::now();
     let results: Vec<(Duration, bool)> = stream::iter(rows)
@@ -657,7 +633,9 @@ fn main() {
         engine.as_deref().map_or(" (JVM not found in /proc: its CPU is counted as other)".to_string(), |p| format!(" (Cassandra JVM pid {p})"))
     );
     println!("  store   : keyspace {keyspace}, LOCAL_QUORUM / LOCAL_SERIAL, write_concurrency {conc}");
-    println!("  workload: {n} votes over {proposals} proposals per pass, {VOTERS} voters, {VOTES_PER_BLOCK} votes per block, non-reversible batches of votes only");
+    println!(
+        "  workload: {n} votes over {proposals} proposals per pass, {VOTERS} voters, {VOTES_PER_BLOCK} votes per block, non-reversible batches of votes only"
+    );
     println!();
 
     let cfg = ScyllaConfig { nodes: nodes.clone(), keyspace: keyspace.clone(), write_concurrency: conc, ..Default::default() };
@@ -758,10 +736,7 @@ fn main() {
     let (cg, rg) = (partition_groups(&cond_rows, 5_000), partition_groups(&rti_rows, 5_000));
     let per_group = cond_rows.len().div_ceil(cg.len().max(1)).max(1);
     let groups_in_flight = RAW_IN_FLIGHT.div_ceil(per_group).max(ALT_MIN_IN_FLIGHT);
-    println!(
-        "alternatives: rows grouped per proposal as in a 5,000-vote batch: {} groups of ~{per_group} rows, {groups_in_flight} groups in flight",
-        cg.len()
-    );
+    println!("alternatives: rows grouped per proposal as in a 5,000-vote batch: {} groups of ~{per_group} rows, {groups_in_flight} groups in flight", cg.len());
     let mut alts = Vec::new();
     for (alt, label, groups) in [(Alt::Cond, "alt: 1-partition IF NOT EXISTS BATCH", &cg), (Alt::ReadThenInsert, "alt: range read + plain BATCH", &rg)] {
         for (round, want) in [("new rows", raw_n), ("existing rows", 0)] {

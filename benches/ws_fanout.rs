@@ -42,12 +42,7 @@ fn cpu_seconds() -> (f64, f64) {
 /// The soft limit on open files (`/proc/self/limits`).
 fn open_files_limit() -> usize {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024)
+    limits.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse().ok()).unwrap_or(1024)
 }
 
 fn now_nanos() -> u64 {
@@ -120,11 +115,7 @@ async fn server(subscribers: usize, updates: usize, processes: usize, interval_m
         http: HttpConfig { rate_limit_per_second: 0, ..HttpConfig::default() },
         changes: changes.clone(),
         cache: Arc::new(http::cache::Cache::disabled()),
-        websocket: WebsocketConfig {
-            max_connections: subscribers + 100,
-            heartbeat_interval_s: 3_600,
-            ..WebsocketConfig::default()
-        },
+        websocket: WebsocketConfig { max_connections: subscribers + 100, heartbeat_interval_s: 3_600, ..WebsocketConfig::default() },
         bus: std::sync::Arc::new(govflow::bus::memory::InProcessBus::new(1024, std::time::Duration::from_secs(600))),
     };
     let (addr, serving) = http::serve(state, "127.0.0.1:0".parse().unwrap(), std::future::pending()).unwrap();

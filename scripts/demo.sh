@@ -4,5 +4,5 @@
 # (`govflow demo --help` for the flags, e.g. `scripts/demo.sh --listen 127.0.0.1:9090`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh demo
 exec cargo run --locked --release --quiet -- demo "$@"

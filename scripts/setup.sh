@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Installs what govflow's demo, tests and benchmarks need, idempotently:
-# - the npm packages (anvil, the Solidity compiler, OpenZeppelin contracts) into node_modules/;
-# - Debian's redis-server (cache tests) and wrk (load benchmark), with apt-get when missing;
-# - schemathesis (API fuzzing against the OpenAPI document) into .venv/schemathesis from PyPI;
-# - nats-server (JetStream, for the NATS tests) into .tools/bin, built by `go install` through
-#   the Go module proxy (scripts/nats.sh; needs Go 1.26).
-# Rust, Node.js, npm and Python 3 come with the machine. Java 17 and Maven (the CQL engine of
-# the tests) are used by scripts/cassandra.sh.
+# Installs what govflow needs for one purpose, idempotently:
+#
+#   scripts/setup.sh demo    the npm packages (anvil, the Solidity compiler, OpenZeppelin
+#                            contracts) into node_modules/: all the demo needs
+#   scripts/setup.sh test    the demo's, plus rustfmt and clippy, Debian's redis-server (cache
+#                            tests), schemathesis (API fuzzing against the OpenAPI document) into
+#                            .venv/schemathesis from PyPI, and nats-server (JetStream) into
+#                            .tools/bin, built by `go install` through the Go module proxy
+#                            (scripts/nats.sh; needs Go 1.26)
+#   scripts/setup.sh bench   the tests', plus Debian's wrk (HTTP load benchmark)
+#
+# With no argument: test. Rust, Node.js, npm and Python 3 come with the machine. Java 17 and
+# Maven (the CQL engine of the tests) are used by scripts/cassandra.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+mode=${1:-test}
+case "$mode" in
+  demo | test | bench) ;;
+  *) echo "setup: unknown mode '$mode' (expected demo, test or bench)" >&2; exit 2 ;;
+esac
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required but not installed ($2)" >&2; exit 1; }; }
 need cargo "install Rust from rustup.rs"
@@ -25,6 +36,14 @@ if [ ! -x "$anvil" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 "$anvil" --version | head -n 1
 node -e 'console.log("solc " + require("solc").version())'
+[ "$mode" = demo ] && exit 0
+
+# The formatter and the linter (the test command checks both).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  need rustup "install Rust from rustup.rs (rustfmt and clippy come as rustup components)"
+  echo "setup: installing rustfmt and clippy (rustup)"
+  rustup component add rustfmt clippy
+fi
 
 # Debian packages: apt-get update once, then install what is missing.
 apt_updated=0
@@ -41,8 +60,11 @@ apt_need() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
 }
 apt_need redis-server redis-server
-apt_need wrk wrk
 redis-server --version | head -n 1
+if [ "$mode" = bench ]; then
+  apt_need wrk wrk
+  wrk --version 2>&1 | head -n 1 || true
+fi
 
 # schemathesis, pinned, in its own virtual environment.
 SCHEMATHESIS_VERSION=4.32.5

@@ -7,11 +7,13 @@
 #   GOVFLOW_TEST_CQL=host:port   use that CQL engine instead of starting one
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh test
+echo "== format (cargo fmt --check)"
+cargo fmt --check
+echo "== lint (cargo clippy --all-targets -- -D warnings)"
+cargo clippy --locked --all-targets --quiet -- -D warnings
 echo "== contracts: artifacts match the Solidity sources"
 node scripts/compile-contracts.js --check
-echo "== benches compile"
-cargo build --locked --benches --quiet
 log=$(mktemp)
 cql_started=0
 cleanup() {

@@ -46,9 +46,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             tracing::info!(target: "app", nodes = %cfg.scylla.nodes, keyspace = %cfg.scylla.keyspace, consistency = %cfg.scylla.consistency, "ScyllaDB store connected");
             Arc::new(s)
         }
-        _ => Arc::new(
-            EmbeddedStore::open(&cfg.store.data_dir).with_context(|| format!("opening store in {}", cfg.store.data_dir.display()))?,
-        ),
+        _ => Arc::new(EmbeddedStore::open(&cfg.store.data_dir).with_context(|| format!("opening store in {}", cfg.store.data_dir.display()))?),
     };
     let governor = cfg.governor();
     let stored = crate::store::off_thread(&store, |s| s.info()).await?;
@@ -94,9 +92,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
 
     let instance = cfg.bus.instance.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).or_else(|| {
-            std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
-        });
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()));
         format!("{}-{}", host.unwrap_or_else(|| "govflow".into()), std::process::id())
     });
     let jetstream = match cfg.bus.kind.as_str() {
@@ -176,7 +175,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                         let pipeline = new_pipeline();
                         async move {
                             let pipeline = pipeline.await.map_err(|e| (!e.is_retryable(), e.to_string()))?;
-                            let log = crate::streams::relay::EventLog::new(js, status.chain_id.load(Ordering::Relaxed), settings.reorg_window.max(window), ahead);
+                            let log =
+                                crate::streams::relay::EventLog::new(js, status.chain_id.load(Ordering::Relaxed), settings.reorg_window.max(window), ahead);
                             let mut listener = Listener::new(rpc, store, pipeline, settings, status, stop).with_event_log(log);
                             listener.run().await.map_err(|e| (!e.is_retryable(), e.to_string()))
                         }
@@ -198,7 +198,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 let feed_bus = feed_bus.clone();
                 tasks.push(actix_rt::spawn(async move {
                     let r = crate::streams::relay::hold_role(js.clone(), "indexer", holder, ttl, stop.clone(), || {
-                        let (js, store, status, stop, changes, feed_bus) = (js.clone(), store.clone(), status.clone(), stop.clone(), changes.clone(), feed_bus.clone());
+                        let (js, store, status, stop, changes, feed_bus) =
+                            (js.clone(), store.clone(), status.clone(), stop.clone(), changes.clone(), feed_bus.clone());
                         let pipeline = new_pipeline();
                         async move {
                             let fail = |e: crate::streams::relay::IndexerError| (!e.is_retryable(), e.to_string());

@@ -465,7 +465,37 @@ fn scalar(s: &str) -> toml::Value {
 }
 
 /// Keys that stay strings even when they look like numbers.
-const STRING_KEYS: &[&str] = &["chain.governor", "chain.token", "chain.timelock", "chain.benefit_executor", "chain.achievement_nft", "chain.rpc_url", "http.listen", "store.data_dir", "log.level", "log.format", "store.backend", "scylla.nodes", "scylla.keyspace", "scylla.replication", "scylla.keyspace_options", "scylla.consistency", "scylla.serial_consistency", "scylla.local_datacenter", "scylla.retry_policy", "scylla.username", "scylla.password", "http.cors_origins", "http.admin_token", "http.events_token", "cache.redis_url", "bus.kind", "bus.nats_url", "bus.storage", "bus.instance"];
+const STRING_KEYS: &[&str] = &[
+    "chain.governor",
+    "chain.token",
+    "chain.timelock",
+    "chain.benefit_executor",
+    "chain.achievement_nft",
+    "chain.rpc_url",
+    "http.listen",
+    "store.data_dir",
+    "log.level",
+    "log.format",
+    "store.backend",
+    "scylla.nodes",
+    "scylla.keyspace",
+    "scylla.replication",
+    "scylla.keyspace_options",
+    "scylla.consistency",
+    "scylla.serial_consistency",
+    "scylla.local_datacenter",
+    "scylla.retry_policy",
+    "scylla.username",
+    "scylla.password",
+    "http.cors_origins",
+    "http.admin_token",
+    "http.events_token",
+    "cache.redis_url",
+    "bus.kind",
+    "bus.nats_url",
+    "bus.storage",
+    "bus.instance",
+];
 
 /// Sets `section.key` in a TOML document.
 pub fn set(doc: &mut toml::Table, path: &str, value: &str) {
@@ -479,21 +509,13 @@ pub fn set(doc: &mut toml::Table, path: &str, value: &str) {
 
 /// Builds the configuration from a file (optional), the environment and flag overrides
 /// (`("chain.rpc_url", "http://...")`), validating everything.
-pub fn load(
-    file: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-    overrides: &[(&str, String)],
-) -> Result<Config, ConfigErrors> {
+pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, overrides: &[(&str, String)]) -> Result<Config, ConfigErrors> {
     load_with(file, env, overrides, true)
 }
 
 /// Like [`load`], for commands that only use the store (`migrate`, `reconcile`): the chain
 /// section is checked but no governor is required.
-pub fn load_store_only(
-    file: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-    overrides: &[(&str, String)],
-) -> Result<Config, ConfigErrors> {
+pub fn load_store_only(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, overrides: &[(&str, String)]) -> Result<Config, ConfigErrors> {
     load_with(file, env, overrides, false)
 }
 
@@ -543,9 +565,8 @@ fn load_with(
     if !issues.is_empty() {
         return Err(ConfigErrors(issues));
     }
-    let cfg: Config = toml::Value::Table(doc)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigErrors(vec![ConfigIssue { path: "config".into(), message: e.to_string() }]))?;
+    let cfg: Config =
+        toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| ConfigErrors(vec![ConfigIssue { path: "config".into(), message: e.to_string() }]))?;
     cfg.validate_with(require_governor)?;
     Ok(cfg)
 }

@@ -194,10 +194,7 @@ pub mod time {
         if let Ok(n) = s.parse::<u64>() {
             return Some(n);
         }
-        humantime::parse_rfc3339_weak(s)
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
+        humantime::parse_rfc3339_weak(s).ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs())
     }
     /// Serializes a timestamp.
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -329,10 +326,7 @@ pub enum QuorumCounting {
 impl QuorumCounting {
     /// Reads the `quorum=` parameter of an OpenZeppelin `COUNTING_MODE()` string.
     pub fn parse(counting_mode: &str) -> QuorumCounting {
-        let q = counting_mode
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("quorum="))
-            .unwrap_or("for,abstain");
+        let q = counting_mode.split('&').find_map(|kv| kv.strip_prefix("quorum=")).unwrap_or("for,abstain");
         if q.contains("abstain") {
             QuorumCounting::ForAbstain
         } else {
@@ -397,10 +391,7 @@ impl ProposalStatus {
     }
     /// True once nothing can change the status any more.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            ProposalStatus::Canceled | ProposalStatus::Defeated | ProposalStatus::Expired | ProposalStatus::Executed
-        )
+        matches!(self, ProposalStatus::Canceled | ProposalStatus::Defeated | ProposalStatus::Expired | ProposalStatus::Executed)
     }
 }
 

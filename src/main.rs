@@ -155,9 +155,7 @@ fn init_logging(cfg: &govflow::config::Config) {
 }
 
 fn actix_system() -> actix_rt::SystemRunner {
-    actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime")
-    })
+    actix_rt::System::with_tokio_rt(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime"))
 }
 
 fn main() -> ExitCode {

@@ -133,7 +133,6 @@ pub const BUS_INBOUND_EVENTS_TOTAL: &str = "govflow_bus_inbound_events_total";
 /// message). Counter.
 pub const ACTORS_BLOB_TRANSFERS_TOTAL: &str = "govflow_actors_blob_transfers_total";
 
-
 /// Installs the Prometheus recorder and describes every metric.
 pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};

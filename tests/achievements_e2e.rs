@@ -99,9 +99,19 @@ async fn achievement_events_exactly_once_across_restart_and_reorgs() {
     let snap = anvil.snapshot().await;
     let orphan = dao.cast_vote(&w(3), ids[1], vote::FOR).await;
     anvil.mine(6).await;
-    let orphan_id = format!("31337:0x{}:{}:vote.cast", hex::encode(orphan.block_hash.as_bytes()), orphan.logs.iter().find(|l| l.address == dao.governor).unwrap().log_index.unwrap());
+    let orphan_id = format!(
+        "31337:0x{}:{}:vote.cast",
+        hex::encode(orphan.block_hash.as_bytes()),
+        orphan.logs.iter().find(|l| l.address == dao.governor).unwrap().log_index.unwrap()
+    );
     let oid = orphan_id.clone();
-    wait_for(&mut gf, "the orphaned vote published", |v| v["items"].as_array().unwrap().iter().any(|i| i["event"]["id"] == oid.as_str()), "/v1/events/governance?limit=500").await;
+    wait_for(
+        &mut gf,
+        "the orphaned vote published",
+        |v| v["items"].as_array().unwrap().iter().any(|i| i["event"]["id"] == oid.as_str()),
+        "/v1/events/governance?limit=500",
+    )
+    .await;
     assert!(anvil.revert(snap).await);
     dao.cast_vote(&w(4), ids[1], vote::AGAINST).await;
     anvil.mine(3).await;
@@ -112,7 +122,13 @@ async fn achievement_events_exactly_once_across_restart_and_reorgs() {
     let snap = anvil.snapshot().await;
     let shallow = dao.cast_vote(&w(5), ids[1], vote::FOR).await;
     let w5 = hexa(anvil.address(5));
-    wait_for(&mut gf, "the shallow vote indexed", |v| v["items"].as_array().unwrap().iter().any(|x| x["voter"] == w5.as_str()), &format!("/v1/proposals/{}/votes?limit=50", ids[1])).await;
+    wait_for(
+        &mut gf,
+        "the shallow vote indexed",
+        |v| v["items"].as_array().unwrap().iter().any(|x| x["voter"] == w5.as_str()),
+        &format!("/v1/proposals/{}/votes?limit=50", ids[1]),
+    )
+    .await;
     assert!(anvil.revert(snap).await);
     anvil.mine(1).await;
 

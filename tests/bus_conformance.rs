@@ -176,11 +176,9 @@ async fn jetstream_streams_are_declared_idempotently_and_durable() {
     // A second instance declares the same streams: nothing is reset.
     let b = JetStreamBus::connect(&cfg, CHAIN, "b").await.unwrap();
     let s = subjects();
-    for (name, filter) in [
-        (s.events_stream(), s.events_filters()),
-        (s.achievements_stream(), vec![s.achievements_filter()]),
-        (s.inbound_stream(), vec![s.inbound_filter()]),
-    ] {
+    for (name, filter) in
+        [(s.events_stream(), s.events_filters()), (s.achievements_stream(), vec![s.achievements_filter()]), (s.inbound_stream(), vec![s.inbound_filter()])]
+    {
         let info = b.context().get_stream(&name).await.unwrap_or_else(|e| panic!("stream {name}: {e}")).get_info().await.unwrap();
         assert_eq!(info.config.subjects, filter, "{name} subjects");
         assert_eq!(info.config.storage, async_nats::jetstream::stream::StorageType::File, "{name} is on file storage");

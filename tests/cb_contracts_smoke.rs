@@ -10,8 +10,7 @@ use support::*;
 
 /// Block-clock governance: delay 2, period 12, quorum 10 % of the token supply, timelock 60 s.
 fn base() -> CbOptions {
-    CbOptions::default()
-        .dao_options(|d| d.voting_delay(2).voting_period(12).quorum_numerator(10).timelock_min_delay(60))
+    CbOptions::default().dao_options(|d| d.voting_delay(2).voting_period(12).quorum_numerator(10).timelock_min_delay(60))
 }
 
 /// Voters: #1 60 tokens, #2 30 tokens, #3 10 tokens (self-delegated). Token supply 100.
@@ -47,11 +46,7 @@ async fn deployment_wiring_and_guards() {
     assert_eq!(v.executor_call::<_, Address>("achievementNFT", ()).await, cb.nft);
     assert_eq!(v.voting_manager_call::<_, Address>("token", ()).await, cb.token);
     assert_eq!(v.voting_manager_call::<_, Address>("benefitExecutor", ()).await, cb.executor);
-    assert_eq!(
-        gov.governor_call::<_, Address>("token", ()).await,
-        cb.voting_manager,
-        "governor votes come from the manager"
-    );
+    assert_eq!(gov.governor_call::<_, Address>("token", ()).await, cb.voting_manager, "governor votes come from the manager");
     assert_eq!(gov.governor_call::<_, Address>("timelock", ()).await, cb.timelock);
     assert_eq!(v.nft_call::<_, Address>("owner", ()).await, cb.deployer.address());
     assert_eq!(v.executor_call::<_, Address>("owner", ()).await, cb.deployer.address());
@@ -95,13 +90,9 @@ async fn deployment_wiring_and_guards() {
     assert!(err.is_revert_named("CBAchievementNFTAlreadySet"), "{err}");
 
     // Delegation happens on the token, never on the manager.
-    let err = anvil
-        .send(&anvil.wallet(1), cb.voting_manager, cb.voting_manager_calldata("delegate", alice))
-        .await
-        .unwrap_err();
+    let err = anvil.send(&anvil.wallet(1), cb.voting_manager, cb.voting_manager_calldata("delegate", alice)).await.unwrap_err();
     assert!(err.is_revert_named("CBDelegateOnToken"), "{err}");
-    let by_sig =
-        cb.voting_manager_calldata("delegateBySig", (alice, U256::zero(), U256::MAX, 27u8, H256::zero(), H256::zero()));
+    let by_sig = cb.voting_manager_calldata("delegateBySig", (alice, U256::zero(), U256::MAX, 27u8, H256::zero(), H256::zero()));
     let err = anvil.send(&anvil.wallet(1), cb.voting_manager, by_sig).await.unwrap_err();
     assert!(err.is_revert_named("CBDelegateOnToken"), "{err}");
 
@@ -111,22 +102,12 @@ async fn deployment_wiring_and_guards() {
         .deploy(
             &cb.deployer,
             "GovTokenTimestamp",
-            &[
-                ethers::abi::Token::String("T".into()),
-                ethers::abi::Token::String("T".into()),
-                ethers::abi::Token::Address(me),
-            ],
+            &[ethers::abi::Token::String("T".into()), ethers::abi::Token::String("T".into()), ethers::abi::Token::Address(me)],
         )
         .await
         .unwrap();
-    let err = anvil
-        .deploy(
-            &cb.deployer,
-            "CBVotingManager",
-            &[ethers::abi::Token::Address(ts_token), ethers::abi::Token::Address(cb.executor)],
-        )
-        .await
-        .unwrap_err();
+    let err =
+        anvil.deploy(&cb.deployer, "CBVotingManager", &[ethers::abi::Token::Address(ts_token), ethers::abi::Token::Address(cb.executor)]).await.unwrap_err();
     assert!(err.is_revert_named("CBClockModeMismatch(\"mode=timestamp\", \"mode=blocknumber&from=default\")"), "{err}");
 }
 
@@ -169,10 +150,7 @@ async fn nft_mint_transfer_burn_update_bonus_and_emit_events() {
     let x = cb.transfer_achievement(&alice_w, bob, t1).await;
     let transfers: Vec<(Address, Address, U256)> = decode_logs(&x, &cb.nft_abi, cb.nft, "Transfer");
     assert_eq!(transfers, vec![(alice, bob, t1)]);
-    assert_eq!(
-        cb.bonus_changes(&x),
-        vec![bonus_change(alice, tokens(25), tokens(20)), bonus_change(bob, zero(), tokens(5))]
-    );
+    assert_eq!(cb.bonus_changes(&x), vec![bonus_change(alice, tokens(25), tokens(20)), bonus_change(bob, zero(), tokens(5))]);
     assert!(cb.benefits_changes(&x).is_empty(), "nobody's best benefit changed");
     assert_eq!(cb.voting_manager_get_votes(bob).await, tokens(35));
     assert_eq!(v.achievement_count(alice, 1).await, 0);
@@ -209,8 +187,7 @@ async fn nft_mint_transfer_burn_update_bonus_and_emit_events() {
     assert_eq!(v.num_bonus_checkpoints(alice).await, 4);
     // A lookup at the current block is refused, as with the token.
     let now = anvil.block_number().await;
-    let future =
-        v.try_executor_call::<_, U256>("getPastGovernanceWeightBonus", (alice, U256::from(now))).await.unwrap_err();
+    let future = v.try_executor_call::<_, U256>("getPastGovernanceWeightBonus", (alice, U256::from(now))).await.unwrap_err();
     assert!(future.starts_with("ERC5805FutureLookup"), "{future}");
 
     // A type without bonus: no bonus event, but special benefits.
@@ -240,15 +217,7 @@ async fn nft_mint_transfer_burn_update_bonus_and_emit_events() {
 async fn type_bonus_change_recomputes_current_holders() {
     let anvil = Anvil::start().await;
     let (alice, bob, carol) = (anvil.address(1), anvil.address(2), anvil.address(3));
-    let cb = CbDao::deploy(
-        &anvil,
-        with_voters(&anvil, base())
-            .achievement(alice, 1)
-            .achievement(alice, 1)
-            .achievement(bob, 1)
-            .achievement(carol, 3),
-    )
-    .await;
+    let cb = CbDao::deploy(&anvil, with_voters(&anvil, base()).achievement(alice, 1).achievement(alice, 1).achievement(bob, 1).achievement(carol, 3)).await;
     let v = cb.cb_view();
     assert_eq!(cb.bonus(alice).await, tokens(10));
     assert_eq!(cb.bonus(bob).await, tokens(5));
@@ -259,10 +228,7 @@ async fn type_bonus_change_recomputes_current_holders() {
     let r = cb.set_type_bonus(1, tokens(8)).await;
     let set: Vec<(u8, U256)> = decode_logs(&r, &cb.executor_abi, cb.executor, "TypeBonusSet");
     assert_eq!(set, vec![(1, tokens(8))]);
-    assert_eq!(
-        cb.bonus_changes(&r),
-        vec![bonus_change(alice, tokens(10), tokens(16)), bonus_change(bob, tokens(5), tokens(8))]
-    );
+    assert_eq!(cb.bonus_changes(&r), vec![bonus_change(alice, tokens(10), tokens(16)), bonus_change(bob, tokens(5), tokens(8))]);
     assert_eq!(cb.voting_manager_get_votes(alice).await, tokens(76));
     anvil.mine(1).await;
     assert_eq!(cb.past_bonus(alice, before).await, tokens(10), "the past is not rewritten");
@@ -281,11 +247,7 @@ async fn type_bonus_change_recomputes_current_holders() {
     let r0 = cb.set_type_bonus(1, zero()).await;
     assert_eq!(
         cb.bonus_changes(&r0),
-        vec![
-            bonus_change(alice, tokens(16), zero()),
-            bonus_change(bob, tokens(8), zero()),
-            bonus_change(carol, tokens(8), zero())
-        ]
+        vec![bonus_change(alice, tokens(16), zero()), bonus_change(bob, tokens(8), zero()), bonus_change(carol, tokens(8), zero())]
     );
     let r3 = cb.set_type_bonus(3, tokens(1)).await;
     assert_eq!(cb.bonus_changes(&r3), vec![bonus_change(carol, zero(), tokens(1))]);
@@ -344,11 +306,7 @@ async fn snapshot_weight_includes_bonus_held_at_snapshot_and_is_frozen() {
     let cast: Vec<VoteCastLog> = [&va, &vb, &vc].iter().flat_map(|r| cb.votes_cast(r)).collect();
     assert_eq!(
         cast.iter().map(|c| (c.voter, c.proposal_id, c.support, c.weight)).collect::<Vec<_>>(),
-        vec![
-            (alice, id, vote::FOR, tokens(80)),
-            (bob, id, vote::AGAINST, tokens(30)),
-            (carol, id, vote::ABSTAIN, tokens(15))
-        ]
+        vec![(alice, id, vote::FOR, tokens(80)), (bob, id, vote::AGAINST, tokens(30)), (carol, id, vote::ABSTAIN, tokens(15))]
     );
     assert_eq!(cast[1].reason, "not now");
     assert_eq!(cb.proposal_votes(id).await, (tokens(30), tokens(80), tokens(15)));
@@ -370,8 +328,7 @@ async fn snapshot_weight_includes_bonus_held_at_snapshot_and_is_frozen() {
 async fn full_lifecycle_through_cb_timelock() {
     let anvil = Anvil::start().await;
     let (alice_w, bob) = (anvil.wallet(1), anvil.address(2));
-    let cb =
-        CbDao::deploy(&anvil, with_voters(&anvil, base()).achievement(anvil.address(1), 2).achievement(bob, 1)).await;
+    let cb = CbDao::deploy(&anvil, with_voters(&anvil, base()).achievement(anvil.address(1), 2).achievement(bob, 1)).await;
 
     // Governance takes over the executor: type bonuses now change by proposal.
     cb.transfer_executor_ownership(cb.timelock).await;
@@ -380,15 +337,7 @@ async fn full_lifecycle_through_cb_timelock() {
     assert!(err.is_revert_named("OwnableUnauthorizedAccount"), "{err}");
 
     let calls = vec![cb.set_value_calldata(U256::from(42)), cb.executor_calldata("setTypeBonus", (1u8, tokens(7)))];
-    let (id, proposed) = cb
-        .propose(
-            &alice_w,
-            vec![cb.target, cb.executor],
-            vec![zero(), zero()],
-            calls,
-            "Raise the contributor bonus to 7",
-        )
-        .await;
+    let (id, proposed) = cb.propose(&alice_w, vec![cb.target, cb.executor], vec![zero(), zero()], calls, "Raise the contributor bonus to 7").await;
     assert_eq!(cb.proposal_state(id).await, ProposalState::Pending);
     let snapshot = cb.proposal_snapshot(id).await;
     assert_eq!(cb.proposal_deadline(id).await, snapshot + 12);
@@ -407,11 +356,7 @@ async fn full_lifecycle_through_cb_timelock() {
     assert_eq!(cb.proposal_state(id).await, ProposalState::Queued);
     assert_eq!(cb.proposal_eta(id).await, anvil.block_timestamp(queued.block_number).await + 60);
     let scheduled = ethers::utils::keccak256("CallScheduled(bytes32,uint256,address,uint256,bytes,bytes32,uint256)");
-    assert_eq!(
-        queued.logs.iter().filter(|l| l.address == cb.timelock && l.topics[0] == H256(scheduled)).count(),
-        2,
-        "both calls scheduled on CBTimelock"
-    );
+    assert_eq!(queued.logs.iter().filter(|l| l.address == cb.timelock && l.topics[0] == H256(scheduled)).count(), 2, "both calls scheduled on CBTimelock");
     let too_soon = cb.try_execute(id).await.unwrap_err();
     assert!(too_soon.is_revert_named("TimelockUnexpectedOperationState"), "{too_soon}");
 
@@ -438,11 +383,7 @@ async fn quorum_counts_token_supply_only_but_bonus_votes_reach_it() {
     let anvil = Anvil::start().await;
     let (alice_w, dave_w) = (anvil.wallet(1), anvil.wallet(4));
     // Dave holds no tokens, only a type-2 NFT (+20); Bob a type-1 (+5).
-    let cb = CbDao::deploy(
-        &anvil,
-        with_voters(&anvil, base()).achievement(dave_w.address(), 2).achievement(anvil.address(2), 1),
-    )
-    .await;
+    let cb = CbDao::deploy(&anvil, with_voters(&anvil, base()).achievement(dave_w.address(), 2).achievement(anvil.address(2), 1)).await;
     let (id, _) = cb.propose_set_value(&alice_w, U256::from(3), "Bonus-only quorum").await;
     cb.advance_past_snapshot(id).await;
     let snapshot = cb.proposal_snapshot(id).await;
@@ -519,16 +460,7 @@ async fn only_the_nft_contract_can_call_on_achievement_transfer() {
     let me = cb.deployer.address();
     use ethers::abi::Token;
     let (rogue, _) = anvil
-        .deploy(
-            &cb.deployer,
-            "CBAchievementNFT",
-            &[
-                Token::String("Rogue".into()),
-                Token::String("R".into()),
-                Token::Address(me),
-                Token::Address(cb.executor),
-            ],
-        )
+        .deploy(&cb.deployer, "CBAchievementNFT", &[Token::String("Rogue".into()), Token::String("R".into()), Token::Address(me), Token::Address(cb.executor)])
         .await
         .unwrap();
     let err = anvil.send(&cb.deployer, rogue, cb.nft_calldata("mint", (alice, 2u8))).await.unwrap_err();
@@ -539,8 +471,7 @@ async fn only_the_nft_contract_can_call_on_achievement_transfer() {
     let (fresh, _) = anvil.deploy(&cb.deployer, "CBBenefitExecutor", &[Token::Address(me)]).await.unwrap();
     let err = anvil.send(&cb.deployer, fresh, hook.clone()).await.unwrap_err();
     assert!(err.is_revert_named("CBUnauthorizedCaller"), "{err}");
-    let err =
-        anvil.send(&cb.deployer, fresh, cb.executor_calldata("setAchievementNFT", Address::zero())).await.unwrap_err();
+    let err = anvil.send(&cb.deployer, fresh, cb.executor_calldata("setAchievementNFT", Address::zero())).await.unwrap_err();
     assert!(err.is_revert_named("CBZeroAddress"), "{err}");
 }
 
@@ -554,16 +485,7 @@ fn cb_artifacts_are_loaded() {
     }
     // The voting manager is a complete IVotes + IERC6372 for the governor.
     let vm = &artifact("CBVotingManager").abi;
-    for f in [
-        "getVotes",
-        "getPastVotes",
-        "getPastTotalSupply",
-        "delegates",
-        "delegate",
-        "delegateBySig",
-        "clock",
-        "CLOCK_MODE",
-    ] {
+    for f in ["getVotes", "getPastVotes", "getPastTotalSupply", "delegates", "delegate", "delegateBySig", "clock", "CLOCK_MODE"] {
         assert!(vm.function(f).is_ok(), "CBVotingManager lacks {f}");
     }
 }

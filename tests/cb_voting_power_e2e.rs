@@ -81,7 +81,10 @@ async fn nft_bonuses_count_exactly_as_the_governor_counts_them() {
     let accounts: Vec<Address> = (1..=6).map(|i| anvil.address(i)).collect();
     for id in [p1, p2] {
         let p = gf.get_ok(&format!("/v1/proposals/{id}")).await;
-        assert_eq!(p["status"].as_str().unwrap(), ["Pending", "Active", "Canceled", "Defeated", "Succeeded", "Queued", "Expired", "Executed"][cb.state(id).await as usize]);
+        assert_eq!(
+            p["status"].as_str().unwrap(),
+            ["Pending", "Active", "Canceled", "Defeated", "Succeeded", "Queued", "Expired", "Executed"][cb.state(id).await as usize]
+        );
         let (against, for_, abstain) = cb.proposal_votes(id).await;
         assert_eq!((dec(&p["againstVotes"]), dec(&p["forVotes"]), dec(&p["abstainVotes"])), (against, for_, abstain), "tallies of {id}");
         let snapshot = cb.proposal_snapshot(id).await;

@@ -210,11 +210,7 @@ impl Blocks<'_> {
 /// The proposal's status history on chain: `(state, first block)` for each change of
 /// `state(id)` between its creation block and `head`.
 async fn chain_history(dao: &CompoundDao, id: U256, created: u64, head: u64) -> Vec<(u8, u64)> {
-    let states: Vec<(u64, u8)> = futures::stream::iter(created..=head)
-        .map(|b| async move { (b, dao.at(b).state(id).await) })
-        .buffered(16)
-        .collect()
-        .await;
+    let states: Vec<(u64, u8)> = futures::stream::iter(created..=head).map(|b| async move { (b, dao.at(b).state(id).await) }).buffered(16).collect().await;
     let mut out: Vec<(u8, u64)> = Vec::new();
     for (b, s) in states {
         if out.last().map(|(last, _)| *last) != Some(s) {
@@ -253,8 +249,13 @@ async fn compare(anvil: &Anvil, dao: &CompoundDao, gf: &Govflow, story: &Story) 
             let (ts, ts_before) = (blocks.timestamp(b).await, blocks.timestamp(b - 1).await);
             match state_name(s) {
                 "Active" => assert!(before <= snapshot && now > snapshot, "{label}: Active at {b}: clock {before} → {now}, snapshot {snapshot}"),
-                "Succeeded" | "Defeated" => assert!(before <= deadline && now > deadline, "{label}: decided at {b}: clock {before} → {now}, deadline {deadline}"),
-                "Expired" => assert!(ts_before < eta + GRACE_PERIOD && ts >= eta + GRACE_PERIOD, "{label}: Expired at {b}: time {ts_before} → {ts}, eta {eta} + grace {GRACE_PERIOD}"),
+                "Succeeded" | "Defeated" => {
+                    assert!(before <= deadline && now > deadline, "{label}: decided at {b}: clock {before} → {now}, deadline {deadline}")
+                }
+                "Expired" => assert!(
+                    ts_before < eta + GRACE_PERIOD && ts >= eta + GRACE_PERIOD,
+                    "{label}: Expired at {b}: time {ts_before} → {ts}, eta {eta} + grace {GRACE_PERIOD}"
+                ),
                 _ => {}
             }
         }
@@ -286,10 +287,8 @@ async fn compare(anvil: &Anvil, dao: &CompoundDao, gf: &Govflow, story: &Story) 
         // The history: the same changes at the same blocks; clock-driven ones without a
         // transaction, at their block's time.
         let history = p["history"].as_array().cloned().unwrap_or_default();
-        let served: Vec<(String, u64)> = history
-            .iter()
-            .map(|h| (h["status"].as_str().unwrap_or("?").to_owned(), h["blockNumber"].as_u64().unwrap_or(0)))
-            .collect();
+        let served: Vec<(String, u64)> =
+            history.iter().map(|h| (h["status"].as_str().unwrap_or("?").to_owned(), h["blockNumber"].as_u64().unwrap_or(0))).collect();
         let wanted: Vec<(String, u64)> = on_chain.iter().map(|&(s, b)| (state_name(s).to_owned(), b)).collect();
         check("history", served == wanted, format!("govflow {served:?} vs chain {wanted:?}"));
         for h in &history {

@@ -17,14 +17,7 @@ fn options(clock: ClockMode) -> DaoOptions {
 
 /// Voters: #1 60 tokens, #2 30 tokens, #3 10 tokens (all self-delegated). Total 100.
 async fn deploy(anvil: &Anvil, clock: ClockMode) -> Dao {
-    Dao::deploy(
-        anvil,
-        options(clock)
-            .voter(anvil.wallet(1), tokens(60))
-            .voter(anvil.wallet(2), tokens(30))
-            .voter(anvil.wallet(3), tokens(10)),
-    )
-    .await
+    Dao::deploy(anvil, options(clock).voter(anvil.wallet(1), tokens(60)).voter(anvil.wallet(2), tokens(30)).voter(anvil.wallet(3), tokens(10))).await
 }
 
 /// Index of the first log in `receipt` that is `event` of `abi`.
@@ -40,10 +33,13 @@ async fn lifecycle(clock: ClockMode) {
 
     // Deployment wiring.
     let view = dao.view();
-    assert_eq!(view.CLOCK_MODE().await, match clock {
-        ClockMode::BlockNumber => "mode=blocknumber&from=default",
-        ClockMode::Timestamp => "mode=timestamp",
-    });
+    assert_eq!(
+        view.CLOCK_MODE().await,
+        match clock {
+            ClockMode::BlockNumber => "mode=blocknumber&from=default",
+            ClockMode::Timestamp => "mode=timestamp",
+        }
+    );
     assert_eq!(dao.clock().await, dao.latest_clock().await, "eth_call at latest sees the latest block");
     assert!(view.timelock_has_role("PROPOSER_ROLE", dao.governor).await);
     assert!(view.timelock_has_role("CANCELLER_ROLE", dao.governor).await);
@@ -334,9 +330,7 @@ async fn failing_execution_and_unknown_proposal() {
     let anvil = Anvil::start().await;
     let dao = deploy(&anvil, ClockMode::BlockNumber).await;
     let calldata = dao.always_revert_calldata();
-    let (id, _) = dao
-        .propose(&anvil.wallet(1), vec![dao.target], vec![U256::zero()], vec![calldata], "Doomed")
-        .await;
+    let (id, _) = dao.propose(&anvil.wallet(1), vec![dao.target], vec![U256::zero()], vec![calldata], "Doomed").await;
     dao.advance_past_snapshot(id).await;
     dao.cast_vote(&anvil.wallet(1), id, vote::FOR).await;
     dao.advance_past_deadline(id).await;

@@ -27,22 +27,15 @@ async fn govflow_agrees_with_the_chain_on_the_demo_story() {
     let anvil = Anvil::start().await.expect("anvil");
     let dep = deploy(anvil.rpc_url()).await.expect("deploy");
     let dir = tempfile::tempdir().unwrap();
-    let opts = GovflowOpts {
-        rpc_url: anvil.rpc_url().to_owned(),
-        governor: hex_address(dep.governor),
-        confirmations: 0,
-        start_block: None,
-        env: vec![],
-    };
+    let opts = GovflowOpts { rpc_url: anvil.rpc_url().to_owned(), governor: hex_address(dep.governor), confirmations: 0, start_block: None, env: vec![] };
     // GOVFLOW_CHAIN_POLL_INTERVAL_MS=100 (set by Govflow::start).
     let mut gf = Govflow::start(&opts, &dir.path().join("data"));
     gf.wait_indexed(dep.setup_block, WAIT).await;
 
     // Played while govflow follows the head: it sees the orphaned branch, then the reorg.
     let follower = Follower::new(gf.base.clone());
-    let story = play(&dep, &anvil, &PlayOptions { follower: Some(follower.clone()), narrate: false })
-        .await
-        .unwrap_or_else(|e| panic!("story: {e}\n{}", gf.log()));
+    let story =
+        play(&dep, &anvil, &PlayOptions { follower: Some(follower.clone()), narrate: false }).await.unwrap_or_else(|e| panic!("story: {e}\n{}", gf.log()));
     assert!(story.reorg.followed);
     let head = anvil.block_number().await.unwrap();
     assert_eq!(head, story.head);
@@ -59,8 +52,7 @@ async fn govflow_agrees_with_the_chain_on_the_demo_story() {
     assert_eq!(story.accounts.len(), 30);
 
     // Exactly the story's proposals.
-    let listed: BTreeSet<String> =
-        gf.all_pages("/v1/proposals?limit=4").await.iter().map(|p| p["proposalId"].as_str().unwrap().to_owned()).collect();
+    let listed: BTreeSet<String> = gf.all_pages("/v1/proposals?limit=4").await.iter().map(|p| p["proposalId"].as_str().unwrap().to_owned()).collect();
     let expected: BTreeSet<String> = story.proposals.iter().map(|p| p.id.to_string()).collect();
     assert_eq!(listed, expected);
 
@@ -71,12 +63,7 @@ async fn govflow_agrees_with_the_chain_on_the_demo_story() {
         assert_eq!(state, p.intended, "{} on chain", p.label);
         assert_eq!(g["status"], state.as_str(), "status of {}: {g}", p.label);
         let (against, for_, abstain) = dep.proposal_votes(p.id).await.unwrap();
-        assert_eq!(
-            (dec(&g["againstVotes"]), dec(&g["forVotes"]), dec(&g["abstainVotes"])),
-            (against, for_, abstain),
-            "tallies of {}",
-            p.label
-        );
+        assert_eq!((dec(&g["againstVotes"]), dec(&g["forVotes"]), dec(&g["abstainVotes"])), (against, for_, abstain), "tallies of {}", p.label);
         assert_eq!(g["startBlock"], dep.proposal_snapshot(p.id).await.unwrap(), "snapshot of {}", p.label);
         assert_eq!(g["endBlock"], dep.proposal_deadline(p.id).await.unwrap(), "deadline of {}", p.label);
         assert_eq!(g["endBlock"], p.deadline);
@@ -110,21 +97,12 @@ async fn govflow_agrees_with_the_chain_on_the_demo_story() {
     }
     for orphan in &story.reorg.orphaned_votes {
         let listed = &by_proposal[&orphan.proposal_id];
-        assert!(
-            listed.iter().all(|x| x["transactionHash"].as_str() != Some(&format!("{:?}", orphan.tx))),
-            "the orphaned vote is gone"
-        );
+        assert!(listed.iter().all(|x| x["transactionHash"].as_str() != Some(&format!("{:?}", orphan.tx))), "the orphaned vote is gone");
     }
     for p in &story.proposals {
         let voters: BTreeSet<String> = by_proposal[&p.id].iter().map(|v| v["voter"].as_str().unwrap().to_owned()).collect();
         for a in &story.accounts {
-            assert_eq!(
-                voters.contains(&hex_address(a.address)),
-                dep.has_voted(p.id, a.address).await.unwrap(),
-                "hasVoted({}, {})",
-                p.label,
-                a.name
-            );
+            assert_eq!(voters.contains(&hex_address(a.address)), dep.has_voted(p.id, a.address).await.unwrap(), "hasVoted({}, {})", p.label, a.name);
         }
     }
 

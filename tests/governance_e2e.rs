@@ -178,8 +178,7 @@ async fn play<W: Watch>(anvil: &Anvil, dao: &Dao, w8: &mut W) -> Story {
 async fn compare(anvil: &Anvil, dao: &Dao, gf: &Govflow, story: &Story) {
     let head = anvil.block_number().await;
     let at = dao.at(head);
-    let listed: BTreeSet<String> =
-        gf.all_pages("/v1/proposals?limit=2").await.iter().map(|p| p["proposalId"].as_str().unwrap().to_string()).collect();
+    let listed: BTreeSet<String> = gf.all_pages("/v1/proposals?limit=2").await.iter().map(|p| p["proposalId"].as_str().unwrap().to_string()).collect();
     let expected: BTreeSet<String> = story.proposals.iter().map(|p| p.to_string()).collect();
     assert_eq!(listed, expected, "govflow lists exactly the canonical proposals");
     for gone in &story.orphaned {
@@ -209,7 +208,11 @@ async fn compare(anvil: &Anvil, dao: &Dao, gf: &Govflow, story: &Story) {
         let votes = gf.all_pages(&format!("/v1/proposals/{id}/votes?sort=weight&limit=2")).await;
         assert_eq!(p["voteCounts"]["total"], votes.len(), "vote counters of {id}: {p}");
         let by = |s: u64| votes.iter().filter(|v| v["support"] == s).count();
-        assert_eq!((p["voteCounts"]["against"].as_u64(), p["voteCounts"]["for"].as_u64(), p["voteCounts"]["abstain"].as_u64()), (Some(by(0) as u64), Some(by(1) as u64), Some(by(2) as u64)), "{p}");
+        assert_eq!(
+            (p["voteCounts"]["against"].as_u64(), p["voteCounts"]["for"].as_u64(), p["voteCounts"]["abstain"].as_u64()),
+            (Some(by(0) as u64), Some(by(1) as u64), Some(by(2) as u64)),
+            "{p}"
+        );
         let voters: BTreeSet<String> = votes.iter().map(|v| v["voter"].as_str().unwrap().to_string()).collect();
         for a in &story.accounts {
             assert_eq!(voters.contains(&hexa(*a)), at.has_voted(*id, *a).await, "hasVoted({id}, {a:?})");
@@ -468,8 +471,10 @@ async fn deep_reorg_across_batches_with_confirmations() {
     let at = dao.at(head);
     let p = gf.get_ok(&format!("/v1/proposals/{p1}")).await;
     let (against, for_, abstain) = at.proposal_votes(p1).await;
-    assert_eq!((p["againstVotes"].as_str().unwrap(), p["forVotes"].as_str().unwrap(), p["abstainVotes"].as_str().unwrap()),
-        (against.to_string().as_str(), for_.to_string().as_str(), abstain.to_string().as_str()));
+    assert_eq!(
+        (p["againstVotes"].as_str().unwrap(), p["forVotes"].as_str().unwrap(), p["abstainVotes"].as_str().unwrap()),
+        (against.to_string().as_str(), for_.to_string().as_str(), abstain.to_string().as_str())
+    );
     assert_eq!(gf.get_ok(&format!("/v1/proposals/{p3}")).await["status"], state_name(at.state(p3).await));
     let vp = gf.get_ok(&format!("/v1/users/{}/voting-power", hexa(anvil.address(3)))).await;
     assert_eq!(vp["delegate"], hexa(at.delegates(anvil.address(3)).await), "the orphaned delegation was undone");
@@ -517,8 +522,12 @@ async fn scylla_store_gives_the_embedded_answers() {
 /// Every API answer about the story (and every page of paginated votes) is byte-identical on
 /// `gf` (the mode under test) and `gf2` (embedded, direct).
 async fn assert_same_answers(gf: &Govflow, gf2: &Govflow, story: &Story, mode: &str) {
-    let mut paths: Vec<String> =
-        vec!["/v1/proposals?limit=100".into(), "/v1/proposals?limit=100&status=Active,Succeeded,Defeated".into(), "/v1/proposals/stats".into(), "/v1/delegates?limit=100".into()];
+    let mut paths: Vec<String> = vec![
+        "/v1/proposals?limit=100".into(),
+        "/v1/proposals?limit=100&status=Active,Succeeded,Defeated".into(),
+        "/v1/proposals/stats".into(),
+        "/v1/delegates?limit=100".into(),
+    ];
     for id in &story.proposals {
         paths.push(format!("/v1/proposals/{id}"));
         paths.push(format!("/v1/proposals/{id}/votes?limit=100"));
@@ -607,7 +616,8 @@ async fn nats_bus_gives_the_embedded_answers() {
     let mut live = client.subscribe(format!("govflow.{chain_id}.achievements.>")).await.unwrap();
     let proxy = RpcProxy::start(&anvil.rpc_url(), Faults { max_log_range: Some(4), max_log_results: None, fail_one_in: Some(9) });
     let dir = tempfile::tempdir().unwrap();
-    let opts = GovflowOpts { rpc_url: proxy.url.clone(), governor: hexa(dao.governor), confirmations: 0, start_block: None, env: nats_env(&nats.url(), "solo") };
+    let opts =
+        GovflowOpts { rpc_url: proxy.url.clone(), governor: hexa(dao.governor), confirmations: 0, start_block: None, env: nats_env(&nats.url(), "solo") };
     let mut gf = Govflow::start(&opts, &dir.path().join("nats"));
     let story = play(&anvil, &dao, &mut gf).await;
     compare(&anvil, &dao, &gf, &story).await;
@@ -747,7 +757,10 @@ async fn nats_restart_during_backfill_and_duplicate_publishes() {
     let stats = gf.get_ok("/v1/proposals/stats").await;
     for (subject, id, body) in &events {
         let ack = js
-            .send_publish(subject.clone(), async_nats::jetstream::message::PublishMessage::build().message_id(id).payload(serde_json::to_vec(body).unwrap().into()))
+            .send_publish(
+                subject.clone(),
+                async_nats::jetstream::message::PublishMessage::build().message_id(id).payload(serde_json::to_vec(body).unwrap().into()),
+            )
             .await
             .unwrap()
             .await
@@ -757,7 +770,10 @@ async fn nats_restart_during_backfill_and_duplicate_publishes() {
     let mut fresh = 0;
     for (subject, id, body) in &events {
         let ack = js
-            .send_publish(subject.clone(), async_nats::jetstream::message::PublishMessage::build().message_id(format!("{id}#again")).payload(serde_json::to_vec(body).unwrap().into()))
+            .send_publish(
+                subject.clone(),
+                async_nats::jetstream::message::PublishMessage::build().message_id(format!("{id}#again")).payload(serde_json::to_vec(body).unwrap().into()),
+            )
             .await
             .unwrap()
             .await
@@ -779,11 +795,14 @@ async fn nats_restart_during_backfill_and_duplicate_publishes() {
     // Undecodable messages are terminated and counted, never retried forever or fatal.
     let vote_subject = format!("govflow.{}.events.vote_cast", anvil.chain_id);
     for (i, payload) in [&b"not json"[..], &br#"{"schemaVersion":1,"event":"VoteCast"}"#[..]].into_iter().enumerate() {
-        js.send_publish(vote_subject.clone(), async_nats::jetstream::message::PublishMessage::build().message_id(format!("garbage-{i}")).payload(payload.to_vec().into()))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.send_publish(
+            vote_subject.clone(),
+            async_nats::jetstream::message::PublishMessage::build().message_id(format!("garbage-{i}")).payload(payload.to_vec().into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     }
     let t = std::time::Instant::now();
     loop {

@@ -144,12 +144,16 @@ async fn conventions_on_real_answers() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut gf = Govflow::start(
-        &opts(&anvil, &dao, &[
-            ("GOVFLOW_HTTP_CORS_ORIGINS", "https://app.example, https://admin.example"),
-            ("GOVFLOW_HTTP_COMPRESSION_MIN_BYTES", "256"),
-            // No timed refresh during the test: the hits and misses below are the commits' doing.
-            ("GOVFLOW_CACHE_TTL_MS", "600000"),
-        ]),
+        &opts(
+            &anvil,
+            &dao,
+            &[
+                ("GOVFLOW_HTTP_CORS_ORIGINS", "https://app.example, https://admin.example"),
+                ("GOVFLOW_HTTP_COMPRESSION_MIN_BYTES", "256"),
+                // No timed refresh during the test: the hits and misses below are the commits' doing.
+                ("GOVFLOW_CACHE_TTL_MS", "600000"),
+            ],
+        ),
         &dir.path().join("gf"),
     );
     sync(&mut gf, &anvil).await;
@@ -194,7 +198,13 @@ async fn conventions_on_real_answers() {
     assert_eq!(a.header("x-cache"), Some("l1-hit"));
 
     // ETag, If-None-Match, 304, Cache-Control, on cached and uncached reads.
-    for path in [detail(p1), "/v1/proposals?status=Active".into(), "/v1/proposals/stats".into(), format!("/v1/users/{w1}/voting-power"), format!("/v1/proposals/{p1}/votes")] {
+    for path in [
+        detail(p1),
+        "/v1/proposals?status=Active".into(),
+        "/v1/proposals/stats".into(),
+        format!("/v1/users/{w1}/voting-power"),
+        format!("/v1/proposals/{p1}/votes"),
+    ] {
         let a = get(&gf, &path, &[]).await;
         assert_eq!(a.status, 200);
         let etag = a.header("etag").unwrap_or_else(|| panic!("{path} has an ETag")).to_string();
@@ -284,7 +294,9 @@ async fn conventions_on_real_answers() {
     assert_eq!(a.header("access-control-allow-methods"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(a.header("access-control-allow-headers"), Some("if-none-match"));
     assert!(a.header("x-request-id").is_some());
-    let a = call(reqwest::Method::OPTIONS, &format!("{}/v1/proposals", gf.base), &[("origin", "https://evil.example"), ("access-control-request-method", "GET")]).await;
+    let a =
+        call(reqwest::Method::OPTIONS, &format!("{}/v1/proposals", gf.base), &[("origin", "https://evil.example"), ("access-control-request-method", "GET")])
+            .await;
     problem(&a, 403, "cors-origin");
     let a = call(reqwest::Method::OPTIONS, &format!("{}/v1/proposals", gf.base), &[]).await;
     assert_eq!(a.status, 204);

@@ -149,7 +149,9 @@ async fn nats_inbound_events_exactly_once_and_outage() {
     assert_eq!((bad.status, bad.body["parameter"].as_str()), (400, Some("body")), "{}", bad.body);
     let bad = post_event(&gf, &json!({ "kind": "a.b", "account": hexa(voter), "source": "s", "weight": 1 })).await;
     assert_eq!((bad.status, bad.body["parameter"].as_str()), (400, Some("weight")), "{}", bad.body);
-    let bad = post_event(&gf, &json!({ "kind": "Forum", "account": "0x12", "proposalId": 42, "source": "", "occurredAt": "2026-02-30T00:00:00Z", "data": [1] })).await;
+    let bad =
+        post_event(&gf, &json!({ "kind": "Forum", "account": "0x12", "proposalId": 42, "source": "", "occurredAt": "2026-02-30T00:00:00Z", "data": [1] }))
+            .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
     assert_eq!(bad.body["type"], "tag:govflow,2026:problem/invalid-event");
     let names: Vec<&str> = bad.body["invalidParams"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();

@@ -44,10 +44,7 @@ impl Raw {
     /// Request-reply: publishes `payload` to `subject` and returns the first reply's payload.
     fn request(&mut self, subject: &str, payload: &str) -> String {
         let inbox = "_INBOX.harness";
-        self.send(
-            format!("SUB {inbox} 1\r\nUNSUB 1 1\r\nPUB {subject} {inbox} {}\r\n{payload}\r\n", payload.len())
-                .as_bytes(),
-        );
+        self.send(format!("SUB {inbox} 1\r\nUNSUB 1 1\r\nPUB {subject} {inbox} {}\r\n{payload}\r\n", payload.len()).as_bytes());
         loop {
             let line = self.line();
             if line == "PING" {
@@ -89,8 +86,7 @@ fn restart_keeps_port_and_jetstream_store() {
     let first_pid = nats.pid().unwrap();
 
     let mut raw = Raw::connect(port);
-    let created =
-        raw.request("$JS.API.STREAM.CREATE.HARNESS", r#"{"name":"HARNESS","subjects":["harness.>"],"storage":"file"}"#);
+    let created = raw.request("$JS.API.STREAM.CREATE.HARNESS", r#"{"name":"HARNESS","subjects":["harness.>"],"storage":"file"}"#);
     assert!(created.contains("stream_create_response") && !created.contains("\"error\""), "{created}");
     let ack = raw.request("harness.one", "hello");
     assert!(ack.contains("\"stream\":\"HARNESS\"") && ack.contains("\"seq\":1"), "{ack}");

@@ -258,8 +258,7 @@ fn check(doc: &Value, strict_doc: &Value, method: &str, template: &str, url: &st
         let strict_schema = response(strict_doc, &strict_doc["paths"][template][method.to_lowercase()], a.status).unwrap()["content"]
             [m_key(content, &a.content_type)]["schema"]
             .clone();
-        let errors: Vec<String> =
-            validator(strict_doc, &strict_schema).iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path)).collect();
+        let errors: Vec<String> = validator(strict_doc, &strict_schema).iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path)).collect();
         assert!(errors.is_empty(), "{what}: the answer lacks documented members:\n{}\n{body}", errors.join("\n"));
     }
 }
@@ -682,12 +681,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_break() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let command = format!("schemathesis {}", args.join(" "));
-    assert!(
-        out.status.success(),
-        "{command}\nexited with {}:\n{stdout}\n{stderr}\n--- govflow log (tail) ---\n{}",
-        out.status,
-        tail(&gf.log(), 40)
-    );
+    assert!(out.status.success(), "{command}\nexited with {}:\n{stdout}\n{stderr}\n--- govflow log (tail) ---\n{}", out.status, tail(&gf.log(), 40));
     // Every operation but the document itself, which schemathesis leaves out (it is its input).
     assert!(stdout.contains(&format!("Tested: {}", operations - 1)), "not every operation was tested:\n{stdout}");
     println!("{command}\n{stdout}");

@@ -50,18 +50,17 @@ fn migrate_is_idempotent_and_reconcile_reports() {
 #[test]
 fn a_missing_schema_or_backend_is_a_clear_error() {
     let ks = cql::fresh_keyspace("none");
-    let env = [
-        ("GOVFLOW_STORE_BACKEND", "scylla".to_string()),
-        ("GOVFLOW_SCYLLA_NODES", cql::nodes()),
-        ("GOVFLOW_SCYLLA_KEYSPACE", ks.clone()),
-    ];
+    let env = [("GOVFLOW_STORE_BACKEND", "scylla".to_string()), ("GOVFLOW_SCYLLA_NODES", cql::nodes()), ("GOVFLOW_SCYLLA_KEYSPACE", ks.clone())];
     let rec = govflow(&["reconcile"], &env);
     assert_eq!(rec.status.code(), Some(1));
     assert!(text(&rec).contains(&format!("keyspace {ks} has no govflow schema")) && text(&rec).contains("govflow migrate"), "{}", text(&rec));
     let emb = govflow(&["migrate"], &[]);
     assert_eq!(emb.status.code(), Some(2));
     assert!(text(&emb).contains("apply to the scylla backend"), "{}", text(&emb));
-    let down = govflow(&["migrate"], &[("GOVFLOW_STORE_BACKEND", "scylla".into()), ("GOVFLOW_SCYLLA_NODES", "127.0.0.1:1".into()), ("GOVFLOW_SCYLLA_CONNECT_TIMEOUT_MS", "500".into())]);
+    let down = govflow(
+        &["migrate"],
+        &[("GOVFLOW_STORE_BACKEND", "scylla".into()), ("GOVFLOW_SCYLLA_NODES", "127.0.0.1:1".into()), ("GOVFLOW_SCYLLA_CONNECT_TIMEOUT_MS", "500".into())],
+    );
     assert_eq!(down.status.code(), Some(1));
     assert!(text(&down).contains("cannot connect to the CQL nodes 127.0.0.1:1 (scylla.nodes)"), "{}", text(&down));
 }

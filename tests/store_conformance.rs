@@ -62,9 +62,7 @@ fn batch(from: u64, to: u64, mutations: Vec<Mutation>, reversible: bool) -> Batc
         from,
         to,
         to_hash: B256([to as u8; 32]),
-        blocks: (from..=to)
-            .map(|n| BlockRecord { number: n, hash: B256([n as u8; 32]), parent_hash: B256([(n - 1) as u8; 32]), timestamp: n * 12 })
-            .collect(),
+        blocks: (from..=to).map(|n| BlockRecord { number: n, hash: B256([n as u8; 32]), parent_hash: B256([(n - 1) as u8; 32]), timestamp: n * 12 }).collect(),
         events: (from..=to).map(|n| EventId { block_number: n, block_hash: B256([n as u8; 32]), log_index: 0 }).collect(),
         mutations,
         reversible,
@@ -125,7 +123,17 @@ pub fn rollback_restores_everything_derived_from_orphaned_blocks(s: Arc<dyn Stor
         vec![
             Mutation::Vote(Box::new(vote(1, 7, 500, 4, 0))),
             Mutation::Proposal(Box::new(active)),
-            Mutation::Account { account: acct, power: AccountPower { balance: U256::from(5), delegate: Some(acct), votes: U256::from(5), block_number: 4, timestamp: 48, ..Default::default() } },
+            Mutation::Account {
+                account: acct,
+                power: AccountPower {
+                    balance: U256::from(5),
+                    delegate: Some(acct),
+                    votes: U256::from(5),
+                    block_number: 4,
+                    timestamp: 48,
+                    ..Default::default()
+                },
+            },
         ],
         true,
     ))
@@ -224,7 +232,8 @@ pub fn vote_pages_and_replays(s: Arc<dyn Store>) {
     let by_block = s.proposal_votes(&U256::from(1), &VoteQuery { sort: VoteSort::Block, descending: false, support: None, after: None, limit: 100 }).unwrap();
     let blocks: Vec<u64> = by_block.items.iter().map(|v| v.block_number).collect();
     assert_eq!(blocks, (2..12).collect::<Vec<_>>());
-    let only_for = s.proposal_votes(&U256::from(1), &VoteQuery { sort: VoteSort::Block, descending: false, support: Some(1), after: None, limit: 100 }).unwrap();
+    let only_for =
+        s.proposal_votes(&U256::from(1), &VoteQuery { sort: VoteSort::Block, descending: false, support: Some(1), after: None, limit: 100 }).unwrap();
     assert!(only_for.items.iter().all(|v| v.support == 1) && !only_for.items.is_empty());
     let mine = s.voter_votes(&Address([12; 20]), &VoteQuery { sort: VoteSort::Block, descending: true, support: None, after: None, limit: 10 }).unwrap();
     assert_eq!(mine.items.len(), 1);
@@ -235,7 +244,14 @@ pub fn voting_power_by_block_and_time(s: Arc<dyn Store>) {
     let a = Address([5; 20]);
     let p = |votes: u64, block: u64| Mutation::Account {
         account: a,
-        power: AccountPower { balance: U256::from(votes), delegate: Some(a), votes: U256::from(votes), block_number: block, timestamp: block * 12, ..Default::default() },
+        power: AccountPower {
+            balance: U256::from(votes),
+            delegate: Some(a),
+            votes: U256::from(votes),
+            block_number: block,
+            timestamp: block * 12,
+            ..Default::default()
+        },
     };
     s.commit(&batch(1, 10, vec![p(10, 3), p(20, 7)], false)).unwrap();
     assert_eq!(s.account_at_block(&a, 2).unwrap(), None);
@@ -552,7 +568,8 @@ mod scylla_only {
             assert_eq!(s.voter_vote_count(&Address([20 + v; 20])).unwrap(), 8);
         }
         for p in 1..=8u64 {
-            let votes = s.proposal_votes(&U256::from(p), &VoteQuery { sort: VoteSort::Block, descending: false, support: None, after: None, limit: 1000 }).unwrap();
+            let votes =
+                s.proposal_votes(&U256::from(p), &VoteQuery { sort: VoteSort::Block, descending: false, support: None, after: None, limit: 1000 }).unwrap();
             assert_eq!(votes.items.len(), 25);
             assert_eq!(s.reconcile(Some(&U256::from(p))).unwrap().counters_corrected, 0);
         }

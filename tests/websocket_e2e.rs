@@ -27,11 +27,7 @@ fn ws_url(gf: &Govflow) -> String {
 }
 
 async fn deploy(anvil: &Anvil) -> Dao {
-    let opts = DaoOptions::with_clock(ClockMode::BlockNumber)
-        .timelock_min_delay(60)
-        .quorum_numerator(10)
-        .voting_delay(2)
-        .voting_period(40);
+    let opts = DaoOptions::with_clock(ClockMode::BlockNumber).timelock_min_delay(60).quorum_numerator(10).voting_delay(2).voting_period(40);
     Dao::deploy(
         anvil,
         opts.voter(anvil.wallet(1), tokens(40))
@@ -245,10 +241,7 @@ async fn clients_follow_the_history_live_through_a_reorg_and_a_reconnect() {
         governor: hexa(dao.governor),
         confirmations: 2,
         start_block: None,
-        env: vec![
-            ("GOVFLOW_WEBSOCKET_REPLAY_PER_TOPIC".into(), "16".into()),
-            ("GOVFLOW_WEBSOCKET_HEARTBEAT_INTERVAL_S".into(), "1".into()),
-        ],
+        env: vec![("GOVFLOW_WEBSOCKET_REPLAY_PER_TOPIC".into(), "16".into()), ("GOVFLOW_WEBSOCKET_HEARTBEAT_INTERVAL_S".into(), "1".into())],
     };
     let mut gf = Govflow::start(&opts, &dir.path().join("data"));
     sync(&mut gf, &anvil).await;
@@ -316,11 +309,9 @@ async fn clients_follow_the_history_live_through_a_reorg_and_a_reconnect() {
     let (gone, _) = dao.propose_set_value(&w(2), U256::from(666), "Orphaned proposal").await;
     sync(&mut gf, &anvil).await;
     let gone_id = gone.to_string();
-    a.wait_for("the orphaned proposal", |log| {
-        topic_msgs(log, "proposals").iter().any(|m| m["data"]["proposalId"] == gone_id)
-    })
-    .await;
-    b.wait_for("the orphaned vote", |log| topic_msgs(log, &p1_topic).iter().any(|m| m["type"] == "vote.cast" && m["data"]["voter"] == hexa(anvil.address(5)))).await;
+    a.wait_for("the orphaned proposal", |log| topic_msgs(log, "proposals").iter().any(|m| m["data"]["proposalId"] == gone_id)).await;
+    b.wait_for("the orphaned vote", |log| topic_msgs(log, &p1_topic).iter().any(|m| m["type"] == "vote.cast" && m["data"]["voter"] == hexa(anvil.address(5))))
+        .await;
     assert!(anvil.revert(snap).await);
     dao.cast_vote(&w(7), p1, vote::FOR).await;
     anvil.mine(5).await;
@@ -394,11 +385,7 @@ async fn clients_follow_the_history_live_through_a_reorg_and_a_reconnect() {
     assert_eq!(removed[0]["restored"], true);
     // The proposal's tally after the rollback no longer counts the orphaned vote.
     let first_after = b_p[rb(&b_p)..].iter().find(|m| m["type"] == "proposal.updated").unwrap();
-    let before_fork = b_p[..rb(&b_p)]
-        .iter()
-        .rev()
-        .find(|m| m["type"] == "proposal.updated" && m["data"]["updatedBlock"].as_u64() <= Some(fork_point))
-        .unwrap();
+    let before_fork = b_p[..rb(&b_p)].iter().rev().find(|m| m["type"] == "proposal.updated" && m["data"]["updatedBlock"].as_u64() <= Some(fork_point)).unwrap();
     let f = U256::from_dec_str(before_fork["data"]["forVotes"].as_str().unwrap()).unwrap();
     // Restored to the tally at the fork point, or already with the canonical vote (w7: 2).
     let for_votes = first_after["data"]["forVotes"].as_str().unwrap();
@@ -484,10 +471,7 @@ async fn clients_follow_the_history_live_through_a_reorg_and_a_reconnect() {
     }
     sync(&mut gf, &anvil).await;
     let head = anvil.block_number().await;
-    a.wait_for("the status at the head", |log| {
-        topic_msgs(log, "status").iter().any(|m| m["data"]["indexedBlock"].as_u64() >= Some(head))
-    })
-    .await;
+    a.wait_for("the status at the head", |log| topic_msgs(log, "status").iter().any(|m| m["data"]["indexedBlock"].as_u64() >= Some(head))).await;
     let d = Live::connect(&gf, "d").await;
     let old = seq(&a_s[0]);
     let ack = d.subscribe("status", Some(old)).await;
@@ -615,8 +599,7 @@ async fn limits_errors_and_a_slow_client() {
     }
     sync(&mut gf, &anvil).await;
     fast.wait_for("every new proposal", |log| {
-        let seen: BTreeSet<String> =
-            topic_msgs(log, "proposals").iter().filter_map(|m| m["data"]["proposalId"].as_str().map(String::from)).collect();
+        let seen: BTreeSet<String> = topic_msgs(log, "proposals").iter().filter_map(|m| m["data"]["proposalId"].as_str().map(String::from)).collect();
         ids.iter().all(|id| seen.contains(id))
     })
     .await;

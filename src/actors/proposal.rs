@@ -11,9 +11,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::domain::{
-    ids, ChainPoint, ClockMode, HexBytes, HistoryEntry, Proposal, ProposalStatus, QuorumCounting, Vote, B256, U256,
-};
+use crate::domain::{ids, ChainPoint, ClockMode, HexBytes, HistoryEntry, Proposal, ProposalStatus, QuorumCounting, Vote, B256, U256};
 use crate::store::Mutation;
 
 /// Errors of the proposal state machine.
@@ -212,15 +210,7 @@ impl ProposalLogic {
     }
 
     /// Counts a vote; returns the vote record.
-    pub fn apply_vote(
-        &mut self,
-        voter: crate::domain::Address,
-        support: u8,
-        weight: U256,
-        reason: String,
-        params: Option<Vec<u8>>,
-        at: EventAt,
-    ) -> Vote {
+    pub fn apply_vote(&mut self, voter: crate::domain::Address, support: u8, weight: U256, reason: String, params: Option<Vec<u8>>, at: EventAt) -> Vote {
         match support {
             0 => self.p.against_votes = self.p.against_votes.saturating_add(weight),
             1 => self.p.for_votes = self.p.for_votes.saturating_add(weight),
@@ -501,7 +491,14 @@ mod tests {
         let mut l = ProposalLogic::new(proposal(10, 20), rules(ClockMode::BlockNumber, None));
         let inputs = vec![
             tick(11),
-            ProposalInput::Vote { voter: Address([3; 20]), support: 1, weight: U256::MAX, reason: "ünïcode ✓".into(), params: Some(vec![0, 1, 255]), at: at(12) },
+            ProposalInput::Vote {
+                voter: Address([3; 20]),
+                support: 1,
+                weight: U256::MAX,
+                reason: "ünïcode ✓".into(),
+                params: Some(vec![0, 1, 255]),
+                at: at(12),
+            },
             vote(0, 10, 13),
             ProposalInput::Extended { deadline: 30, at: at(14) },
         ];
@@ -590,7 +587,10 @@ mod tests {
         params[31] = 2;
         params[47] = 3;
         l.apply(
-            vec![tick(11), ProposalInput::Vote { voter: Address([5; 20]), support: 255, weight: U256::from(6), reason: String::new(), params: Some(params), at: at(12) }],
+            vec![
+                tick(11),
+                ProposalInput::Vote { voter: Address([5; 20]), support: 255, weight: U256::from(6), reason: String::new(), params: Some(params), at: at(12) },
+            ],
             None,
         )
         .unwrap();

@@ -33,9 +33,9 @@ use actix::prelude::*;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::actors::proposal::BlockPoint;
 use crate::actors::proposal::{Applied, Apply, GovernorRules, ProposalActor, ProposalInput, ProposalLogic};
 use crate::actors::voter_power::{ApplyPower, PowerInput, VoterPowerShard};
-use crate::actors::proposal::BlockPoint;
 use crate::bus::jetstream::JetStreamBus;
 use crate::bus::BusError;
 use crate::domain::{Address, Proposal, U256};
@@ -208,7 +208,11 @@ impl RemoteActors {
                                     metrics::counter!(m::ACTORS_REMOTE_RELOADS_TOTAL).increment(1);
                                 }
                                 if let Some((pid, e)) = reply.proposals.iter().find_map(|(p, r)| r.as_ref().err().map(|e| (p, e))) {
-                                    return Err(RemoteError { partition: req.partition, message: format!("proposal {pid}: {e}"), refused: e.starts_with("refused:") });
+                                    return Err(RemoteError {
+                                        partition: req.partition,
+                                        message: format!("proposal {pid}: {e}"),
+                                        refused: e.starts_with("refused:"),
+                                    });
                                 }
                                 return Ok(reply);
                             }
@@ -321,7 +325,10 @@ impl PartitionWorker {
         let revive: Vec<U256> = req.proposals.iter().map(|(pid, _, _)| *pid).filter(|pid| !self.proposals.contains_key(pid)).collect();
         let mut stored: HashMap<U256, Result<Option<Proposal>, String>> = HashMap::new();
         if !revive.is_empty() {
-            let read = crate::store::off_thread(&self.store, move |s| revive.into_iter().map(|pid| Ok((pid, s.proposal(&pid)?))).collect::<Result<Vec<_>, StoreError>>()).await;
+            let read = crate::store::off_thread(&self.store, move |s| {
+                revive.into_iter().map(|pid| Ok((pid, s.proposal(&pid)?))).collect::<Result<Vec<_>, StoreError>>()
+            })
+            .await;
             match read {
                 Ok(found) => stored.extend(found.into_iter().map(|(pid, p)| (pid, Ok(p)))),
                 Err(e) => {
@@ -353,11 +360,8 @@ impl PartitionWorker {
             };
             sends.push(async move { (pid, addr.send(Apply { inputs, quorum }).await) });
         }
-        let power_sends: Vec<_> = req
-            .power
-            .into_iter()
-            .filter_map(|(s, inputs)| self.shards.get(&s).cloned().map(|a| async move { a.send(ApplyPower(inputs)).await }))
-            .collect();
+        let power_sends: Vec<_> =
+            req.power.into_iter().filter_map(|(s, inputs)| self.shards.get(&s).cloned().map(|a| async move { a.send(ApplyPower(inputs)).await })).collect();
         let (answers, power) = futures::join!(futures::future::join_all(sends), futures::future::join_all(power_sends));
         let mut failed = false;
         for (pid, r) in answers {

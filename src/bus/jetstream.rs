@@ -136,11 +136,9 @@ impl JetStreamBus {
 
     async fn declare(&self) -> Result<(), BusError> {
         let s = &self.subjects;
-        for (name, subjects) in [
-            (s.events_stream(), s.events_filters()),
-            (s.achievements_stream(), vec![s.achievements_filter()]),
-            (s.inbound_stream(), vec![s.inbound_filter()]),
-        ] {
+        for (name, subjects) in
+            [(s.events_stream(), s.events_filters()), (s.achievements_stream(), vec![s.achievements_filter()]), (s.inbound_stream(), vec![s.inbound_filter()])]
+        {
             self.js.create_or_update_stream(self.stream_config(name.clone(), subjects)).await.map_err(|e| {
                 let text = e.to_string();
                 if text.contains("timed out") || text.contains("no responders") || text.contains("disconnected") {
@@ -188,7 +186,8 @@ impl JetStreamBus {
     pub async fn put_blob(&self, key: &str, data: &[u8]) -> Result<(), BusError> {
         let mut reader = data;
         // Chunks of at most 128 KiB (the client's default), and within the server's limit.
-        let meta = object_store::ObjectMetadata { name: key.to_string(), chunk_size: Some((self.max_payload() / 2).clamp(1024, 128 * 1024)), ..Default::default() };
+        let meta =
+            object_store::ObjectMetadata { name: key.to_string(), chunk_size: Some((self.max_payload() / 2).clamp(1024, 128 * 1024)), ..Default::default() };
         self.work_bucket().await?.put(meta, &mut reader).await.map_err(|e| unavailable(format!("object {key}: {e}")))?;
         Ok(())
     }
@@ -396,9 +395,8 @@ impl Bus for JetStreamBus {
                 .map(|m| {
                     let headers = m.headers.as_ref();
                     let id = headers.and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)).map(|v| v.to_string()).unwrap_or_default();
-                    let extra = headers
-                        .map(|h| h.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string()))).collect())
-                        .unwrap_or_default();
+                    let extra =
+                        headers.map(|h| h.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string()))).collect()).unwrap_or_default();
                     Envelope { subject: m.subject.to_string(), id, headers: extra, payload: m.payload }
                 })
                 .boxed())

@@ -33,8 +33,7 @@ pub async fn discover(rpc: &RpcClient, chain_id: u64, governor: Address) -> Resu
         Err(ChainError::Reverted(_)) | Err(ChainError::Decode(_)) => "mode=blocknumber&from=default".to_string(),
         Err(e) => return Err(e),
     };
-    let clock_mode = ClockMode::parse(&clock_mode_raw)
-        .ok_or_else(|| ChainError::Decode(format!("unsupported CLOCK_MODE {clock_mode_raw:?}")))?;
+    let clock_mode = ClockMode::parse(&clock_mode_raw).ok_or_else(|| ChainError::Decode(format!("unsupported CLOCK_MODE {clock_mode_raw:?}")))?;
     let counting_mode = rpc.view_string(&governor, "COUNTING_MODE()", None).await?;
     let voting_delay = rpc.view_uint(&governor, "votingDelay()", &[], None).await?.low_u64();
     let voting_period = rpc.view_uint(&governor, "votingPeriod()", &[], None).await?.low_u64();

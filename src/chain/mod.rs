@@ -76,28 +76,15 @@ impl ChainError {
 
 fn is_transient_message(m: &str) -> bool {
     let m = m.to_ascii_lowercase();
-    ["header not found", "timeout", "timed out", "try again", "busy", "unavailable", "rate"]
-        .iter()
-        .any(|p| m.contains(p))
+    ["header not found", "timeout", "timed out", "try again", "busy", "unavailable", "rate"].iter().any(|p| m.contains(p))
 }
 
 /// True when a node's error message means "make the log query smaller".
 pub fn is_range_refusal(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    [
-        "block range",
-        "range too",
-        "range is too",
-        "too many",
-        "more than",
-        "limit exceeded",
-        "exceed",
-        "response size",
-        "query timeout",
-        "too large",
-    ]
-    .iter()
-    .any(|p| m.contains(p))
+    ["block range", "range too", "range is too", "too many", "more than", "limit exceeded", "exceed", "response size", "query timeout", "too large"]
+        .iter()
+        .any(|p| m.contains(p))
 }
 
 /// A block header, reduced to what the listener needs.
@@ -207,10 +194,7 @@ fn classify(e: ProviderError) -> ChainError {
 impl RpcClient {
     /// A client for an HTTP JSON-RPC endpoint.
     pub fn new(url: &str, timeout: Duration, retry: RetryPolicy) -> Result<Self, ChainError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ChainError::Transport(e.to_string()))?;
+        let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| ChainError::Transport(e.to_string()))?;
         let parsed: reqwest::Url = url.parse().map_err(|e| ChainError::Transport(format!("invalid RPC URL: {e}")))?;
         let provider = Provider::new(Http::new_with_client(parsed, client));
         Ok(RpcClient {
@@ -303,14 +287,8 @@ impl RpcClient {
     /// Header of block `n`, or `None` when the node has no such block.
     pub async fn header(&self, n: u64) -> Result<Option<Header>, ChainError> {
         self.retrying("eth_getBlockByNumber", || async {
-            let v: Option<RpcHeader> =
-                self.raw("eth_getBlockByNumber", serde_json::json!([format!("0x{n:x}"), false])).await?;
-            Ok(v.map(|h| Header {
-                number: h.number.as_u64(),
-                hash: B256(h.hash.0),
-                parent_hash: B256(h.parent_hash.0),
-                timestamp: h.timestamp.low_u64(),
-            }))
+            let v: Option<RpcHeader> = self.raw("eth_getBlockByNumber", serde_json::json!([format!("0x{n:x}"), false])).await?;
+            Ok(v.map(|h| Header { number: h.number.as_u64(), hash: B256(h.hash.0), parent_hash: B256(h.parent_hash.0), timestamp: h.timestamp.low_u64() }))
         })
         .await
     }
@@ -319,13 +297,7 @@ impl RpcClient {
     ///
     /// A node's refusal of the range comes back as [`ChainError::RangeTooLarge`] without retry,
     /// so the caller can split it.
-    pub async fn logs(
-        &self,
-        addresses: &[Address],
-        topic0s: &[B256],
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<RawLog>, ChainError> {
+    pub async fn logs(&self, addresses: &[Address], topic0s: &[B256], from: u64, to: u64) -> Result<Vec<RawLog>, ChainError> {
         let addrs: Vec<String> = addresses.iter().map(Address::to_hex).collect();
         let topics: Vec<String> = topic0s.iter().map(B256::to_hex).collect();
         let params = serde_json::json!([{
@@ -334,15 +306,13 @@ impl RpcClient {
             "fromBlock": format!("0x{from:x}"),
             "toBlock": format!("0x{to:x}"),
         }]);
-        let logs: Vec<RpcLog> =
-            self.retrying("eth_getLogs", || async { self.raw("eth_getLogs", params.clone()).await }).await?;
+        let logs: Vec<RpcLog> = self.retrying("eth_getLogs", || async { self.raw("eth_getLogs", params.clone()).await }).await?;
         let mut out = Vec::with_capacity(logs.len());
         for l in logs {
             if l.removed == Some(true) {
                 continue;
             }
-            let (Some(bn), Some(bh), Some(tx), Some(li)) = (l.block_number, l.block_hash, l.transaction_hash, l.log_index)
-            else {
+            let (Some(bn), Some(bh), Some(tx), Some(li)) = (l.block_number, l.block_hash, l.transaction_hash, l.log_index) else {
                 return Err(ChainError::Decode("pending log without block fields".into()));
             };
             out.push(RawLog {

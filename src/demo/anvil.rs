@@ -54,9 +54,7 @@ pub fn find_binary() -> Result<PathBuf, DemoError> {
             looked.push(candidate);
         }
     }
-    Err(DemoError::AnvilMissing {
-        looked: looked.iter().take(3).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-    })
+    Err(DemoError::AnvilMissing { looked: looked.iter().take(3).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ") })
 }
 
 /// A running anvil; killed and reaped on drop.
@@ -91,9 +89,7 @@ impl Anvil {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
             own_process_group(&mut cmd);
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| DemoError::AnvilStart(format!("cannot run {}: {e}", bin.display())))?;
+            let mut child = cmd.spawn().map_err(|e| DemoError::AnvilStart(format!("cannot run {}: {e}", bin.display())))?;
             let output = Arc::new(Mutex::new(Vec::new()));
             if let Some(mut stderr) = child.stderr.take() {
                 let out = output.clone();
@@ -123,14 +119,7 @@ impl Anvil {
                 }
                 Err(e) => last_failure = e,
             }
-            let mut failed = Anvil {
-                child: Some(child),
-                guardian,
-                chain: DevChain::with_chain_id(&url, CHAIN_ID)?,
-                port,
-                output,
-                cache,
-            };
+            let mut failed = Anvil { child: Some(child), guardian, chain: DevChain::with_chain_id(&url, CHAIN_ID)?, port, output, cache };
             failed.stop();
         }
         Err(DemoError::AnvilStart(last_failure))
@@ -218,12 +207,7 @@ fn terminate(child: &mut Child, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if sent {
         let t = Instant::now();
         while t.elapsed() < grace {

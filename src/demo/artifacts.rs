@@ -71,11 +71,7 @@ fn all() -> &'static Result<BTreeMap<&'static str, Artifact>, DemoError> {
     ALL.get_or_init(|| {
         EMBEDDED
             .iter()
-            .map(|(name, text)| {
-                parse(name, text)
-                    .map(|a| (*name, a))
-                    .map_err(|e| DemoError::Artifact { name: (*name).to_owned(), message: e })
-            })
+            .map(|(name, text)| parse(name, text).map(|a| (*name, a)).map_err(|e| DemoError::Artifact { name: (*name).to_owned(), message: e }))
             .collect()
     })
 }
@@ -83,9 +79,7 @@ fn all() -> &'static Result<BTreeMap<&'static str, Artifact>, DemoError> {
 /// The embedded artifact `name` (one of the constants of this module).
 pub fn artifact(name: &str) -> Result<&'static Artifact, DemoError> {
     match all() {
-        Ok(map) => map
-            .get(name)
-            .ok_or_else(|| DemoError::Artifact { name: name.to_owned(), message: "not embedded in this binary".into() }),
+        Ok(map) => map.get(name).ok_or_else(|| DemoError::Artifact { name: name.to_owned(), message: "not embedded in this binary".into() }),
         Err(e) => Err(e.clone()),
     }
 }
@@ -128,12 +122,8 @@ pub fn decode_revert(data: &[u8]) -> String {
 pub fn function_name(calldata: &[u8]) -> Option<String> {
     let selector: [u8; 4] = calldata.get(..4)?.try_into().ok()?;
     let map = all().as_ref().ok()?;
-    map.values().find_map(|a| {
-        a.abi
-            .functions()
-            .find(|f| f.short_signature() == selector)
-            .map(|f| f.signature().split(':').next().unwrap_or_default().to_owned())
-    })
+    map.values()
+        .find_map(|a| a.abi.functions().find(|f| f.short_signature() == selector).map(|f| f.signature().split(':').next().unwrap_or_default().to_owned()))
 }
 
 fn format_tokens(tokens: &[Token]) -> String {

@@ -74,10 +74,7 @@ impl DevChain {
         P: Serialize + fmt::Debug + Send + Sync,
         R: Serialize + DeserializeOwned + fmt::Debug + Send,
     {
-        self.provider
-            .request(method, params)
-            .await
-            .map_err(|e| DemoError::Rpc { method: method.to_owned(), message: e.to_string() })
+        self.provider.request(method, params).await.map_err(|e| DemoError::Rpc { method: method.to_owned(), message: e.to_string() })
     }
 
     /// `eth_blockNumber`.
@@ -146,35 +143,22 @@ impl DevChain {
     }
 
     /// Deploys `artifact` with constructor arguments `args`; returns its address and receipt.
-    pub async fn deploy(
-        &self,
-        from: &LocalWallet,
-        artifact: &str,
-        args: &[Token],
-    ) -> Result<(Address, TransactionReceipt), DemoError> {
+    pub async fn deploy(&self, from: &LocalWallet, artifact: &str, args: &[Token]) -> Result<(Address, TransactionReceipt), DemoError> {
         let art = artifacts::artifact(artifact)?;
         let data = match art.abi.constructor() {
-            Some(c) => c.encode_input(art.bytecode.to_vec(), args).map_err(|e| DemoError::Artifact {
-                name: artifact.to_owned(),
-                message: format!("constructor arguments: {e}"),
-            })?,
+            Some(c) => c
+                .encode_input(art.bytecode.to_vec(), args)
+                .map_err(|e| DemoError::Artifact { name: artifact.to_owned(), message: format!("constructor arguments: {e}") })?,
             None => art.bytecode.to_vec(),
         };
         let receipt = self.send_tx(from, None, data.into(), format!("deploy {artifact}")).await?;
-        let address = receipt.contract_address.ok_or_else(|| DemoError::Tx {
-            action: format!("deploy {artifact}"),
-            reason: "the receipt has no contract address".into(),
-        })?;
+        let address = receipt
+            .contract_address
+            .ok_or_else(|| DemoError::Tx { action: format!("deploy {artifact}"), reason: "the receipt has no contract address".into() })?;
         Ok((address, receipt))
     }
 
-    async fn send_tx(
-        &self,
-        from: &LocalWallet,
-        to: Option<Address>,
-        data: Bytes,
-        action: String,
-    ) -> Result<TransactionReceipt, DemoError> {
+    async fn send_tx(&self, from: &LocalWallet, to: Option<Address>, data: Bytes, action: String) -> Result<TransactionReceipt, DemoError> {
         let client = SignerMiddleware::new(self.provider.clone(), from.clone().with_chain_id(self.chain_id));
         let mut tx = Eip1559TransactionRequest::new().from(from.address()).data(data);
         if let Some(to) = to {
@@ -213,14 +197,7 @@ impl DevChain {
     }
 
     /// `eth_call` of `method(args)` on `to` at `block` (latest if `None`).
-    pub async fn call<T: Tokenize, D: Detokenize>(
-        &self,
-        abi: &BaseContract,
-        to: Address,
-        method: &str,
-        args: T,
-        block: Option<u64>,
-    ) -> Result<D, DemoError> {
+    pub async fn call<T: Tokenize, D: Detokenize>(&self, abi: &BaseContract, to: Address, method: &str, args: T, block: Option<u64>) -> Result<D, DemoError> {
         let at = block.map_or("latest".to_owned(), |n| format!("block {n}"));
         let fail = |message: String| DemoError::Call { method: method.to_owned(), to, at: at.clone(), message };
         let data = abi.encode(method, args).map_err(|e| fail(format!("cannot encode: {e}")))?;

@@ -215,11 +215,7 @@ pub async fn deploy(rpc_url: &str) -> Result<CbDeployment, DemoError> {
 }
 
 /// [`deploy`] with other parameters and types.
-pub async fn deploy_with(
-    rpc_url: &str,
-    params: GovernanceParams,
-    types: Vec<AchievementType>,
-) -> Result<CbDeployment, DemoError> {
+pub async fn deploy_with(rpc_url: &str, params: GovernanceParams, types: Vec<AchievementType>) -> Result<CbDeployment, DemoError> {
     let chain = DevChain::connect(rpc_url).await?;
     let deployer = dev_wallet(0, chain.chain_id())?;
     let me = deployer.address();
@@ -236,11 +232,7 @@ pub async fn deploy_with(
 
     // Token, executor, NFT bound to the executor (both ways), voting manager.
     let (token, r) = chain
-        .deploy(
-            &deployer,
-            artifacts::GOV_TOKEN,
-            &[Token::String(params.token_name.clone()), Token::String(params.token_symbol.clone()), Token::Address(me)],
-        )
+        .deploy(&deployer, artifacts::GOV_TOKEN, &[Token::String(params.token_name.clone()), Token::String(params.token_symbol.clone()), Token::Address(me)])
         .await?;
     let deployment_block = block_of(&r);
     let (executor, _) = chain.deploy(&deployer, artifacts::CB_BENEFIT_EXECUTOR, &[Token::Address(me)]).await?;
@@ -248,30 +240,18 @@ pub async fn deploy_with(
         .deploy(
             &deployer,
             artifacts::CB_ACHIEVEMENT_NFT,
-            &[
-                Token::String(params.nft_name.clone()),
-                Token::String(params.nft_symbol.clone()),
-                Token::Address(me),
-                Token::Address(executor),
-            ],
+            &[Token::String(params.nft_name.clone()), Token::String(params.nft_symbol.clone()), Token::Address(me), Token::Address(executor)],
         )
         .await?;
     chain.send(&deployer, executor, encode(&abi.executor, "setAchievementNFT", vec![Token::Address(nft)])?).await?;
-    let (voting_manager, _) = chain
-        .deploy(&deployer, artifacts::CB_VOTING_MANAGER, &[Token::Address(token), Token::Address(executor)])
-        .await?;
+    let (voting_manager, _) = chain.deploy(&deployer, artifacts::CB_VOTING_MANAGER, &[Token::Address(token), Token::Address(executor)]).await?;
 
     // Timelock (admin: the deployer, until the roles are set), governor, target.
     let (timelock, _) = chain
         .deploy(
             &deployer,
             artifacts::CB_TIMELOCK,
-            &[
-                Token::Uint(params.timelock_min_delay.into()),
-                Token::Array(vec![]),
-                Token::Array(vec![]),
-                Token::Address(me),
-            ],
+            &[Token::Uint(params.timelock_min_delay.into()), Token::Array(vec![]), Token::Array(vec![]), Token::Address(me)],
         )
         .await?;
     let (governor, r) = chain
@@ -299,11 +279,7 @@ pub async fn deploy_with(
         let data = encode(&abi.timelock, "grantRole", vec![Token::FixedBytes(role(name).0.to_vec()), Token::Address(who)])?;
         chain.send(&deployer, timelock, data).await?;
     }
-    let data = encode(
-        &abi.timelock,
-        "renounceRole",
-        vec![Token::FixedBytes(role("DEFAULT_ADMIN_ROLE").0.to_vec()), Token::Address(me)],
-    )?;
+    let data = encode(&abi.timelock, "renounceRole", vec![Token::FixedBytes(role("DEFAULT_ADMIN_ROLE").0.to_vec()), Token::Address(me)])?;
     let mut last = chain.send(&deployer, timelock, data).await?;
 
     // Achievement types: bonuses and special benefits.
@@ -367,10 +343,7 @@ impl CbDeployment {
     pub async fn mint_achievement(&self, to: Address, achievement_type: u8) -> Result<(U256, TransactionReceipt), DemoError> {
         let r = self.chain.send(&self.deployer, self.nft, encode_with(&self.abi.nft, "mint", (to, achievement_type))?).await?;
         let minted: Vec<(Address, U256, u8)> = decode_logs(&r, &self.abi.nft, self.nft, "AchievementMinted")?;
-        let id = minted
-            .first()
-            .map(|m| m.1)
-            .ok_or_else(|| DemoError::Story("no AchievementMinted event in the mint's receipt".into()))?;
+        let id = minted.first().map(|m| m.1).ok_or_else(|| DemoError::Story("no AchievementMinted event in the mint's receipt".into()))?;
         Ok((id, r))
     }
 
@@ -381,12 +354,7 @@ impl CbDeployment {
     }
 
     /// Proposes `Target.setValue(value)`; returns the proposal (id from ProposalCreated).
-    pub async fn propose_set_value(
-        &self,
-        proposer: &LocalWallet,
-        value: u64,
-        description: &str,
-    ) -> Result<(ProposalCall, TransactionReceipt), DemoError> {
+    pub async fn propose_set_value(&self, proposer: &LocalWallet, value: u64, description: &str) -> Result<(ProposalCall, TransactionReceipt), DemoError> {
         let call = encode_with(&self.abi.target, "setValue", U256::from(value))?;
         let mut p = ProposalCall {
             id: U256::zero(),
@@ -395,11 +363,7 @@ impl CbDeployment {
             calldatas: vec![call],
             description: description.to_owned(),
         };
-        let data = encode_with(
-            &self.abi.governor,
-            "propose",
-            (p.targets.clone(), p.values.clone(), p.calldatas.clone(), p.description.clone()),
-        )?;
+        let data = encode_with(&self.abi.governor, "propose", (p.targets.clone(), p.values.clone(), p.calldatas.clone(), p.description.clone()))?;
         let r = self.chain.send(proposer, self.governor, data).await?;
         let topic = event_topic(&self.abi.governor, "ProposalCreated")?;
         let log = r
@@ -448,12 +412,7 @@ impl CbDeployment {
     }
 
     /// A voting-manager view.
-    pub async fn voting_manager_call<T: Tokenize, D: Detokenize>(
-        &self,
-        method: &str,
-        args: T,
-        at: Option<u64>,
-    ) -> Result<D, DemoError> {
+    pub async fn voting_manager_call<T: Tokenize, D: Detokenize>(&self, method: &str, args: T, at: Option<u64>) -> Result<D, DemoError> {
         self.chain.call(&self.abi.voting_manager, self.voting_manager, method, args, at).await
     }
 
@@ -543,20 +502,12 @@ fn event_topic(abi: &BaseContract, event: &str) -> Result<H256, DemoError> {
 }
 
 /// Every `event` log of `address` in `receipt`, decoded with `abi`.
-pub fn decode_logs<D: Detokenize>(
-    receipt: &TransactionReceipt,
-    abi: &BaseContract,
-    address: Address,
-    event: &str,
-) -> Result<Vec<D>, DemoError> {
+pub fn decode_logs<D: Detokenize>(receipt: &TransactionReceipt, abi: &BaseContract, address: Address, event: &str) -> Result<Vec<D>, DemoError> {
     let topic = event_topic(abi, event)?;
     receipt
         .logs
         .iter()
         .filter(|l: &&Log| l.address == address && l.topics.first() == Some(&topic))
-        .map(|l| {
-            abi.decode_event(event, l.topics.clone(), l.data.clone())
-                .map_err(|e| DemoError::Story(format!("cannot decode {event}: {e}")))
-        })
+        .map(|l| abi.decode_event(event, l.topics.clone(), l.data.clone()).map_err(|e| DemoError::Story(format!("cannot decode {event}: {e}"))))
         .collect()
 }

@@ -155,12 +155,7 @@ async fn demo(args: DemoArgs, data_dir: PathBuf, started: Instant, app_running: 
     drop(std::net::TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on --listen {}", args.listen))?);
     println!("== govflow demo: a local chain, the CultureBridge contracts, a governance story, govflow indexing it");
     let anvil = Anvil::start().await?;
-    println!(
-        "   anvil {} (chain id {}, pid {})",
-        anvil.rpc_url(),
-        anvil.chain_id(),
-        anvil.pid().map_or_else(|| "?".to_owned(), |p| p.to_string())
-    );
+    println!("   anvil {} (chain id {}, pid {})", anvil.rpc_url(), anvil.chain_id(), anvil.pid().map_or_else(|| "?".to_owned(), |p| p.to_string()));
     let t_anvil = started.elapsed();
     let dep = deploy(anvil.rpc_url()).await?;
     println!(
@@ -201,9 +196,7 @@ async fn demo(args: DemoArgs, data_dir: PathBuf, started: Instant, app_running: 
         follower.wait_until(dep.setup_block, 0).await.context("govflow did not start following the chain")?;
         println!("== govflow is following the chain and serving {base}; the story begins");
         let t_story = started.elapsed();
-        let report = play(&dep, &anvil, &PlayOptions { follower: Some(follower.clone()), narrate: true })
-            .await
-            .context("playing the story")?;
+        let report = play(&dep, &anvil, &PlayOptions { follower: Some(follower.clone()), narrate: true }).await.context("playing the story")?;
         let status = follower.wait_until(report.head, 1).await.context("waiting for govflow to index the end of the story")?;
         let t_caught_up = started.elapsed();
         println!(
@@ -283,18 +276,9 @@ fn print_guide(base: &str, anvil: &Anvil, dep: &CbDeployment, report: &StoryRepo
             format!("curl '{base}/v1/users/{}/voting-power?proposalId={}'", who("hana"), id("P1")),
             "hana: votes with gil's 300 tokens (chain gil -> hana -> ines)".to_owned(),
         ),
-        (
-            format!("curl '{base}/v1/users/{}/voting-power?proposalId={}'", who("lena"), id("P1")),
-            "lena: never delegated; her type-1 NFT alone (5)".to_owned(),
-        ),
-        (
-            format!("curl {base}/v1/users/{}/voting-power", who("cyrus")),
-            "cyrus now: received amara's NFT on the branch that survived the reorg".to_owned(),
-        ),
-        (
-            format!("curl {base}/v1/users/{}/voting-power", who("bea")),
-            "bea now: the NFT she got on the orphaned branch is gone".to_owned(),
-        ),
+        (format!("curl '{base}/v1/users/{}/voting-power?proposalId={}'", who("lena"), id("P1")), "lena: never delegated; her type-1 NFT alone (5)".to_owned()),
+        (format!("curl {base}/v1/users/{}/voting-power", who("cyrus")), "cyrus now: received amara's NFT on the branch that survived the reorg".to_owned()),
+        (format!("curl {base}/v1/users/{}/voting-power", who("bea")), "bea now: the NFT she got on the orphaned branch is gone".to_owned()),
         (format!("curl {base}/v1/users/{}/governance-benefits", who("farah")), "farah: types 2 and 3, best of each benefit".to_owned()),
         (format!("curl {base}/v1/users/{}/votes", who("rosa")), "rosa: her P8 vote is the one from after the reorg".to_owned()),
         (format!("curl {base}/v1/delegates"), "delegates ranked by counted weight, with delegator counts".to_owned()),

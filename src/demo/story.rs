@@ -83,17 +83,8 @@ const VOTERS: [(&str, u64, Delegation); 30] = {
 };
 
 /// Achievement NFTs minted before the first proposal: (holder, type).
-const INITIAL_ACHIEVEMENTS: [(&str, u8); 9] = [
-    ("amara", 2),
-    ("chen", 1),
-    ("lena", 1),
-    ("nadia", 3),
-    ("farah", 2),
-    ("farah", 3),
-    ("kofi", 2),
-    ("dina", 1),
-    ("dina", 1),
-];
+const INITIAL_ACHIEVEMENTS: [(&str, u8); 9] =
+    [("amara", 2), ("chen", 1), ("lena", 1), ("nadia", 3), ("farah", 2), ("farah", 3), ("kofi", 2), ("dina", 1), ("dina", 1)];
 
 /// A voter's wallet: a fixed key derived from its name, so the demo's addresses are the same
 /// on every run.
@@ -282,11 +273,7 @@ impl Ctx<'_> {
     }
 
     fn voter(&self, name: &str) -> Result<&LocalWallet, DemoError> {
-        self.voters
-            .iter()
-            .find(|v| v.name == name)
-            .map(|v| &v.wallet)
-            .ok_or_else(|| DemoError::Story(format!("no voter named {name}")))
+        self.voters.iter().find(|v| v.name == name).map(|v| &v.wallet).ok_or_else(|| DemoError::Story(format!("no voter named {name}")))
     }
 
     fn addr(&self, name: &str) -> Result<Address, DemoError> {
@@ -345,13 +332,7 @@ impl Ctx<'_> {
             self.vote(name, id, *support, reason).await?;
         }
         let (against, for_, abstain) = self.dep.proposal_votes(id).await?;
-        self.say(format!(
-            "  {label}: {} votes cast, tally for {} / against {} / abstain {}",
-            ballots.len(),
-            whole(for_),
-            whole(against),
-            whole(abstain)
-        ));
+        self.say(format!("  {label}: {} votes cast, tally for {} / against {} / abstain {}", ballots.len(), whole(for_), whole(against), whole(abstain)));
         Ok(())
     }
 
@@ -365,10 +346,7 @@ impl Ctx<'_> {
     /// Moves `from`'s first NFT of type `kind` to `to`.
     async fn move_nft(&mut self, from: &'static str, to: &'static str, kind: u8) -> Result<(Address, Address, U256), DemoError> {
         let held = self.nfts.entry(from).or_default();
-        let pos = held
-            .iter()
-            .position(|(_, k)| *k == kind)
-            .ok_or_else(|| DemoError::Story(format!("{from} holds no achievement of type {kind}")))?;
+        let pos = held.iter().position(|(_, k)| *k == kind).ok_or_else(|| DemoError::Story(format!("{from} holds no achievement of type {kind}")))?;
         let (id, _) = held.remove(pos);
         let wallet = self.voter(from)?.clone();
         let to_addr = self.addr(to)?;
@@ -419,16 +397,7 @@ pub async fn play(dep: &CbDeployment, chain: &DevChain, opts: &PlayOptions) -> R
     for (name, _, _) in VOTERS {
         voters.push(Voter { name, wallet: voter_wallet(name, chain.chain_id())? });
     }
-    let mut cx = Ctx {
-        dep,
-        chain,
-        opts,
-        voters,
-        votes: Vec::new(),
-        nfts: BTreeMap::new(),
-        proposals: Vec::new(),
-        txs: 0,
-    };
+    let mut cx = Ctx { dep, chain, opts, voters, votes: Vec::new(), nfts: BTreeMap::new(), proposals: Vec::new(), txs: 0 };
     let first_block = cx.head().await? + 1;
 
     // ----- the community ------------------------------------------------------------------
@@ -540,27 +509,14 @@ pub async fn play(dep: &CbDeployment, chain: &DevChain, opts: &PlayOptions) -> R
     cx.say("  quinn withdraws P6 before voting starts");
     cx.intend(p6.id, ProposalState::Canceled, "canceled by its proposer while pending");
     cx.mine_past_snapshot(p5.id).await?;
-    cx.votes(
-        "P2",
-        p2.id,
-        &[("amara", FOR, ""), ("dalia", FOR, ""), ("farah", FOR, "Art in public space"), ("jonas", FOR, ""), ("chen", AGAINST, "")],
-    )
-    .await?;
+    cx.votes("P2", p2.id, &[("amara", FOR, ""), ("dalia", FOR, ""), ("farah", FOR, "Art in public space"), ("jonas", FOR, ""), ("chen", AGAINST, "")]).await?;
     cx.votes(
         "P3",
         p3.id,
-        &[
-            ("chen", FOR, "Memory is culture"),
-            ("ines", FOR, ""),
-            ("nadia", FOR, ""),
-            ("emeka", FOR, ""),
-            ("xavi", FOR, ""),
-            ("yara", AGAINST, ""),
-        ],
+        &[("chen", FOR, "Memory is culture"), ("ines", FOR, ""), ("nadia", FOR, ""), ("emeka", FOR, ""), ("xavi", FOR, ""), ("yara", AGAINST, "")],
     )
     .await?;
-    cx.votes("P4", p4.id, &[("dina", FOR, "A name that says what we do"), ("cyrus", FOR, ""), ("bea", FOR, ""), ("abebe", AGAINST, "")])
-        .await?;
+    cx.votes("P4", p4.id, &[("dina", FOR, "A name that says what we do"), ("cyrus", FOR, ""), ("bea", FOR, ""), ("abebe", AGAINST, "")]).await?;
     cx.votes(
         "P5",
         p5.id,
@@ -599,10 +555,7 @@ pub async fn play(dep: &CbDeployment, chain: &DevChain, opts: &PlayOptions) -> R
     if extended <= original {
         return Err(DemoError::Story(format!("P7's deadline did not move after the late quorum ({original} -> {extended})")));
     }
-    cx.say(format!(
-        "  [block {}] bruno's vote brings the quorum in the last block: the deadline moves from {original} to {extended}",
-        late.block
-    ));
+    cx.say(format!("  [block {}] bruno's vote brings the quorum in the last block: the deadline moves from {original} to {extended}", late.block));
     cx.votes("P7", p7.id, &[("chen", AGAINST, "The extension gave us time to object"), ("dalia", AGAINST, ""), ("amara", AGAINST, "")]).await?;
     cx.mine_past_deadline(p7.id).await?;
     cx.intend(p7.id, ProposalState::Defeated, "quorum reached in its last block, deadline extended, then outvoted during the extension");
@@ -627,10 +580,7 @@ pub async fn play(dep: &CbDeployment, chain: &DevChain, opts: &PlayOptions) -> R
     let nfts_before = cx.nfts.clone();
     let orphan_move = cx.move_nft("amara", "bea", 2).await?;
     let orphaned_head = cx.head().await?;
-    cx.say(format!(
-        "  [blocks {}-{orphaned_head}] rosa votes for P8 and amara gives her type-2 achievement to bea",
-        fork_block + 1
-    ));
+    cx.say(format!("  [blocks {}-{orphaned_head}] rosa votes for P8 and amara gives her type-2 achievement to bea", fork_block + 1));
     let followed = cx.follow(0).await?.is_some();
     if followed {
         cx.say(format!("  govflow has indexed them; now the chain reorganises (evm_revert to block {fork_block})"));
@@ -643,15 +593,9 @@ pub async fn play(dep: &CbDeployment, chain: &DevChain, opts: &PlayOptions) -> R
     let canonical_move = cx.move_nft("amara", "cyrus", 2).await?;
     chain.mine(3).await?;
     let canonical_head = cx.head().await?;
-    cx.say(format!(
-        "  [blocks {}-{canonical_head}] instead: rosa votes against P8, amara's achievement goes to cyrus, 3 more blocks",
-        fork_block + 1
-    ));
+    cx.say(format!("  [blocks {}-{canonical_head}] instead: rosa votes against P8, amara's achievement goes to cyrus, 3 more blocks", fork_block + 1));
     if let Some(st) = cx.follow(reorgs_before + 1).await? {
-        cx.say(format!(
-            "  govflow rolled back the orphaned blocks and re-indexed the new branch (reorgs handled: {})",
-            st["reorgsHandled"]
-        ));
+        cx.say(format!("  govflow rolled back the orphaned blocks and re-indexed the new branch (reorgs handled: {})", st["reorgsHandled"]));
     }
     cx.votes("P8", p8.id, &[("umar", AGAINST, ""), ("vera", FOR, "")]).await?;
     cx.intend(p8.id, ProposalState::Active, "voting open at the end; rosa's vote changed in a reorg");
@@ -668,10 +612,7 @@ pub async fn play(dep: &CbDeployment, chain: &DevChain, opts: &PlayOptions) -> R
         p.deadline = dep.proposal_deadline(p.id).await?;
         let state = dep.state(p.id).await?;
         if ProposalState::from_u8(state) != Some(p.intended) {
-            return Err(DemoError::Story(format!(
-                "{} \"{}\" is in state {state} on chain, the story meant {}",
-                p.label, p.title, p.intended
-            )));
+            return Err(DemoError::Story(format!("{} \"{}\" is in state {state} on chain, the story meant {}", p.label, p.title, p.intended)));
         }
     }
     Ok(StoryReport {

@@ -16,14 +16,53 @@ use crate::store::{ProposalQuery, ProposalSort, VoteQuery, VoteSort};
 type Resp = Result<warp::reply::Response, Problem>;
 
 const PROPOSAL_FIELDS: &[&str] = &[
-    "id", "proposalId", "title", "description", "proposer", "startBlock", "endBlock", "originalEndBlock", "status",
-    "forVotes", "againstVotes", "abstainVotes", "voteCount", "quorum", "targets", "values", "signatures", "calldatas",
-    "eta", "timelockOperationId", "created", "createdAt", "updatedAt", "updatedBlock", "executedAt", "metadataURI",
-    "totalVotes", "provisional", "clockMode", "history", "voteCounts",
+    "id",
+    "proposalId",
+    "title",
+    "description",
+    "proposer",
+    "startBlock",
+    "endBlock",
+    "originalEndBlock",
+    "status",
+    "forVotes",
+    "againstVotes",
+    "abstainVotes",
+    "voteCount",
+    "quorum",
+    "targets",
+    "values",
+    "signatures",
+    "calldatas",
+    "eta",
+    "timelockOperationId",
+    "created",
+    "createdAt",
+    "updatedAt",
+    "updatedBlock",
+    "executedAt",
+    "metadataURI",
+    "totalVotes",
+    "provisional",
+    "clockMode",
+    "history",
+    "voteCounts",
 ];
 const VOTE_FIELDS: &[&str] = &[
-    "id", "proposalId", "voter", "support", "weight", "reason", "params", "blockNumber", "blockHash", "logIndex",
-    "transactionHash", "timestamp", "provisional", "weightBreakdown",
+    "id",
+    "proposalId",
+    "voter",
+    "support",
+    "weight",
+    "reason",
+    "params",
+    "blockNumber",
+    "blockHash",
+    "logIndex",
+    "transactionHash",
+    "timestamp",
+    "provisional",
+    "weightBreakdown",
 ];
 
 fn limit(state: &ApiState, req: &Req<'_>) -> Result<usize, Problem> {
@@ -54,9 +93,7 @@ fn encode_cursor(tag: u8, key: &[u8]) -> String {
 
 fn decode_cursor(req: &Req<'_>, tag: u8) -> Result<Option<Vec<u8>>, Problem> {
     let Some(c) = req.param("cursor") else { return Ok(None) };
-    let b = URL_SAFE_NO_PAD
-        .decode(c)
-        .map_err(|_| Problem::bad_param("cursor", "cursor is not one this API issued"))?;
+    let b = URL_SAFE_NO_PAD.decode(c).map_err(|_| Problem::bad_param("cursor", "cursor is not one this API issued"))?;
     match b.split_first() {
         Some((t, rest)) if *t == tag => Ok(Some(rest.to_vec())),
         Some(_) => Err(Problem::bad_param("cursor", "cursor belongs to another listing, sort or order; start without it")),
@@ -148,17 +185,12 @@ fn snapshot_of(state: &ApiState, id: &U256, mode: ClockMode) -> Result<Option<(u
 }
 
 fn u64_param(req: &Req<'_>, name: &str) -> Result<Option<u64>, Problem> {
-    req.param(name)
-        .map(|s| s.parse::<u64>().map_err(|_| Problem::bad_param(name, format!("{name} must be a non-negative integer"))))
-        .transpose()
+    req.param(name).map(|s| s.parse::<u64>().map_err(|_| Problem::bad_param(name, format!("{name} must be a non-negative integer")))).transpose()
 }
 
 fn time_param(req: &Req<'_>, name: &str) -> Result<Option<u64>, Problem> {
     req.param(name)
-        .map(|s| {
-            crate::domain::time::parse(s)
-                .ok_or_else(|| Problem::bad_param(name, format!("{name} must be unix seconds or an RFC 3339 time")))
-        })
+        .map(|s| crate::domain::time::parse(s).ok_or_else(|| Problem::bad_param(name, format!("{name} must be unix seconds or an RFC 3339 time"))))
         .transpose()
 }
 
@@ -171,20 +203,20 @@ pub fn list_proposals(state: &ApiState, req: &Req<'_>) -> Resp {
             .split(',')
             .map(|x| {
                 ProposalStatus::parse(x.trim()).ok_or_else(|| {
-                    Problem::bad_param("status", format!("unknown status {x:?}; one or more of Pending, Active, Canceled, Defeated, Succeeded, Queued, Expired, Executed"))
+                    Problem::bad_param(
+                        "status",
+                        format!("unknown status {x:?}; one or more of Pending, Active, Canceled, Defeated, Succeeded, Queued, Expired, Executed"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let proposer = req
-        .param("proposer")
-        .map(|s| Address::parse(s).map_err(|e| Problem::bad_param("proposer", format!("{s:?} is not an address: {e}"))))
-        .transpose()?;
+    let proposer =
+        req.param("proposer").map(|s| Address::parse(s).map_err(|e| Problem::bad_param("proposer", format!("{s:?} is not an address: {e}")))).transpose()?;
     let sort = match req.param("sort") {
         None => ProposalSort::CreatedAt,
-        Some(s) => ProposalSort::parse(s).ok_or_else(|| {
-            Problem::bad_param("sort", format!("unknown sort {s:?}; one of createdAt, startBlock, endBlock, forVotes, totalVotes"))
-        })?,
+        Some(s) => ProposalSort::parse(s)
+            .ok_or_else(|| Problem::bad_param("sort", format!("unknown sort {s:?}; one of createdAt, startBlock, endBlock, forVotes, totalVotes")))?,
     };
     let descending = order(req, true)?;
     let tag = 0x10 | (sort as u8) << 1 | descending as u8;
@@ -217,10 +249,7 @@ pub fn proposal(state: &ApiState, req: &Req<'_>) -> Resp {
     if let Value::Object(o) = &mut v {
         o.insert("history".into(), serde_json::to_value(state.store.history(&id)?).unwrap_or(Value::Null));
         let c = state.store.vote_counts(&id)?;
-        o.insert(
-            "voteCounts".into(),
-            json!({ "total": c.total, "against": c.against, "for": c.for_, "abstain": c.abstain, "fractional": c.fractional }),
-        );
+        o.insert("voteCounts".into(), json!({ "total": c.total, "against": c.against, "for": c.for_, "abstain": c.abstain, "fractional": c.fractional }));
     }
     Ok(json(&project(v, &f)))
 }
@@ -256,11 +285,7 @@ pub fn proposal_votes(state: &ApiState, req: &Req<'_>) -> Resp {
         return Err(Problem::not_found(format!("no proposal {id}")));
     };
     let page = state.store.proposal_votes(&id, &q)?;
-    let items = page
-        .items
-        .iter()
-        .map(|v| Ok(project(vote_json(state, v, Some(snapshot))?, &f)))
-        .collect::<Result<Vec<Value>, Problem>>()?;
+    let items = page.items.iter().map(|v| Ok(project(vote_json(state, v, Some(snapshot))?, &f))).collect::<Result<Vec<Value>, Problem>>()?;
     Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
 }
 
@@ -272,11 +297,8 @@ pub fn user_votes(state: &ApiState, req: &Req<'_>) -> Resp {
     let f = fields(req, VOTE_FIELDS)?;
     let page = state.store.voter_votes(&a, &q)?;
     let mode = clock_mode(state)?;
-    let items = page
-        .items
-        .iter()
-        .map(|v| Ok(project(vote_json(state, v, snapshot_of(state, &v.proposal_id, mode)?)?, &f)))
-        .collect::<Result<Vec<Value>, Problem>>()?;
+    let items =
+        page.items.iter().map(|v| Ok(project(vote_json(state, v, snapshot_of(state, &v.proposal_id, mode)?)?, &f))).collect::<Result<Vec<Value>, Problem>>()?;
     Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
 }
 
@@ -287,17 +309,27 @@ pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
     let indexed = state.status.indexed.load(Ordering::Relaxed);
     let mode = clock_mode(state)?;
     let block = u64_param(req, "block")?;
-    let pid = req
-        .param("proposalId")
-        .map(|s| parse_u256(s).map_err(|e| Problem::bad_param("proposalId", format!("{s:?}: {e}"))))
-        .transpose()?;
+    let pid = req.param("proposalId").map(|s| parse_u256(s).map_err(|e| Problem::bad_param("proposalId", format!("{s:?}: {e}")))).transpose()?;
     if block.is_some() && pid.is_some() {
         return Err(Problem::bad_param("block", "give either block or proposalId, not both"));
     }
-    let f = fields(req, &[
-        "user", "proposalId", "baseWeight", "nftBonus", "delegatedWeight", "totalWeight", "balance", "delegate",
-        "blockNumber", "timepoint", "timestamp", "provisional",
-    ])?;
+    let f = fields(
+        req,
+        &[
+            "user",
+            "proposalId",
+            "baseWeight",
+            "nftBonus",
+            "delegatedWeight",
+            "totalWeight",
+            "balance",
+            "delegate",
+            "blockNumber",
+            "timepoint",
+            "timestamp",
+            "provisional",
+        ],
+    )?;
     let vp = if let Some(pid) = pid {
         let p = state.store.proposal(&pid)?.ok_or_else(|| Problem::not_found(format!("no proposal {pid}")))?;
         let s = p.start_block;
@@ -402,9 +434,7 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
     let a = address(req)?;
     let events = state.store.account_events(&a)?;
     let mut out = Vec::new();
-    let entry = |name: &str, e: &crate::streams::achievements::GovernanceEvent, fin: bool| {
-        json!({ "achievement": name, "final": fin, "earnedBy": e })
-    };
+    let entry = |name: &str, e: &crate::streams::achievements::GovernanceEvent, fin: bool| json!({ "achievement": name, "final": fin, "earnedBy": e });
     use crate::streams::achievements::kind;
     if let Some((e, f)) = events.iter().find(|(e, _)| e.kind == kind::PROPOSAL_CREATED) {
         out.push(entry("firstProposal", e, *f));
@@ -432,9 +462,7 @@ pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
     let block = u64_param(req, "block")?;
     let f = fields(req, &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"])?;
     let cp = match block {
-        Some(b) if b > indexed => {
-            return Err(Problem::bad_param("block", format!("block {b} is not indexed yet (indexed up to {indexed})")))
-        }
+        Some(b) if b > indexed => return Err(Problem::bad_param("block", format!("block {b} is not indexed yet (indexed up to {indexed})"))),
         Some(b) => state.store.account_at_block(&a, b)?,
         None => state.store.account(&a)?,
     }
@@ -1021,7 +1049,13 @@ fn inbound_body(state: &ApiState, req: &Req<'_>) -> Result<Map<String, Value>, P
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| body_problem(400, "invalid-body", "Invalid body", format!("the body is not valid JSON: {e}"), Some("body")))?;
     let Value::Object(o) = v else {
-        return Err(body_problem(400, "invalid-body", "Invalid body", format!("the body must be a JSON object (the event), not {}", type_name(&v)), Some("body")));
+        return Err(body_problem(
+            400,
+            "invalid-body",
+            "Invalid body",
+            format!("the body must be a JSON object (the event), not {}", type_name(&v)),
+            Some("body"),
+        ));
     };
     let unknown: Vec<&str> = o.keys().map(String::as_str).filter(|k| !INBOUND_MEMBERS.contains(k)).collect();
     if let Some(first) = unknown.first() {
@@ -1172,11 +1206,17 @@ mod tests {
             Value::Object(o) => validate_inbound(&o).map_err(|e| e.into_iter().map(|(n, _)| n).collect::<Vec<_>>()),
             _ => unreachable!(),
         };
-        let a = parse(r#"{"kind":"forum.post_created","account":"0xABCDEFabcdefABCDEFabcdefABCDEFabcdefABCD","source":"forum","data":{"b":1,"a":[{"y":1,"x":2}]}}"#).unwrap();
+        let a = parse(
+            r#"{"kind":"forum.post_created","account":"0xABCDEFabcdefABCDEFabcdefABCDEFabcdefABCD","source":"forum","data":{"b":1,"a":[{"y":1,"x":2}]}}"#,
+        )
+        .unwrap();
         let b = parse(r#"{"data":{"a":[{"x":2,"y":1}],"b":1},"source":"forum","account":"0xabcdefabcdefabcdefabcdefabcdefabcdefabcd","kind":"forum.post_created","proposalId":null,"occurredAt":null}"#).unwrap();
         assert_eq!(a.id(), b.id());
         assert!(uuid::Uuid::parse_str(&a.id()).is_ok());
-        let c = parse(r#"{"kind":"forum.post_created","account":"0xabcdefabcdefabcdefabcdefabcdefabcdefabcd","source":"forum","data":{"b":2,"a":[{"y":1,"x":2}]}}"#).unwrap();
+        let c = parse(
+            r#"{"kind":"forum.post_created","account":"0xabcdefabcdefabcdefabcdefabcdefabcdefabcd","source":"forum","data":{"b":2,"a":[{"y":1,"x":2}]}}"#,
+        )
+        .unwrap();
         assert_ne!(a.id(), c.id());
         let given = parse(r#"{"id":"x-1","kind":"a.b","account":"0xabcdefabcdefabcdefabcdefabcdefabcdefabcd","source":"s"}"#).unwrap();
         assert_eq!(given.id(), "x-1");

@@ -74,8 +74,7 @@ const ALL: &str = "*";
 pub const X_CACHE: &str = "x-cache";
 
 /// The routes the cache serves.
-pub const CACHED_ROUTES: &[&str] =
-    &["/v1/proposals", "/v1/proposals/stats", "/v1/proposals/{proposalId}", "/v1/users/{address}/voting-power"];
+pub const CACHED_ROUTES: &[&str] = &["/v1/proposals", "/v1/proposals/stats", "/v1/proposals/{proposalId}", "/v1/users/{address}/voting-power"];
 
 fn fnv1a(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -704,8 +703,7 @@ impl Redis {
                     .set_response_timeout(Some(REDIS_TIMEOUT))
                     .set_number_of_retries(1)
                     .set_max_delay(REDIS_BACKOFF);
-                match tokio::time::timeout(REDIS_TIMEOUT * 4, redis::aio::ConnectionManager::new_with_config(self.client.clone(), cfg)).await
-                {
+                match tokio::time::timeout(REDIS_TIMEOUT * 4, redis::aio::ConnectionManager::new_with_config(self.client.clone(), cfg)).await {
                     Ok(Ok(c)) => {
                         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
                         tracing::info!(target: "cache", url = %self.url, "redis connected: shared cache level and cross-instance invalidation on");
@@ -968,12 +966,10 @@ pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Respon
     for (k, v) in &req.query {
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match k.as_str() {
-                "proposalId" => tags.push(proposal_tag(
-                    &parse_u256(item).map_err(|e| Problem::bad_param("proposalId", format!("{item:?}: {e}")))?,
-                )),
-                "account" => tags.push(account_tag(
-                    &Address::parse(item).map_err(|e| Problem::bad_param("account", format!("{item:?} is not an address: {e}")))?,
-                )),
+                "proposalId" => tags.push(proposal_tag(&parse_u256(item).map_err(|e| Problem::bad_param("proposalId", format!("{item:?}: {e}")))?)),
+                "account" => {
+                    tags.push(account_tag(&Address::parse(item).map_err(|e| Problem::bad_param("account", format!("{item:?} is not an address: {e}")))?))
+                }
                 _ => tags.push(match item {
                     "all" => ALL.to_string(),
                     "proposals" | "stats" => item.to_string(),

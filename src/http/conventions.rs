@@ -137,12 +137,8 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 
 /// `Cache-Control` of a successful answer on `path`.
 pub fn cache_control(path: &str) -> &'static str {
-    let no_store = path == "/healthz"
-        || path == "/readyz"
-        || path == "/metrics"
-        || path == "/v1/status"
-        || path.starts_with("/v1/admin/")
-        || !path.starts_with("/v1/");
+    let no_store =
+        path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/status" || path.starts_with("/v1/admin/") || !path.starts_with("/v1/");
     if no_store {
         "no-store"
     } else {
@@ -207,8 +203,7 @@ pub struct Conventions {
 impl Conventions {
     /// From `[http]`.
     pub fn new(cfg: &HttpConfig) -> Self {
-        let origins: Vec<String> =
-            cfg.cors_origins.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
+        let origins: Vec<String> = cfg.cors_origins.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
         let cors = if origins.is_empty() {
             Cors::Off
         } else if origins.iter().any(|o| o == "*") {
@@ -342,12 +337,7 @@ fn set(h: &mut HeaderMap, name: header::HeaderName, v: &str) {
 }
 
 fn add_vary(h: &mut HeaderMap, what: &str) {
-    let present = h
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| v.trim().eq_ignore_ascii_case(what));
+    let present = h.get_all(header::VARY).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|v| v.trim().eq_ignore_ascii_case(what));
     if !present {
         if let Ok(v) = HeaderValue::from_str(what) {
             h.append(header::VARY, v);
@@ -411,14 +401,9 @@ fn early_response(e: Early) -> (Ctx, warp::reply::Response) {
             (ctx, r)
         }
         Early::Limited { ctx, retry_after } => {
-            let mut r = problem(
-                "rate-limited",
-                "Too many requests",
-                429,
-                format!("this client is over its request rate; retry in {retry_after} s"),
-            )
-            .at(&ctx.path)
-            .response();
+            let mut r = problem("rate-limited", "Too many requests", 429, format!("this client is over its request rate; retry in {retry_after} s"))
+                .at(&ctx.path)
+                .response();
             set(r.headers_mut(), header::RETRY_AFTER, &retry_after.to_string());
             (ctx, r)
         }
@@ -494,14 +479,12 @@ pub fn wrap(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     let conv = Arc::new(Conventions::new(&state.http));
     let (c1, c2, c3) = (conv.clone(), conv.clone(), conv);
-    let gate = warp::method()
-        .and(warp::path::full())
-        .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
-        .and_then(move |method: Method, path: warp::path::FullPath, headers: HeaderMap, remote: Option<SocketAddr>| {
+    let gate = warp::method().and(warp::path::full()).and(warp::header::headers_cloned()).and(warp::addr::remote()).and_then(
+        move |method: Method, path: warp::path::FullPath, headers: HeaderMap, remote: Option<SocketAddr>| {
             let conv = c1.clone();
             async move { admit(&conv, method, path.as_str().to_string(), headers, remote) }
-        });
+        },
+    );
     gate.and(inner)
         .and_then(move |ctx: Ctx, resp: warp::reply::Response| {
             let conv = c2.clone();

@@ -120,10 +120,7 @@ where
     if method != Method::POST {
         return Body::Empty;
     }
-    let declared = headers
-        .get(warp::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = headers.get(warp::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_BYTES as u64) {
         return Body::TooLarge;
     }
@@ -253,10 +250,7 @@ pub(crate) fn allowed_methods(template: &str) -> String {
 /// Finds the route for a path (its first method when it has several); literal templates win
 /// over parameterised ones.
 pub(crate) fn find(segments: &[&str]) -> Option<&'static (&'static str, &'static str)> {
-    ROUTES
-        .iter()
-        .filter(|(_, t)| matches(t, segments))
-        .min_by_key(|(_, t)| t.matches('{').count())
+    ROUTES.iter().filter(|(_, t)| matches(t, segments)).min_by_key(|(_, t)| t.matches('{').count())
 }
 
 /// Deprecated routes: template, `Deprecation` (RFC 9745, `@<unix time>`), `Sunset` (RFC 8594,
@@ -327,14 +321,7 @@ fn upgrade_required(_state: &ApiState, _req: &Req<'_>) -> Result<warp::reply::Re
 }
 
 /// Answers one request.
-pub fn route(
-    state: &ApiState,
-    method: &Method,
-    path: &str,
-    raw_query: &str,
-    headers: &warp::http::HeaderMap,
-    body: &Body,
-) -> (String, warp::reply::Response) {
+pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str, headers: &warp::http::HeaderMap, body: &Body) -> (String, warp::reply::Response) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let Some((_, template)) = find(&segments) else {
         let detail = if segments.first() == Some(&"v1") || path == "/" {
@@ -379,7 +366,8 @@ pub fn route(
     }
     if let Some((_, deprecation, sunset, successor)) = DEPRECATIONS.iter().find(|d| d.0 == *template) {
         let h = resp.headers_mut();
-        for (k, v) in [("deprecation", deprecation.to_string()), ("sunset", sunset.to_string()), ("link", format!("<{successor}>; rel=\"successor-version\""))] {
+        for (k, v) in [("deprecation", deprecation.to_string()), ("sunset", sunset.to_string()), ("link", format!("<{successor}>; rel=\"successor-version\""))]
+        {
             if let Ok(v) = warp::http::HeaderValue::from_str(&v) {
                 h.insert(k, v);
             }
@@ -422,10 +410,7 @@ fn body_stream() -> impl Filter<Extract = (BodyStream,), Error = Infallible> + C
     {
         s.map(|c| c.map(|mut b| b.copy_to_bytes(b.remaining()))).boxed()
     }
-    warp::body::stream()
-        .map(boxed)
-        .or(warp::any().map(|| -> BodyStream { futures::stream::empty().boxed() }))
-        .unify()
+    warp::body::stream().map(boxed).or(warp::any().map(|| -> BodyStream { futures::stream::empty().boxed() })).unify()
 }
 
 /// Answers one table route, with metrics.
@@ -474,14 +459,7 @@ async fn respond_with(
 
 /// Runs the handler off the async threads (store reads block) within `http.request_timeout_ms`;
 /// past it, 503 problem+json with `Retry-After` (the handler finishes in the background).
-async fn run(
-    state: Arc<ApiState>,
-    method: Method,
-    path: String,
-    q: String,
-    headers: warp::http::HeaderMap,
-    body: Body,
-) -> (String, warp::reply::Response) {
+async fn run(state: Arc<ApiState>, method: Method, path: String, q: String, headers: warp::http::HeaderMap, body: Body) -> (String, warp::reply::Response) {
     let timeout = Duration::from_millis(state.http.request_timeout_ms.max(1));
     let p = path.clone();
     let work = tokio::task::spawn_blocking(move || route(&state, &method, &p, &q, &headers, &body));
@@ -492,14 +470,9 @@ async fn run(
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
             let template = find(&segments).map_or("unmatched", |r| r.1).to_string();
             metrics::counter!(m::HTTP_REQUEST_TIMEOUTS_TOTAL, "route" => template.clone()).increment(1);
-            let mut r = conventions::problem(
-                "timeout",
-                "Request timeout",
-                503,
-                format!("the answer took longer than {} ms; retry later", timeout.as_millis()),
-            )
-            .at(&path)
-            .response();
+            let mut r = conventions::problem("timeout", "Request timeout", 503, format!("the answer took longer than {} ms; retry later", timeout.as_millis()))
+                .at(&path)
+                .response();
             r.headers_mut().insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from_static("1"));
             (template, r)
         }

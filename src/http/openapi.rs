@@ -15,13 +15,13 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, ParameterStyle, PathItem};
-use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
-use utoipa::openapi::tag::TagBuilder;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr,
-    Required, Response, ResponseBuilder, Server,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, Response, ResponseBuilder,
+    Server,
 };
 use utoipa::{PartialSchema, ToSchema};
 use warp::http::HeaderValue;
@@ -51,12 +51,7 @@ const RFC3339_IN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}
 // Value schemas: how the domain's value types are written in JSON.
 
 fn string_schema(pattern: &str, description: &str, example: &str) -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(pattern))
-        .description(Some(description))
-        .examples([json!(example)])
-        .into()
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).description(Some(description)).examples([json!(example)]).into()
 }
 
 /// A uint256 as served: a decimal string (JSON numbers cannot hold 2^256).
@@ -197,10 +192,7 @@ pub struct ProposalSummary;
 
 impl PartialSchema for ProposalSummary {
     fn schema() -> RefOr<Schema> {
-        extended::<Proposal>(
-            "A proposal as listed. Without `fields` every property is present; with `fields` only those named.",
-            proposal_extras(),
-        )
+        extended::<Proposal>("A proposal as listed. Without `fields` every property is present; with `fields` only those named.", proposal_extras())
     }
 }
 impl ToSchema for ProposalSummary {
@@ -227,10 +219,7 @@ impl PartialSchema for ProposalDetail {
         let mut extra = proposal_extras();
         extra.push(("history", ArrayBuilder::new().items(reference("HistoryEntry")).description(Some("Status changes, oldest first.")).into()));
         extra.push(("voteCounts", described(reference("VoteCounts"), "Vote records per support (counts of records, not weights).")));
-        extended::<Proposal>(
-            "A proposal with its status history. Without `fields` every property is present; with `fields` only those named.",
-            extra,
-        )
+        extended::<Proposal>("A proposal with its status history. Without `fields` every property is present; with `fields` only those named.", extra)
     }
 }
 impl ToSchema for ProposalDetail {
@@ -717,10 +706,7 @@ fn adapt(text: &str, defs: &[(&str, &str)]) -> Value {
 }
 
 fn feed_item_schema() -> Value {
-    adapt(
-        include_str!("../../schema/governance-feed-item.v1.json"),
-        &[("tag:govflow,2026:schema/governance-event/v1", "#/components/schemas/GovernanceEvent")],
-    )
+    adapt(include_str!("../../schema/governance-feed-item.v1.json"), &[("tag:govflow,2026:schema/governance-event/v1", "#/components/schemas/GovernanceEvent")])
 }
 
 /// Schemas whose objects the handlers project with `fields=`: no property is required.
@@ -831,18 +817,67 @@ struct Op {
 }
 
 const PROPOSAL_FIELDS: &[&str] = &[
-    "id", "proposalId", "title", "description", "proposer", "startBlock", "endBlock", "originalEndBlock", "status",
-    "forVotes", "againstVotes", "abstainVotes", "voteCount", "quorum", "targets", "values", "signatures", "calldatas",
-    "eta", "timelockOperationId", "created", "createdAt", "updatedAt", "updatedBlock", "executedAt", "metadataURI",
-    "totalVotes", "provisional", "clockMode", "history", "voteCounts",
+    "id",
+    "proposalId",
+    "title",
+    "description",
+    "proposer",
+    "startBlock",
+    "endBlock",
+    "originalEndBlock",
+    "status",
+    "forVotes",
+    "againstVotes",
+    "abstainVotes",
+    "voteCount",
+    "quorum",
+    "targets",
+    "values",
+    "signatures",
+    "calldatas",
+    "eta",
+    "timelockOperationId",
+    "created",
+    "createdAt",
+    "updatedAt",
+    "updatedBlock",
+    "executedAt",
+    "metadataURI",
+    "totalVotes",
+    "provisional",
+    "clockMode",
+    "history",
+    "voteCounts",
 ];
 const VOTE_FIELDS: &[&str] = &[
-    "id", "proposalId", "voter", "support", "weight", "reason", "params", "blockNumber", "blockHash", "logIndex",
-    "transactionHash", "timestamp", "provisional", "weightBreakdown",
+    "id",
+    "proposalId",
+    "voter",
+    "support",
+    "weight",
+    "reason",
+    "params",
+    "blockNumber",
+    "blockHash",
+    "logIndex",
+    "transactionHash",
+    "timestamp",
+    "provisional",
+    "weightBreakdown",
 ];
 const VOTING_POWER_FIELDS: &[&str] = &[
-    "user", "proposalId", "baseWeight", "nftBonus", "delegatedWeight", "totalWeight", "balance", "delegate", "blockNumber",
-    "timepoint", "timestamp", "provisional",
+    "user",
+    "proposalId",
+    "baseWeight",
+    "nftBonus",
+    "delegatedWeight",
+    "totalWeight",
+    "balance",
+    "delegate",
+    "blockNumber",
+    "timepoint",
+    "timestamp",
+    "provisional",
 ];
 const DELEGATE_FIELDS: &[&str] = &["address", "totalWeight", "votes", "nftBonus", "balance", "delegators", "selfDelegated", "delegate"];
 const BENEFIT_FIELDS: &[&str] = &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"];
@@ -1164,7 +1199,11 @@ fn str_schema() -> ObjectBuilder {
 }
 
 fn u64_schema() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64))).minimum(Some(0)).maximum(Some(u64::MAX as usize))
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+        .minimum(Some(0))
+        .maximum(Some(u64::MAX as usize))
 }
 
 fn comma_list(items: RefOr<Schema>) -> ArrayBuilder {
@@ -1173,20 +1212,10 @@ fn comma_list(items: RefOr<Schema>) -> ArrayBuilder {
 
 fn parameter(p: P, http: &HttpConfig) -> Parameter {
     let (name, place, description, schema, list): (&str, ParameterIn, String, RefOr<Schema>, bool) = match p {
-        P::ProposalId => (
-            "proposalId",
-            ParameterIn::Path,
-            "On-chain proposal id, decimal or 0x hex.".into(),
-            str_schema().pattern(Some(UINT256_IN)).into(),
-            false,
-        ),
-        P::Account => (
-            "address",
-            ParameterIn::Path,
-            "Account address (0x hex, any case).".into(),
-            str_schema().pattern(Some(ADDRESS_IN)).into(),
-            false,
-        ),
+        P::ProposalId => {
+            ("proposalId", ParameterIn::Path, "On-chain proposal id, decimal or 0x hex.".into(), str_schema().pattern(Some(UINT256_IN)).into(), false)
+        }
+        P::Account => ("address", ParameterIn::Path, "Account address (0x hex, any case).".into(), str_schema().pattern(Some(ADDRESS_IN)).into(), false),
         P::Asset => (
             "asset",
             ParameterIn::Path,
@@ -1240,10 +1269,7 @@ fn parameter(p: P, http: &HttpConfig) -> Parameter {
                 K::Uint256 => (str_schema().pattern(Some(UINT256_IN)).into(), false),
                 K::Address => (str_schema().pattern(Some(ADDRESS_IN)).into(), false),
                 K::Time => (
-                    AnyOfBuilder::new()
-                        .item(u64_schema())
-                        .item(str_schema().pattern(Some(RFC3339_IN)).examples([json!("2026-01-31T12:00:00Z")]))
-                        .into(),
+                    AnyOfBuilder::new().item(u64_schema()).item(str_schema().pattern(Some(RFC3339_IN)).examples([json!("2026-01-31T12:00:00Z")])).into(),
                     false,
                 ),
                 K::Enum(values) => (str_schema().enum_values(Some(values.iter().copied())).into(), false),
@@ -1268,10 +1294,7 @@ fn parameter(p: P, http: &HttpConfig) -> Parameter {
 }
 
 fn json_response(description: &str, schema: &str) -> Response {
-    ResponseBuilder::new()
-        .description(description)
-        .content("application/json", ContentBuilder::new().schema(Some(reference(schema))).build())
-        .build()
+    ResponseBuilder::new().description(description).content("application/json", ContentBuilder::new().schema(Some(reference(schema))).build()).build()
 }
 
 fn problem_response(description: &str) -> Response {
@@ -1286,11 +1309,7 @@ fn response_ref(name: &str) -> RefOr<Response> {
 }
 
 fn operation(op: &Op, http: &HttpConfig) -> Operation {
-    let mut b = OperationBuilder::new()
-        .operation_id(Some(op.id))
-        .tag(op.tag)
-        .summary(Some(op.summary))
-        .description(Some(op.description));
+    let mut b = OperationBuilder::new().operation_id(Some(op.id)).tag(op.tag).summary(Some(op.summary)).description(Some(op.description));
     for p in op.params {
         b = b.parameter(parameter(*p, http));
     }
@@ -1338,10 +1357,7 @@ fn operation(op: &Op, http: &HttpConfig) -> Operation {
             b.response("200", r.build())
         }
         Ok::Websocket => b
-            .response(
-                "101",
-                ResponseBuilder::new().description("Switching Protocols: the connection is now a websocket.").build(),
-            )
+            .response("101", ResponseBuilder::new().description("Switching Protocols: the connection is now a websocket.").build())
             .response("426", problem_response("Upgrade Required: not a websocket upgrade request.")),
         Ok::Admin => b
             .response("200", json_response("The cached reads were invalidated.", "CacheInvalidation"))
@@ -1370,10 +1386,7 @@ fn operation(op: &Op, http: &HttpConfig) -> Operation {
     if let Some(d) = op.not_found {
         b = b.response("404", problem_response(d));
     }
-    b = b
-        .response("429", response_ref("TooManyRequests"))
-        .response("500", response_ref("InternalError"))
-        .response("503", response_ref("Unavailable"));
+    b = b.response("429", response_ref("TooManyRequests")).response("500", response_ref("InternalError")).response("503", response_ref("Unavailable"));
     if matches!(op.ok, Ok::Inbound) {
         b = b
             .response(
@@ -1549,8 +1562,18 @@ pub fn document_json(http: &HttpConfig) -> Value {
             o.remove("title");
             o.insert("description".into(), json!("A `GovernanceFeedItem`; with `fields`, only the members named."));
         }
-        patch_ref(schemas, "GovernanceEventPage", "/properties/items", json!({ "type": "array", "items": item, "description": "Feed items after `after`, in order." }));
-        patch_ref(schemas, "Achievement", "/properties/earnedBy", json!({ "$ref": "#/components/schemas/GovernanceEvent", "description": "The governance event that earned it." }));
+        patch_ref(
+            schemas,
+            "GovernanceEventPage",
+            "/properties/items",
+            json!({ "type": "array", "items": item, "description": "Feed items after `after`, in order." }),
+        );
+        patch_ref(
+            schemas,
+            "Achievement",
+            "/properties/earnedBy",
+            json!({ "$ref": "#/components/schemas/GovernanceEvent", "description": "The governance event that earned it." }),
+        );
         if let Some(Value::Object(by_day)) = schemas.get_mut("Stats").and_then(|s| s.pointer_mut("/properties/votesByDay")) {
             by_day.insert("propertyNames".into(), json!({ "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$" }));
             by_day.insert("maxProperties".into(), json!(crate::store::STATS_DAYS));
@@ -1573,7 +1596,8 @@ fn document_headers(doc: &mut Value) {
     fn header(description: &str, required: bool) -> Value {
         json!({ "description": description, "required": required, "schema": { "type": "string" } })
     }
-    let request_id = header("The request's id: the client's `X-Request-Id` when sane, else a new one; also `requestId` in problem bodies and in the log.", true);
+    let request_id =
+        header("The request's id: the client's `X-Request-Id` when sane, else a new one; also `requestId` in problem bodies and in the log.", true);
     let add = |r: &mut Value, name: &str, h: &Value| {
         if let Value::Object(o) = r {
             if !o.contains_key("$ref") {
@@ -1603,7 +1627,11 @@ fn document_headers(doc: &mut Value) {
             add(r, "X-Request-Id", &request_id);
             match name.as_str() {
                 "NotModified" => add(r, "ETag", &header("The current validator.", true)),
-                "Unauthorized" => add(r, "WWW-Authenticate", &header("`Bearer realm=\"govflow-admin\"` (admin routes) or `Bearer realm=\"govflow-events\"` (`POST /v1/events/governance`).", true)),
+                "Unauthorized" => add(
+                    r,
+                    "WWW-Authenticate",
+                    &header("`Bearer realm=\"govflow-admin\"` (admin routes) or `Bearer realm=\"govflow-events\"` (`POST /v1/events/governance`).", true),
+                ),
                 "TooManyRequests" => add(r, "Retry-After", &header("Seconds to wait.", true)),
                 "MethodNotAllowed" => add(r, "Allow", &header("The methods the route supports (RFC 9110).", true)),
                 "Unavailable" => add(r, "Retry-After", &header("Seconds to wait (timeouts and refused websockets).", false)),
@@ -1702,9 +1730,11 @@ fn file_response(name: &str) -> Resp {
     let mut body = file.bytes.into_owned();
     if name == "index.html" {
         // Served at /v1/docs (no trailing slash) too: relative links must resolve under /v1/docs/.
-        let page = String::from_utf8_lossy(&body)
-            .replacen("<head>", &format!("<head>\n    <base href=\"{EXPLORER_PATH}/\">"), 1)
-            .replacen("<title>Swagger UI</title>", "<title>govflow API explorer</title>", 1);
+        let page = String::from_utf8_lossy(&body).replacen("<head>", &format!("<head>\n    <base href=\"{EXPLORER_PATH}/\">"), 1).replacen(
+            "<title>Swagger UI</title>",
+            "<title>govflow API explorer</title>",
+            1,
+        );
         body = page.into_bytes();
     }
     let mut r = warp::reply::Response::new(body.into());

@@ -106,21 +106,15 @@ fn accept(hub: &Arc<Hub>, ws: Option<Ws>) -> warp::reply::Response {
     };
     let Some(slot) = hub.acquire() else {
         metrics::counter!(m::WEBSOCKET_CONNECTIONS_REFUSED_TOTAL).increment(1);
-        let mut r = Problem::unavailable(format!(
-            "too many websocket connections (websocket.max_connections = {}); retry later",
-            hub.cfg.max_connections
-        ))
-        .at("/v1/ws")
-        .response();
+        let mut r = Problem::unavailable(format!("too many websocket connections (websocket.max_connections = {}); retry later", hub.cfg.max_connections))
+            .at("/v1/ws")
+            .response();
         r.headers_mut().insert("retry-after", warp::http::HeaderValue::from_static("5"));
         return r;
     };
     hub.start();
     let hub = hub.clone();
-    ws.max_message_size(MAX_COMMAND_BYTES)
-        .max_frame_size(MAX_COMMAND_BYTES)
-        .on_upgrade(move |socket| connection(hub, socket, slot))
-        .into_response()
+    ws.max_message_size(MAX_COMMAND_BYTES).max_frame_size(MAX_COMMAND_BYTES).on_upgrade(move |socket| connection(hub, socket, slot)).into_response()
 }
 
 /// A topic.
@@ -333,13 +327,7 @@ impl Hub {
             cfg,
             connections: AtomicUsize::new(0),
             next_client: AtomicU64::new(1),
-            registry: Mutex::new(Registry {
-                topics: HashMap::new(),
-                clients: HashMap::new(),
-                high_water: start,
-                link: HubLink::Idle,
-                subscriptions: 0,
-            }),
+            registry: Mutex::new(Registry { topics: HashMap::new(), clients: HashMap::new(), high_water: start, link: HubLink::Idle, subscriptions: 0 }),
             wake: Notify::new(),
             started: OnceLock::new(),
             t0: Instant::now(),
@@ -721,13 +709,7 @@ async fn fanout(hub: Arc<Hub>) {
     }
 }
 
-async fn handle(
-    hub: &Arc<Hub>,
-    u: Arc<Update>,
-    rx: &mut broadcast::Receiver<Arc<Update>>,
-    backlog: &mut VecDeque<Arc<Update>>,
-    recent: &mut Recent,
-) {
+async fn handle(hub: &Arc<Hub>, u: Arc<Update>, rx: &mut broadcast::Receiver<Arc<Update>>, backlog: &mut VecDeque<Arc<Update>>, recent: &mut Recent) {
     match &*u {
         Update::Committed { from, to, changes } => {
             if recent.covered_from == u64::MAX {
@@ -763,18 +745,13 @@ async fn handle(
             let void_above = undone.as_ref().map_or(*ancestor, |(_, v)| *v);
             let want = hub.wanted();
             let data: Arc<str> = json!({ "ancestor": ancestor, "depth": depth, "voidAbove": void_above }).to_string().into();
-            let mut out: Vec<Outgoing> = want
-                .all
-                .iter()
-                .map(|t| Outgoing { topic: t.clone(), kind: Kind::Rollback, provisional: false, restored: false, data: data.clone() })
-                .collect();
+            let mut out: Vec<Outgoing> =
+                want.all.iter().map(|t| Outgoing { topic: t.clone(), kind: Kind::Rollback, provisional: false, restored: false, data: data.clone() }).collect();
             tracing::info!(target: "websocket", ancestor, depth, void_above, "pushing rollback to websocket topics");
             match undone {
                 Some((touched, _)) if !lagged => {
                     let state = hub.state.clone();
-                    let restored = tokio::task::spawn_blocking(move || build_restored(&state, &touched, &fresh, &want, void_above))
-                        .await
-                        .unwrap_or_default();
+                    let restored = tokio::task::spawn_blocking(move || build_restored(&state, &touched, &fresh, &want, void_above)).await.unwrap_or_default();
                     out.extend(restored);
                     hub.publish(out);
                 }
@@ -860,9 +837,7 @@ fn build_committed(state: &ApiState, u: &Update, want: &Wanted) -> Vec<Outgoing>
                 if !on_proposal && !on_account {
                     continue;
                 }
-                let snapshot = *snapshots
-                    .entry(v.proposal_id)
-                    .or_insert_with(|| state.store.proposal(&v.proposal_id).ok().flatten().map(|p| p.start_block));
+                let snapshot = *snapshots.entry(v.proposal_id).or_insert_with(|| state.store.proposal(&v.proposal_id).ok().flatten().map(|p| p.start_block));
                 let Ok(j) = api::vote_json(state, v, snapshot.map(|s| (s, mode))) else { continue };
                 let provisional = v.block_number > fin;
                 let data: Arc<str> = set_provisional(j, provisional).to_string().into();

@@ -43,10 +43,8 @@ const UNDO: Def = TableDefinition::new("undo");
 const BATCHES: Def = TableDefinition::new("reversible_batches");
 
 /// Tables whose writes are journaled for rollback, in journal-id order.
-const JOURNALED: [Def; 13] = [
-    META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTES_BY_VOTER, POWER, TIMELOCK, OUTBOX, OUTBOX_BY_ACCOUNT,
-    STREAKS,
-];
+const JOURNALED: [Def; 13] =
+    [META, PROPOSALS, BY_CREATED, BY_STATUS, BY_PROPOSER, HISTORY, VOTES, VOTES_BY_VOTER, POWER, TIMELOCK, OUTBOX, OUTBOX_BY_ACCOUNT, STREAKS];
 const T_META: usize = 0;
 const T_PROPOSALS: usize = 1;
 const T_BY_CREATED: usize = 2;
@@ -423,10 +421,7 @@ impl Store for EmbeddedStore {
                 Some(c) => {
                     let c: Cursor = dec("meta", &c)?;
                     if batch.from != c.block + 1 {
-                        return Err(StoreError::Backend(format!(
-                            "batch starts at block {} but the cursor is at {}",
-                            batch.from, c.block
-                        )));
+                        return Err(StoreError::Backend(format!("batch starts at block {} but the cursor is at {}", batch.from, c.block)));
                     }
                 }
                 // Not journaled: it stays whatever is rolled back.
@@ -462,12 +457,7 @@ impl Store for EmbeddedStore {
                     .range(..floor.to_be_bytes().as_slice())
                     .map_err(be)?
                     .filter_map(|r| r.ok())
-                    .map(|(k, v)| {
-                        (
-                            u64::from_be_bytes(k.value().try_into().unwrap_or([0; 8])),
-                            u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])),
-                        )
-                    })
+                    .map(|(k, v)| (u64::from_be_bytes(k.value().try_into().unwrap_or([0; 8])), u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8]))))
                     .filter(|(_, to)| *to < floor)
                     .collect();
                 let mut undo = tx.open_table(UNDO).map_err(be)?;
@@ -478,10 +468,7 @@ impl Store for EmbeddedStore {
                     undo.retain_in(lo.as_slice()..hi.as_slice(), |_, _| false).map_err(be)?;
                 }
                 // Keep the header each retained batch would roll back to, and the cursor's.
-                let first_kept = batches
-                    .first()
-                    .map_err(be)?
-                    .map(|(k, _)| u64::from_be_bytes(k.value().try_into().unwrap_or([0; 8])).saturating_sub(1));
+                let first_kept = batches.first().map_err(be)?.map(|(k, _)| u64::from_be_bytes(k.value().try_into().unwrap_or([0; 8])).saturating_sub(1));
                 let keep_from = first_kept.map_or(floor, |f| f.min(floor)).min(batch.to);
                 blocks.retain_in(..keep_from.to_be_bytes().as_slice(), |_, _| false).map_err(be)?;
             }
@@ -556,8 +543,7 @@ impl Store for EmbeddedStore {
             retract_orphans(&tx, &mut w, target)?;
             let mut blocks = tx.open_table(BLOCKS).map_err(be)?;
             blocks.retain_in((target + 1).to_be_bytes().as_slice().., |_, _| false).map_err(be)?;
-            let rec: Option<BlockRecord> =
-                blocks.get(target.to_be_bytes().as_slice()).map_err(be)?.map(|g| dec("blocks", g.value())).transpose()?;
+            let rec: Option<BlockRecord> = blocks.get(target.to_be_bytes().as_slice()).map_err(be)?.map(|g| dec("blocks", g.value())).transpose()?;
             // Undoing the very first batch empties the store: indexing restarts from the start
             // block. Otherwise the header of the block to resume from must be known; without
             // it, refuse rather than lose the cursor.
@@ -807,8 +793,8 @@ impl Store for EmbeddedStore {
             let mut last = None;
             for r in outbox.range(start.as_slice()..end.as_slice()).map_err(be)? {
                 let (k, v) = r.map_err(be)?;
-                let event: GovernanceEvent = serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Corrupt { table: "governance_events_outbox", message: e.to_string() })?;
+                let event: GovernanceEvent =
+                    serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt { table: "governance_events_outbox", message: e.to_string() })?;
                 seq += 1;
                 feed.insert(seq.to_be_bytes().as_slice(), FeedItem::json_around(seq, "event", v.value()).as_slice()).map_err(be)?;
                 let item = FeedItem { seq, item_type: "event".into(), event };
@@ -839,10 +825,7 @@ impl Store for EmbeddedStore {
         let mut out = Vec::new();
         for r in t.range((after + 1).to_be_bytes().as_slice()..).map_err(be)?.take(limit) {
             let (_, v) = r.map_err(be)?;
-            out.push(
-                serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Corrupt { table: "governance_events_feed", message: e.to_string() })?,
-            );
+            out.push(serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt { table: "governance_events_feed", message: e.to_string() })?);
         }
         Ok(out)
     }
@@ -855,8 +838,8 @@ impl Store for EmbeddedStore {
         Self::scan(&tx, OUTBOX_BY_ACCOUNT, &account.0, None, false, |k, _| {
             let key = &k[20..];
             if let Some(g) = outbox.get(key).map_err(be)? {
-                let e: GovernanceEvent = serde_json::from_slice(g.value())
-                    .map_err(|e| StoreError::Corrupt { table: "governance_events_outbox", message: e.to_string() })?;
+                let e: GovernanceEvent =
+                    serde_json::from_slice(g.value()).map_err(|e| StoreError::Corrupt { table: "governance_events_outbox", message: e.to_string() })?;
                 let is_final = published.get(key).map_err(be)?.is_some();
                 out.push((e, is_final));
             }
@@ -929,8 +912,8 @@ fn retract_orphans(tx: &WriteTransaction, w: &mut Writer<'_>, target: u64) -> Re
         if still.as_deref() == Some(event_json.as_slice()) {
             continue;
         }
-        let event: GovernanceEvent = serde_json::from_slice(&event_json)
-            .map_err(|e| StoreError::Corrupt { table: "governance_events_published", message: e.to_string() })?;
+        let event: GovernanceEvent =
+            serde_json::from_slice(&event_json).map_err(|e| StoreError::Corrupt { table: "governance_events_published", message: e.to_string() })?;
         seq += 1;
         let item = FeedItem { seq, item_type: "retraction".into(), event };
         feed.insert(seq.to_be_bytes().as_slice(), serde_json::to_vec(&item).unwrap_or_default().as_slice()).map_err(be)?;
@@ -940,7 +923,8 @@ fn retract_orphans(tx: &WriteTransaction, w: &mut Writer<'_>, target: u64) -> Re
     let meta = &mut w.tables[T_META];
     meta.insert(K_FEED_SEQ, enc(&seq).as_slice()).map_err(be)?;
     // Publishing resumes after the last published event at or before the target block.
-    let upto: Option<Vec<u8>> = published.range(..from.as_slice()).map_err(be)?.next_back().map(|r| r.map(|(k, _)| k.value().to_vec())).transpose().map_err(be)?;
+    let upto: Option<Vec<u8>> =
+        published.range(..from.as_slice()).map_err(be)?.next_back().map(|r| r.map(|(k, _)| k.value().to_vec())).transpose().map_err(be)?;
     match upto {
         Some(k) => meta.insert(K_PUBLISHED_UPTO, k.as_slice()).map_err(be)?,
         None => meta.remove(K_PUBLISHED_UPTO).map_err(be)?,

@@ -27,8 +27,7 @@ pub struct Migration {
 }
 
 /// Every migration, in version order.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", cql: include_str!("../../schema/cql/0001_initial.cql") }];
+pub const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "initial", cql: include_str!("../../schema/cql/0001_initial.cql") }];
 
 /// The statements of a migration for `keyspace`: comments dropped, split at `;` ending a line.
 pub fn statements(cql: &str, keyspace: &str) -> Vec<String> {
@@ -89,16 +88,12 @@ async fn run(session: &Session, cql: &str) -> Result<(), StoreError> {
 /// Creates the keyspace and applies pending migrations; returns every migration's state.
 pub async fn migrate(session: &Session, keyspace: &str, replication: &str, keyspace_options: &str) -> Result<Vec<Applied>, StoreError> {
     run(session, &format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication} {keyspace_options}")).await?;
-    run(
-        session,
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations (version int PRIMARY KEY, name text, checksum text, applied_at_ms bigint)"
-        ),
-    )
-    .await?;
+    run(session, &format!("CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations (version int PRIMARY KEY, name text, checksum text, applied_at_ms bigint)"))
+        .await?;
     run(session, &format!("CREATE TABLE IF NOT EXISTS {keyspace}.schema_lock (name text PRIMARY KEY, owner text)")).await?;
     let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4());
-    let lock = session.prepare(format!("INSERT INTO {keyspace}.schema_lock (name, owner) VALUES ('migrate', ?) IF NOT EXISTS USING TTL 120")).await.map_err(be)?;
+    let lock =
+        session.prepare(format!("INSERT INTO {keyspace}.schema_lock (name, owner) VALUES ('migrate', ?) IF NOT EXISTS USING TTL 120")).await.map_err(be)?;
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
         let r = session.execute_unpaged(&lock, (owner.as_str(),)).await.map_err(be)?;
@@ -133,10 +128,8 @@ async fn apply_all(session: &Session, keyspace: &str) -> Result<Vec<Applied>, St
         let (v, n, c) = r.map_err(be)?;
         done.insert(v, (n.unwrap_or_default(), c.unwrap_or_default()));
     }
-    let record = session
-        .prepare(format!("INSERT INTO {keyspace}.schema_migrations (version, name, checksum, applied_at_ms) VALUES (?, ?, ?, ?)"))
-        .await
-        .map_err(be)?;
+    let record =
+        session.prepare(format!("INSERT INTO {keyspace}.schema_migrations (version, name, checksum, applied_at_ms) VALUES (?, ?, ?, ?)")).await.map_err(be)?;
     let mut out = Vec::new();
     for m in MIGRATIONS {
         let sum = checksum(m.cql);

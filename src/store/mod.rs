@@ -16,9 +16,7 @@ pub mod scylla;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{
-    AccountPower, Address, GovernorInfo, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, Vote, B256, U256,
-};
+use crate::domain::{AccountPower, Address, GovernorInfo, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, Vote, B256, U256};
 use crate::streams::achievements::{FeedItem, GovernanceEvent, Streak};
 
 /// Store failures.

@@ -47,7 +47,6 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
 use ::scylla::client::execution_profile::ExecutionProfile;
 use ::scylla::client::session::Session;
 use ::scylla::client::session_builder::SessionBuilder;
@@ -61,6 +60,7 @@ use ::scylla::statement::batch::{Batch as CqlBatch, BatchType};
 use ::scylla::statement::prepared::PreparedStatement;
 use ::scylla::statement::{Consistency, SerialConsistency};
 use ::scylla::value::{Counter, CqlValue, Row};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::*;
@@ -110,10 +110,7 @@ pub fn validate(c: &ScyllaConfig) -> Vec<(String, String)> {
         }
     }
     let ident = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 48
-            && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        !s.is_empty() && s.len() <= 48 && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
     if !ident(&c.keyspace) {
         bad("keyspace", format!("{:?} is not a keyspace name (a letter, then letters, digits or _, at most 48)", c.keyspace));
@@ -440,16 +437,9 @@ impl ScyllaStore {
     pub fn connect(cfg: &ScyllaConfig, migrate: bool) -> Result<Self, StoreError> {
         let problems = validate(cfg);
         if !problems.is_empty() {
-            return Err(StoreError::Backend(
-                problems.into_iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; "),
-            ));
+            return Err(StoreError::Backend(problems.into_iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; ")));
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("govflow-cql")
-            .enable_all()
-            .build()
-            .map_err(be)?;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("govflow-cql").enable_all().build().map_err(be)?;
         let cfg2 = cfg.clone();
         let inner = block_on_runtime(rt.handle(), async move { Self::connect_async(&cfg2, migrate).await })??;
         Ok(ScyllaStore { inner: Some(Arc::new(inner)), rt: Some(rt), keyspace: cfg.keyspace.clone() })
@@ -459,9 +449,7 @@ impl ScyllaStore {
     pub fn migrate(cfg: &ScyllaConfig) -> Result<Vec<super::migrate::Applied>, StoreError> {
         let problems = validate(cfg);
         if !problems.is_empty() {
-            return Err(StoreError::Backend(
-                problems.into_iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; "),
-            ));
+            return Err(StoreError::Backend(problems.into_iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; ")));
         }
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(be)?;
         let cfg = cfg.clone();
@@ -524,9 +512,7 @@ impl ScyllaStore {
             let v: Option<i32> = r.into_rows_result().map_err(be)?.first_row::<(Option<i32>,)>().map_err(be)?.0;
             let want = super::migrate::MIGRATIONS.last().map_or(0, |m| m.version);
             if v != Some(want) {
-                return Err(StoreError::Backend(format!(
-                    "keyspace {ks} is at schema version {v:?}, this govflow needs {want}; run `govflow migrate`"
-                )));
+                return Err(StoreError::Backend(format!("keyspace {ks} is at schema version {v:?}, this govflow needs {want}; run `govflow migrate`")));
             }
         }
         let st = Sts::prepare(&session, ks).await?;
@@ -545,7 +531,10 @@ impl ScyllaStore {
     }
 
     /// Runs `f` on the store's runtime and waits for it.
-    fn run<T: Send + 'static>(&self, f: impl FnOnce(Arc<Inner>) -> std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>) -> Result<T, StoreError> {
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Arc<Inner>) -> std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>,
+    ) -> Result<T, StoreError> {
         let inner = self.inner().clone();
         let rt = self.rt.as_ref().expect("runtime lives until drop");
         block_on_runtime(rt.handle(), f(inner))?
@@ -780,15 +769,7 @@ impl Inner {
             let values: Vec<_> = todo
                 .iter()
                 .map(|v| {
-                    (
-                        u256_be(&v.proposal_id).to_vec(),
-                        i(v.block_number),
-                        i(v.log_index),
-                        v.voter.0.to_vec(),
-                        v.support as i8,
-                        utc_day(v.timestamp),
-                        enc(*v),
-                    )
+                    (u256_be(&v.proposal_id).to_vec(), i(v.block_number), i(v.log_index), v.voter.0.to_vec(), v.support as i8, utc_day(v.timestamp), enc(*v))
                 })
                 .collect();
             let r = if todo.len() == 1 {
@@ -923,27 +904,28 @@ impl Inner {
         voters.dedup();
         let futs: Vec<Fut<'_, (Vec<u8>, i64)>> = voters
             .into_iter()
-            .map(|v| -> Fut<'_, (Vec<u8>, i64)> { Box::pin(async move { let n = self.voter_count(&v).await?; Ok((v, n)) }) })
+            .map(|v| -> Fut<'_, (Vec<u8>, i64)> {
+                Box::pin(async move {
+                    let n = self.voter_count(&v).await?;
+                    Ok((v, n))
+                })
+            })
             .collect();
         let voter_before: HashMap<Vec<u8>, i64> = self.each(futs).await?.into_iter().collect();
-        let futs: Vec<Fut<'_, bool>> = accounts
-            .iter()
-            .map(|a| -> Fut<'_, bool> { Box::pin(async move { Ok(self.select_row(T_ACCOUNT, &vec![b(&a.0)]).await?.is_none()) }) })
-            .collect();
+        let futs: Vec<Fut<'_, bool>> =
+            accounts.iter().map(|a| -> Fut<'_, bool> { Box::pin(async move { Ok(self.select_row(T_ACCOUNT, &vec![b(&a.0)]).await?.is_none()) }) }).collect();
         let new_accounts = self.each(futs).await?.into_iter().filter(|n| *n).count() as i64;
 
         // Write-ahead journal of a reversible batch.
         let mut insert_votes: Vec<&Vote> = votes.clone();
         if batch.reversible {
             let keys: Vec<(u8, Key)> = st.order.clone();
-            let futs: Vec<Fut<'_, Option<Vals>>> =
-                keys.iter().map(|(t, k)| -> Fut<'_, Option<Vals>> { Box::pin(self.select_row(*t, k)) }).collect();
+            let futs: Vec<Fut<'_, Option<Vals>>> = keys.iter().map(|(t, k)| -> Fut<'_, Option<Vals>> { Box::pin(self.select_row(*t, k)) }).collect();
             let olds = self.each(futs).await?;
             let mut recs: Vec<(u8, Key, Option<Vals>)> = keys.into_iter().zip(olds).map(|((t, k), o)| (t, k, o)).collect();
             // A vote row that is already there is not written again: not journaled either.
             let vkeys: Vec<Key> = votes.iter().map(|v| vec![b(&u256_be(&v.proposal_id)), Val::I(i(v.block_number)), Val::I(i(v.log_index))]).collect();
-            let futs: Vec<Fut<'_, Option<Vals>>> =
-                vkeys.iter().map(|k| -> Fut<'_, Option<Vals>> { Box::pin(self.select_row(T_VOTES, k)) }).collect();
+            let futs: Vec<Fut<'_, Option<Vals>>> = vkeys.iter().map(|k| -> Fut<'_, Option<Vals>> { Box::pin(self.select_row(T_VOTES, k)) }).collect();
             let exist = self.each(futs).await?;
             insert_votes = votes.iter().zip(&exist).filter(|(_, e)| e.is_none()).map(|(v, _)| *v).collect();
             for (k, e) in vkeys.into_iter().zip(exist) {
@@ -978,11 +960,14 @@ impl Inner {
 
         // Vote records once: one conditional batch per proposal partition (Paxos once per
         // group, not per vote), then their counters.
-        let futs: Vec<Fut<'_, Vec<&Vote>>> =
-            group_by_partition(insert_votes.clone(), |v| (T_VOTES, Some(Val::B(u256_be(&v.proposal_id).to_vec()))), |v| 192 + v.reason.as_ref().map_or(0, String::len) + v.params.as_ref().map_or(0, |p| p.0.len()))
-                .into_iter()
-                .map(|g| -> Fut<'_, Vec<&Vote>> { Box::pin(self.insert_votes_once(g)) })
-                .collect();
+        let futs: Vec<Fut<'_, Vec<&Vote>>> = group_by_partition(
+            insert_votes.clone(),
+            |v| (T_VOTES, Some(Val::B(u256_be(&v.proposal_id).to_vec()))),
+            |v| 192 + v.reason.as_ref().map_or(0, String::len) + v.params.as_ref().map_or(0, |p| p.0.len()),
+        )
+        .into_iter()
+        .map(|g| -> Fut<'_, Vec<&Vote>> { Box::pin(self.insert_votes_once(g)) })
+        .collect();
         let applied: Vec<&Vote> = self.each(futs).await?.into_iter().flatten().collect();
         let replays = (insert_votes.len() - applied.len()) as u64;
         if replays > 0 {
@@ -1005,9 +990,7 @@ impl Inner {
             .iter()
             .map(|blk| -> Fut<'_, ()> {
                 Box::pin(async move {
-                    self.exec(&self.st.block_put, (i(blk.number), blk.hash.0.to_vec(), blk.parent_hash.0.to_vec(), i(blk.timestamp)))
-                        .await
-                        .map(|_| ())
+                    self.exec(&self.st.block_put, (i(blk.number), blk.hash.0.to_vec(), blk.parent_hash.0.to_vec(), i(blk.timestamp))).await.map(|_| ())
                 })
             })
             .collect();
@@ -1230,8 +1213,7 @@ impl Inner {
         let mut out = Vec::new();
         let mut bucket = (after + 1) / FEED_BUCKET;
         while out.len() < limit && bucket <= last / FEED_BUCKET {
-            let rows: Vec<(i64, Option<String>)> =
-                self.all(&self.st.feed_from, (i(bucket), i(after), (limit - out.len()) as i32)).await?;
+            let rows: Vec<(i64, Option<String>)> = self.all(&self.st.feed_from, (i(bucket), i(after), (limit - out.len()) as i32)).await?;
             for (_, body) in rows {
                 out.push(json_dec("feed", &body.unwrap_or_default())?);
             }
@@ -1254,7 +1236,8 @@ impl Inner {
                     p[support_column(support.unwrap_or(-1))] += 1;
                 }
                 rep.votes_scanned = rows.len() as u64;
-                let have = self.one::<(Option<Counter>, Option<Counter>, Option<Counter>, Option<Counter>, Option<Counter>)>(&self.st.pc_get, (pid.clone(),)).await?;
+                let have =
+                    self.one::<(Option<Counter>, Option<Counter>, Option<Counter>, Option<Counter>, Option<Counter>)>(&self.st.pc_get, (pid.clone(),)).await?;
                 let have = have.map_or([0; 5], |h| [h.0, h.1, h.2, h.3, h.4].map(|c| c.map_or(0, |c| c.0)));
                 let want = want.proposals.remove(&pid).unwrap_or_default();
                 let mut fix = Deltas::default();
@@ -1271,12 +1254,7 @@ impl Inner {
                 let mut scan = {
                     let mut st = self.st.votes_scan.clone();
                     st.set_page_size(self.page_size);
-                    self.session
-                        .execute_iter(st, ())
-                        .await
-                        .map_err(be)?
-                        .rows_stream::<(Vec<u8>, Option<Vec<u8>>, Option<i8>, Option<String>)>()
-                        .map_err(be)?
+                    self.session.execute_iter(st, ()).await.map_err(be)?.rows_stream::<(Vec<u8>, Option<Vec<u8>>, Option<i8>, Option<String>)>().map_err(be)?
                 };
                 while let Some((pid, voter, support, day)) = scan.try_next().await.map_err(be)? {
                     rep.votes_scanned += 1;
@@ -1666,8 +1644,7 @@ impl Store for ScyllaStore {
             out.accounts = get("accounts");
             out.events = s.cursor_row().await?.events;
             let days: Vec<(String, Option<Counter>)> = s.all(&s.st.dc_all, ()).await?;
-            let days: BTreeMap<String, u64> =
-                days.into_iter().filter_map(|(d, c)| c.map(|c| (d, c.0.max(0) as u64))).filter(|(_, n)| *n > 0).collect();
+            let days: BTreeMap<String, u64> = days.into_iter().filter_map(|(d, c)| c.map(|c| (d, c.0.max(0) as u64))).filter(|(_, n)| *n > 0).collect();
             out.votes_by_day = days.into_iter().rev().take(STATS_DAYS).collect();
             Ok(out)
         })

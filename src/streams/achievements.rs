@@ -250,15 +250,7 @@ mod tests {
 
     /// Block 7, log 3 of a transaction on `chain_id`.
     fn origin(chain_id: u64, timestamp: u64) -> Origin {
-        Origin {
-            chain_id,
-            governor: Address([1; 20]),
-            block_number: 7,
-            block_hash: B256([2; 32]),
-            log_index: 3,
-            tx_hash: B256([4; 32]),
-            timestamp,
-        }
+        Origin { chain_id, governor: Address([1; 20]), block_number: 7, block_hash: B256([2; 32]), log_index: 3, tx_hash: B256([4; 32]), timestamp }
     }
 
     #[test]
@@ -286,7 +278,9 @@ mod tests {
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["schemaVersion"], 1);
         assert_eq!(v["data"]["weight"], "10");
-        assert!(e.key() < GovernanceEvent::new(kind::VOTE_CAST, &Origin { log_index: 4, ..o }, Address([5; 20]), &U256::from(9), vote_data(1, &U256::one())).key());
+        assert!(
+            e.key() < GovernanceEvent::new(kind::VOTE_CAST, &Origin { log_index: 4, ..o }, Address([5; 20]), &U256::from(9), vote_data(1, &U256::one())).key()
+        );
     }
 
     #[test]

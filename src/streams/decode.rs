@@ -249,10 +249,7 @@ pub fn keccak256(data: &[u8]) -> [u8; 32] {
 
 /// Event signatures govflow decodes, by kind.
 pub const SIGNATURES: &[(&str, Kind)] = &[
-    (
-        "ProposalCreated(uint256,address,address[],uint256[],string[],bytes[],uint256,uint256,string)",
-        Kind::ProposalCreated,
-    ),
+    ("ProposalCreated(uint256,address,address[],uint256[],string[],bytes[],uint256,uint256,string)", Kind::ProposalCreated),
     ("VoteCast(address,uint256,uint8,uint256,string)", Kind::VoteCast),
     ("VoteCastWithParams(address,uint256,uint8,uint256,string,bytes)", Kind::VoteCastWithParams),
     ("ProposalCanceled(uint256)", Kind::ProposalCanceled),
@@ -416,9 +413,7 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
             let (va, nv) = w.array(3)?;
             let values = (0..nv).map(|i| va.uint(i)).collect::<Result<Vec<_>, _>>()?;
             let (sa, ns) = w.array(4)?;
-            let signatures = (0..ns)
-                .map(|i| sa.bytes(i).map(|b| String::from_utf8_lossy(b).into_owned()))
-                .collect::<Result<Vec<_>, _>>()?;
+            let signatures = (0..ns).map(|i| sa.bytes(i).map(|b| String::from_utf8_lossy(b).into_owned())).collect::<Result<Vec<_>, _>>()?;
             let (ca, nc) = w.array(5)?;
             let calldatas = (0..nc).map(|i| ca.bytes(i).map(<[u8]>::to_vec)).collect::<Result<Vec<_>, _>>()?;
             GovEvent::ProposalCreated {
@@ -460,16 +455,9 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
         }
         Kind::ProposalExtended => {
             need_topics(log, 2, name)?;
-            GovEvent::ProposalExtended {
-                proposal_id: U256::from_big_endian(&log.topics[1].0),
-                extended_deadline: w.u64(0)?,
-            }
+            GovEvent::ProposalExtended { proposal_id: U256::from_big_endian(&log.topics[1].0), extended_deadline: w.u64(0)? }
         }
-        Kind::VotingDelaySet
-        | Kind::VotingPeriodSet
-        | Kind::ProposalThresholdSet
-        | Kind::QuorumNumeratorUpdated
-        | Kind::MinDelayChange => {
+        Kind::VotingDelaySet | Kind::VotingPeriodSet | Kind::ProposalThresholdSet | Kind::QuorumNumeratorUpdated | Kind::MinDelayChange => {
             need_topics(log, 1, name)?;
             let setting = match kind {
                 Kind::VotingDelaySet => Setting::VotingDelay,
@@ -489,12 +477,7 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
             // data: target, value, data (dynamic), predecessor, delay
             let _value = w.uint(1)?;
             let _data = w.bytes(2)?;
-            GovEvent::CallScheduled {
-                id: log.topics[1],
-                index: word_u64(&log.topics[2].0, name)?,
-                target: w.address(0)?,
-                delay: w.u64(4)?,
-            }
+            GovEvent::CallScheduled { id: log.topics[1], index: word_u64(&log.topics[2].0, name)?, target: w.address(0)?, delay: w.u64(4)? }
         }
         Kind::CallExecuted => {
             need_topics(log, 3, name)?;
@@ -519,11 +502,7 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
         }
         Kind::DelegateVotesChanged => {
             need_topics(log, 2, name)?;
-            GovEvent::DelegateVotesChanged {
-                delegate: topic_address(&log.topics[1], name)?,
-                previous: w.uint(0)?,
-                new: w.uint(1)?,
-            }
+            GovEvent::DelegateVotesChanged { delegate: topic_address(&log.topics[1], name)?, previous: w.uint(0)?, new: w.uint(1)? }
         }
         Kind::Transfer if log.topics.len() == 4 => {
             // ERC-721 Transfer: the same signature with the token id indexed.
@@ -535,11 +514,7 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
         }
         Kind::Transfer => {
             need_topics(log, 3, name)?;
-            GovEvent::Transfer {
-                from: topic_address(&log.topics[1], name)?,
-                to: topic_address(&log.topics[2], name)?,
-                value: w.uint(0)?,
-            }
+            GovEvent::Transfer { from: topic_address(&log.topics[1], name)?, to: topic_address(&log.topics[2], name)?, value: w.uint(0)? }
         }
         Kind::GovernanceWeightBonusChanged => {
             need_topics(log, 2, name)?;
@@ -547,23 +522,10 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
         }
         Kind::SpecialBenefitsChanged => {
             need_topics(log, 2, name)?;
-            GovEvent::BenefitsChanged {
-                account: topic_address(&log.topics[1], name)?,
-                fee_discount_bps: w.uint(0)?,
-                priority_boost: w.uint(1)?,
-            }
+            GovEvent::BenefitsChanged { account: topic_address(&log.topics[1], name)?, fee_discount_bps: w.uint(0)?, priority_boost: w.uint(1)? }
         }
     };
-    Ok((
-        ev,
-        EventMeta {
-            address: log.address,
-            block_number: log.block_number,
-            block_hash: log.block_hash,
-            tx_hash: log.tx_hash,
-            log_index: log.log_index,
-        },
-    ))
+    Ok((ev, EventMeta { address: log.address, block_number: log.block_number, block_hash: log.block_hash, tx_hash: log.tx_hash, log_index: log.log_index }))
 }
 
 pub use self::encode::topic;
@@ -616,21 +578,11 @@ pub mod encode {
 
     /// Data of a `VoteCast` log.
     pub fn vote_cast(proposal_id: U256, support: u8, weight: U256, reason: &str) -> Vec<u8> {
-        tuple(
-            &[Some(uint(proposal_id)), Some(uint(U256::from(support))), Some(uint(weight)), None],
-            &[dyn_bytes(reason.as_bytes())],
-        )
+        tuple(&[Some(uint(proposal_id)), Some(uint(U256::from(support))), Some(uint(weight)), None], &[dyn_bytes(reason.as_bytes())])
     }
 
     /// Data of a `ProposalCreated` log with one call.
-    pub fn proposal_created(
-        proposal_id: U256,
-        proposer: &Address,
-        target: &Address,
-        vote_start: u64,
-        vote_end: u64,
-        description: &str,
-    ) -> Vec<u8> {
+    pub fn proposal_created(proposal_id: U256, proposer: &Address, target: &Address, vote_start: u64, vote_end: u64, description: &str) -> Vec<u8> {
         let one = |w: [u8; 32]| {
             let mut v = uint(U256::one()).to_vec();
             v.extend_from_slice(&w);
@@ -665,51 +617,24 @@ mod tests {
     use super::*;
 
     fn log(topics: Vec<B256>, data: Vec<u8>) -> RawLog {
-        RawLog {
-            address: Address([1; 20]),
-            topics,
-            data,
-            block_number: 7,
-            block_hash: B256([2; 32]),
-            tx_hash: B256([3; 32]),
-            log_index: 4,
-        }
+        RawLog { address: Address([1; 20]), topics, data, block_number: 7, block_hash: B256([2; 32]), tx_hash: B256([3; 32]), log_index: 4 }
     }
 
     #[test]
     fn known_topic_hashes() {
         // Well-known OpenZeppelin / ERC-20 topic hashes.
-        assert_eq!(
-            topic("Transfer(address,address,uint256)").to_hex(),
-            "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-        );
-        assert_eq!(
-            topic("DelegateVotesChanged(address,uint256,uint256)").to_hex(),
-            "0xdec2bacdd2f05b59de34da9b523dff8be42e5e38e818c82fdb0bae774387a724"
-        );
+        assert_eq!(topic("Transfer(address,address,uint256)").to_hex(), "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
+        assert_eq!(topic("DelegateVotesChanged(address,uint256,uint256)").to_hex(), "0xdec2bacdd2f05b59de34da9b523dff8be42e5e38e818c82fdb0bae774387a724");
         assert_eq!(topic0s().len(), SIGNATURES.len());
     }
 
     #[test]
     fn decodes_vote_cast() {
         let voter = Address([9; 20]);
-        let l = log(
-            vec![topic(SIGNATURES[1].0), B256(address(&voter))],
-            vote_cast(U256::from(77), 1, U256::from(1000), "because"),
-        );
+        let l = log(vec![topic(SIGNATURES[1].0), B256(address(&voter))], vote_cast(U256::from(77), 1, U256::from(1000), "because"));
         let (ev, meta) = decode(&l).unwrap();
         assert_eq!(meta.log_index, 4);
-        assert_eq!(
-            ev,
-            GovEvent::VoteCast {
-                voter,
-                proposal_id: U256::from(77),
-                support: 1,
-                weight: U256::from(1000),
-                reason: "because".into(),
-                params: None
-            }
-        );
+        assert_eq!(ev, GovEvent::VoteCast { voter, proposal_id: U256::from(77), support: 1, weight: U256::from(1000), reason: "because".into(), params: None });
     }
 
     #[test]

@@ -292,14 +292,7 @@ impl Listener {
         Ok(())
     }
 
-    async fn fetch_range(
-        &mut self,
-        from: u64,
-        to: u64,
-        reversible: bool,
-        topics: &[B256],
-        parent: Option<B256>,
-    ) -> Result<RangeData, FetchError> {
+    async fn fetch_range(&mut self, from: u64, to: u64, reversible: bool, topics: &[B256], parent: Option<B256>) -> Result<RangeData, FetchError> {
         let addresses = self.addresses();
         let logs = self.logs_split(&addresses, topics, from, to).await?;
         // A governor switching timelocks: stop the range at that block, so the next range
@@ -358,13 +351,7 @@ impl Listener {
         Ok(RangeData { from, to, headers, logs, reversible, prune_below: None })
     }
 
-    async fn logs_split(
-        &mut self,
-        addresses: &[Address],
-        topics: &[B256],
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<crate::streams::decode::RawLog>, FetchError> {
+    async fn logs_split(&mut self, addresses: &[Address], topics: &[B256], from: u64, to: u64) -> Result<Vec<crate::streams::decode::RawLog>, FetchError> {
         let mut out = Vec::new();
         let mut stack = vec![(from, to)];
         while let Some((a, b)) = stack.pop() {
@@ -420,9 +407,7 @@ impl Listener {
         };
         let new_cursor = match store::off_thread(&self.store, move |s| s.rollback(ancestor)).await {
             Ok(c) => c,
-            Err(StoreError::ReorgTooDeep { .. }) => {
-                return Err(ListenerError::ReorgTooDeep { window: self.settings.reorg_window, cursor })
-            }
+            Err(StoreError::ReorgTooDeep { .. }) => return Err(ListenerError::ReorgTooDeep { window: self.settings.reorg_window, cursor }),
             Err(e) => return Err(e.into()),
         };
         let depth = cursor.saturating_sub(ancestor);

@@ -10,14 +10,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::proposal::{
-    Apply, BlockPoint, EventAt, GovernorRules, LiveSummary, ProposalActor, ProposalError, ProposalInput, ProposalLogic,
-};
+use crate::actors::proposal::{Apply, BlockPoint, EventAt, GovernorRules, LiveSummary, ProposalActor, ProposalError, ProposalInput, ProposalLogic};
 use crate::actors::voter_power::{shard_of, ApplyPower, PowerInput, ResetPower, VoterPowerShard};
 use crate::chain::{ChainError, Header, RpcClient};
 use crate::domain::{
-    ids, metadata_uri_of, title_of, Address, ChainPoint, GovernorInfo, HexBytes, HistoryEntry, Proposal,
-    ProposalStatus, TimelockOperation, B256, U256,
+    ids, metadata_uri_of, title_of, Address, ChainPoint, GovernorInfo, HexBytes, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, B256, U256,
 };
 use crate::metrics as m;
 use crate::store::{self, Batch, BlockRecord, EventId, Mutation, Store, StoreError};
@@ -174,13 +171,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline over `store`; live proposals are loaded and their actors started.
-    pub async fn new(
-        store: Arc<dyn Store>,
-        info: GovernorInfo,
-        views: ChainViews,
-        shard_count: usize,
-        cache_per_shard: usize,
-    ) -> Result<Self, PipelineError> {
+    pub async fn new(store: Arc<dyn Store>, info: GovernorInfo, views: ChainViews, shard_count: usize, cache_per_shard: usize) -> Result<Self, PipelineError> {
         let rules = Arc::new(rules_of(&info));
         let mut p = Pipeline {
             store,
@@ -218,9 +209,7 @@ impl Pipeline {
             self.epoch = uuid::Uuid::new_v4().to_string();
             self.last_sent.clear();
         } else if self.shards.is_empty() {
-            self.shards = (0..self.shard_count)
-                .map(|i| VoterPowerShard::new(i, self.store.clone(), self.cache_per_shard).start())
-                .collect();
+            self.shards = (0..self.shard_count).map(|i| VoterPowerShard::new(i, self.store.clone(), self.cache_per_shard).start()).collect();
         }
         let (info, live, proposal_count) = store::off_thread(&self.store, |s| {
             let mut live = Vec::new();
@@ -368,7 +357,9 @@ impl Pipeline {
                 inputs.entry(pid).or_default().push((bp.number, meta.log_index + 1, input));
             };
             match ev {
-                GovEvent::ProposalCreated { proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description } if from_governor => {
+                GovEvent::ProposalCreated { proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description }
+                    if from_governor =>
+                {
                     if self.live.contains_key(&proposal_id) || known.proposal(&proposal_id).is_some() {
                         continue;
                     }
@@ -377,7 +368,10 @@ impl Pipeline {
                     self.proposal_count += 1;
                     batch_proposals.insert(proposal_id, (creation_index, proposer));
                     if self.achievements {
-                        outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))), true));
+                        outbox.push((
+                            GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))),
+                            true,
+                        ));
                     }
                     let p = Proposal {
                         id,
@@ -573,7 +567,9 @@ impl Pipeline {
         let unknown: Vec<U256> = inputs.keys().filter(|pid| !self.live.contains_key(pid) && !known.proposals.contains_key(pid)).copied().collect();
         if !unknown.is_empty() {
             // Proposals named only through a stored timelock operation.
-            let found = store::off_thread(&self.store, move |s| unknown.into_iter().map(|pid| Ok((pid, s.proposal(&pid)?))).collect::<Result<Vec<_>, StoreError>>()).await?;
+            let found =
+                store::off_thread(&self.store, move |s| unknown.into_iter().map(|pid| Ok((pid, s.proposal(&pid)?))).collect::<Result<Vec<_>, StoreError>>())
+                    .await?;
             known.proposals.extend(found);
         }
         let targets: Vec<U256> = inputs.keys().copied().collect();
@@ -643,9 +639,7 @@ impl Pipeline {
                     let addr = addr.expect("local actors have addresses");
                     (pid, addr.send(msg).await)
                 }));
-                let power_replies = futures::future::join_all(
-                    self.shards.iter().zip(power).filter(|(_, v)| !v.is_empty()).map(|(s, v)| s.send(ApplyPower(v))),
-                );
+                let power_replies = futures::future::join_all(self.shards.iter().zip(power).filter(|(_, v)| !v.is_empty()).map(|(s, v)| s.send(ApplyPower(v))));
                 let (proposal_replies, power_replies) = futures::join!(proposal_replies, power_replies);
                 for (pid, reply) in proposal_replies {
                     let applied = match reply {
@@ -732,9 +726,7 @@ impl Pipeline {
         let store = self.store.clone();
         let started = std::time::Instant::now();
         let update = self.changes.as_ref().filter(|h| h.has_subscribers()).map(|_| crate::streams::changes::Update::of_batch(&batch));
-        tokio::task::spawn_blocking(move || store.commit(&batch))
-            .await
-            .map_err(|e| StoreError::Backend(format!("commit task: {e}")))??;
+        tokio::task::spawn_blocking(move || store.commit(&batch)).await.map_err(|e| StoreError::Backend(format!("commit task: {e}")))??;
         metrics::histogram!(m::STORE_COMMIT_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
         if let (Some(h), Some(u)) = (&self.changes, update) {
             h.send(u);

@@ -164,7 +164,16 @@ pub fn range_messages(r: &RangeData, head: u64, max_headers: usize) -> Vec<Range
         from = to + 1;
     }
     if out.is_empty() {
-        out.push(RangeMessage { from: r.from, to: r.to, to_hash: B256::default(), head, reversible: r.reversible, prune_below: r.prune_below, events: r.logs.len() as u64, headers });
+        out.push(RangeMessage {
+            from: r.from,
+            to: r.to,
+            to_hash: B256::default(),
+            head,
+            reversible: r.reversible,
+            prune_below: r.prune_below,
+            events: r.logs.len() as u64,
+            headers,
+        });
     }
     out
 }
@@ -213,7 +222,10 @@ impl EventLog {
         let stream = self.subjects.events_stream();
         let last_range = self.bus.last_message(&stream, &self.subjects.range()).await?;
         let last_rollback = self.bus.last_message(&stream, &self.subjects.rollback()).await?;
-        let undecodable = |raw: &async_nats::jetstream::stream::RawMessage, e: serde_json::Error| BusError::Undecodable { subject: raw.subject.clone(), message: e.to_string() };
+        let undecodable = |raw: &async_nats::jetstream::stream::RawMessage, e: serde_json::Error| BusError::Undecodable {
+            subject: raw.subject.clone(),
+            message: e.to_string(),
+        };
         if let Some(raw) = &last_range {
             let r: RangeMessage = serde_json::from_str(&raw.payload).map_err(|e| undecodable(raw, e))?;
             if store_cursor.is_none_or(|(b, _)| r.to > b) {
@@ -391,9 +403,7 @@ impl AchievementRelay {
         loop {
             let st = store.clone();
             let after = self.sent;
-            let page = tokio::task::spawn_blocking(move || st.feed(after, 1000))
-                .await
-                .map_err(|e| StoreError::Backend(format!("feed task: {e}")))??;
+            let page = tokio::task::spawn_blocking(move || st.feed(after, 1000)).await.map_err(|e| StoreError::Backend(format!("feed task: {e}")))??;
             let Some(last) = page.last().map(|i| i.seq) else { break };
             let envelopes: Vec<Envelope> = page.iter().map(|i| self.envelope(i)).collect();
             self.bus.publish_all(envelopes).await?;
@@ -582,10 +592,7 @@ impl Indexer {
         let hashes: HashMap<u64, B256> = headers.iter().map(|(n, h)| (*n, h.hash)).collect();
         let rest = self.buffer.split_off(&(r.to + 1, 0));
         let taken = std::mem::replace(&mut self.buffer, rest);
-        let logs: Vec<RawLog> = taken
-            .into_values()
-            .filter(|l| l.block_number >= from && hashes.get(&l.block_number) == Some(&l.block_hash))
-            .collect();
+        let logs: Vec<RawLog> = taken.into_values().filter(|l| l.block_number >= from && hashes.get(&l.block_number) == Some(&l.block_hash)).collect();
         if from == r.from && logs.len() as u64 != r.events {
             tracing::error!(target: "bus", from = r.from, to = r.to, expected = r.events, got = logs.len(), "range has a different number of events than announced; reading the stream again");
             return Err(IndexerError::Missing { from: r.from, to: r.to, expected: r.events, got: logs.len() as u64 });
@@ -832,7 +839,17 @@ mod tests {
         let headers = numbers.iter().map(|&n| (n, Header { number: n, hash: hash(n), parent_hash: hash(n.wrapping_sub(1)), timestamp: n * 12 })).collect();
         let logs = with_logs
             .iter()
-            .flat_map(|&b| (0..2).map(move |i| RawLog { address: Default::default(), topics: vec![], data: vec![], block_number: b, block_hash: hash(b), tx_hash: hash(b), log_index: i }))
+            .flat_map(|&b| {
+                (0..2).map(move |i| RawLog {
+                    address: Default::default(),
+                    topics: vec![],
+                    data: vec![],
+                    block_number: b,
+                    block_hash: hash(b),
+                    tx_hash: hash(b),
+                    log_index: i,
+                })
+            })
             .collect();
         RangeData { from, to, headers, logs, reversible: every_block, prune_below: None }
     }

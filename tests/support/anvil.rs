@@ -26,13 +26,7 @@ pub fn dev_wallets() -> &'static [LocalWallet] {
     static WALLETS: OnceLock<Vec<LocalWallet>> = OnceLock::new();
     WALLETS.get_or_init(|| {
         (0..DEV_ACCOUNTS as u32)
-            .map(|i| {
-                MnemonicBuilder::<English>::default()
-                    .phrase(DEV_MNEMONIC)
-                    .index(i)
-                    .and_then(|b| b.build())
-                    .expect("derive dev wallet")
-            })
+            .map(|i| MnemonicBuilder::<English>::default().phrase(DEV_MNEMONIC).index(i).and_then(|b| b.build()).expect("derive dev wallet"))
             .collect()
     })
 }
@@ -193,10 +187,7 @@ impl Anvil {
                 let _ = child.kill();
                 let status = child.wait().ok();
                 std::thread::sleep(Duration::from_millis(50));
-                last_failure = format!(
-                    "anvil did not report its port (exit status {status:?}): {}",
-                    String::from_utf8_lossy(&output.lock().unwrap()).trim()
-                );
+                last_failure = format!("anvil did not report its port (exit status {status:?}): {}", String::from_utf8_lossy(&output.lock().unwrap()).trim());
                 continue;
             };
 
@@ -267,10 +258,7 @@ impl Anvil {
 
     /// Dev account `i` (0..10). Account 0 is the default deployer.
     pub fn wallet(&self, i: usize) -> LocalWallet {
-        self.wallets
-            .get(i)
-            .unwrap_or_else(|| panic!("anvil has {} dev accounts, no #{i}", self.wallets.len()))
-            .clone()
+        self.wallets.get(i).unwrap_or_else(|| panic!("anvil has {} dev accounts, no #{i}", self.wallets.len())).clone()
     }
 
     /// Address of dev account `i`.

@@ -57,10 +57,8 @@ fn all() -> &'static BTreeMap<String, Artifact> {
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-            let artifact = parse(&text)
-                .unwrap_or_else(|e| panic!("malformed artifact {}: {e}", path.display()));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let artifact = parse(&text).unwrap_or_else(|e| panic!("malformed artifact {}: {e}", path.display()));
             map.insert(artifact.contract_name.clone(), artifact);
         }
         map
@@ -69,16 +67,13 @@ fn all() -> &'static BTreeMap<String, Artifact> {
 
 fn parse(text: &str) -> Result<Artifact, String> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let field = |name: &str| {
-        v.get(name).and_then(|x| x.as_str()).map(str::to_owned).ok_or_else(|| format!("missing string field {name:?}"))
-    };
+    let field = |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_owned).ok_or_else(|| format!("missing string field {name:?}"));
     let hex_field = |name: &str| -> Result<Bytes, String> {
         let s = field(name)?;
         let raw = hex::decode(s.trim_start_matches("0x")).map_err(|e| format!("{name}: {e}"))?;
         Ok(Bytes::from(raw))
     };
-    let abi: Abi = serde_json::from_value(v.get("abi").cloned().ok_or("missing field \"abi\"")?)
-        .map_err(|e| format!("abi: {e}"))?;
+    let abi: Abi = serde_json::from_value(v.get("abi").cloned().ok_or("missing field \"abi\"")?).map_err(|e| format!("abi: {e}"))?;
     Ok(Artifact {
         contract_name: field("contractName")?,
         abi,
@@ -91,11 +86,7 @@ fn parse(text: &str) -> Result<Artifact, String> {
 /// The artifact named `name` (e.g. `"TestGovernor"`). Panics with a hint if it is missing.
 pub fn artifact(name: &str) -> &'static Artifact {
     all().get(name).unwrap_or_else(|| {
-        panic!(
-            "no artifact {name:?} in {} (have: {:?}); run `node scripts/compile-contracts.js`",
-            artifacts_dir().display(),
-            all().keys().collect::<Vec<_>>()
-        )
+        panic!("no artifact {name:?} in {} (have: {:?}); run `node scripts/compile-contracts.js`", artifacts_dir().display(), all().keys().collect::<Vec<_>>())
     })
 }
 
@@ -107,9 +98,9 @@ pub fn artifacts() -> &'static BTreeMap<String, Artifact> {
 /// `name(type,...)` of the function whose selector starts `calldata`, searched in all artifacts.
 pub fn function_name(calldata: &[u8]) -> Option<String> {
     let selector: [u8; 4] = calldata.get(..4)?.try_into().ok()?;
-    all().values().find_map(|a| {
-        a.abi.functions().find(|f| f.short_signature() == selector).map(|f| f.signature().split(':').next().unwrap_or_default().to_owned())
-    })
+    all()
+        .values()
+        .find_map(|a| a.abi.functions().find(|f| f.short_signature() == selector).map(|f| f.signature().split(':').next().unwrap_or_default().to_owned()))
 }
 
 /// Human-readable revert reason: `Error(string)`, `Panic(uint256)`, or any custom error
@@ -157,8 +148,7 @@ fn explain_state_error(tokens: &[Token]) -> String {
     let bitmap = tokens.get(2).and_then(|t| t.clone().into_fixed_bytes()).and_then(|b| b.last().copied());
     match (current, bitmap) {
         (Some(c), Some(bits)) => {
-            let expected: Vec<&str> =
-                STATE_NAMES.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, n)| *n).collect();
+            let expected: Vec<&str> = STATE_NAMES.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, n)| *n).collect();
             format!(" [state {}; expected {}]", STATE_NAMES.get(c).unwrap_or(&"?"), expected.join(" or "))
         }
         _ => String::new(),

@@ -170,10 +170,7 @@ pub fn decode_logs<D: Detokenize>(receipt: &Receipt, abi: &BaseContract, address
         .logs
         .iter()
         .filter(|l| l.address == address && l.topics.first() == Some(&topic))
-        .map(|l| {
-            abi.decode_event(event, l.topics.clone(), l.data.clone())
-                .unwrap_or_else(|e| panic!("cannot decode {event} log: {e}"))
-        })
+        .map(|l| abi.decode_event(event, l.topics.clone(), l.data.clone()).unwrap_or_else(|e| panic!("cannot decode {event} log: {e}")))
         .collect()
 }
 
@@ -222,11 +219,7 @@ impl CbDao {
     /// achievement types and mints the initial achievements. `setup_block` is the last of
     /// those transactions. Requires automine.
     pub async fn deploy(anvil: &Anvil, opts: CbOptions) -> CbDao {
-        assert_eq!(
-            opts.dao.clock,
-            ClockMode::BlockNumber,
-            "the CultureBridge executor checkpoints on block numbers: use ClockMode::BlockNumber"
-        );
+        assert_eq!(opts.dao.clock, ClockMode::BlockNumber, "the CultureBridge executor checkpoints on block numbers: use ClockMode::BlockNumber");
         let chain = anvil.chain();
         let deployer = Dao::deployer_wallet(anvil, &opts.dao);
         let me = deployer.address();
@@ -237,29 +230,14 @@ impl CbDao {
             .deploy(
                 &deployer,
                 CB_ACHIEVEMENT_NFT,
-                &[
-                    Token::String(opts.nft_name.clone()),
-                    Token::String(opts.nft_symbol.clone()),
-                    Token::Address(me),
-                    Token::Address(executor),
-                ],
+                &[Token::String(opts.nft_name.clone()), Token::String(opts.nft_symbol.clone()), Token::Address(me), Token::Address(executor)],
             )
             .await);
         let executor_abi = artifact(CB_BENEFIT_EXECUTOR).base();
         ok(chain.send(&deployer, executor, executor_abi.encode("setAchievementNFT", nft).unwrap()).await);
-        let (voting_manager, _) =
-            ok(chain.deploy(&deployer, CB_VOTING_MANAGER, &[Token::Address(token), Token::Address(executor)]).await);
+        let (voting_manager, _) = ok(chain.deploy(&deployer, CB_VOTING_MANAGER, &[Token::Address(token), Token::Address(executor)]).await);
 
-        let dao = Dao::deploy_governance(
-            chain,
-            deployer,
-            opts.dao.clone(),
-            token,
-            deployment_block,
-            voting_manager,
-            CB_STACK,
-        )
-        .await;
+        let dao = Dao::deploy_governance(chain, deployer, opts.dao.clone(), token, deployment_block, voting_manager, CB_STACK).await;
         let mut cb = CbDao {
             dao,
             cb_options: opts.clone(),
@@ -324,12 +302,7 @@ impl CbDao {
     }
 
     /// `nft.mint(to, achievementType)` sent by `sender`.
-    pub async fn try_mint_achievement(
-        &self,
-        sender: &LocalWallet,
-        to: Address,
-        achievement_type: u8,
-    ) -> Result<(U256, Receipt), TxError> {
+    pub async fn try_mint_achievement(&self, sender: &LocalWallet, to: Address, achievement_type: u8) -> Result<(U256, Receipt), TxError> {
         let data = self.nft_calldata("mint", (to, achievement_type));
         let receipt = self.chain().send(sender, self.nft, data).await?;
         let minted: Vec<(Address, U256, u8)> = decode_logs(&receipt, &self.nft_abi, self.nft, "AchievementMinted");
@@ -343,12 +316,7 @@ impl CbDao {
         ok(self.try_transfer_achievement(from, to, token_id).await)
     }
 
-    pub async fn try_transfer_achievement(
-        &self,
-        from: &LocalWallet,
-        to: Address,
-        token_id: U256,
-    ) -> Result<Receipt, TxError> {
+    pub async fn try_transfer_achievement(&self, from: &LocalWallet, to: Address, token_id: U256) -> Result<Receipt, TxError> {
         let data = self.nft_calldata("transferFrom", (from.address(), to, token_id));
         self.chain().send(from, self.nft, data).await
     }
@@ -367,23 +335,13 @@ impl CbDao {
         ok(self.try_set_type_bonus(&self.deployer, achievement_type, bonus).await)
     }
 
-    pub async fn try_set_type_bonus(
-        &self,
-        sender: &LocalWallet,
-        achievement_type: u8,
-        bonus: U256,
-    ) -> Result<Receipt, TxError> {
+    pub async fn try_set_type_bonus(&self, sender: &LocalWallet, achievement_type: u8, bonus: U256) -> Result<Receipt, TxError> {
         let data = self.executor_calldata("setTypeBonus", (achievement_type, bonus));
         self.chain().send(sender, self.executor, data).await
     }
 
     /// `executor.setSpecialBenefit(type, feeDiscountBps, priorityBoost)` by the deployer.
-    pub async fn set_special_benefit(
-        &self,
-        achievement_type: u8,
-        fee_discount_bps: u64,
-        priority_boost: U256,
-    ) -> Receipt {
+    pub async fn set_special_benefit(&self, achievement_type: u8, fee_discount_bps: u64, priority_boost: U256) -> Receipt {
         ok(self.try_set_special_benefit(&self.deployer, achievement_type, fee_discount_bps, priority_boost).await)
     }
 
@@ -394,18 +352,14 @@ impl CbDao {
         fee_discount_bps: u64,
         priority_boost: U256,
     ) -> Result<Receipt, TxError> {
-        let data = self
-            .executor_calldata("setSpecialBenefit", (achievement_type, U256::from(fee_discount_bps), priority_boost));
+        let data = self.executor_calldata("setSpecialBenefit", (achievement_type, U256::from(fee_discount_bps), priority_boost));
         self.chain().send(sender, self.executor, data).await
     }
 
     /// `executor.transferOwnership(newOwner)` by the deployer (e.g. to the timelock, so that
     /// type bonuses are set by proposals).
     pub async fn transfer_executor_ownership(&self, new_owner: Address) -> Receipt {
-        ok(self
-            .chain()
-            .send(&self.deployer, self.executor, self.executor_calldata("transferOwnership", new_owner))
-            .await)
+        ok(self.chain().send(&self.deployer, self.executor, self.executor_calldata("transferOwnership", new_owner)).await)
     }
 
     // ----- receipts --------------------------------------------------------------------------
@@ -422,11 +376,7 @@ impl CbDao {
     pub fn benefits_changes(&self, receipt: &Receipt) -> Vec<BenefitsChange> {
         decode_logs::<(Address, U256, U256)>(receipt, &self.executor_abi, self.executor, "SpecialBenefitsChanged")
             .into_iter()
-            .map(|(account, fee_discount_bps, priority_boost)| BenefitsChange {
-                account,
-                fee_discount_bps,
-                priority_boost,
-            })
+            .map(|(account, fee_discount_bps, priority_boost)| BenefitsChange { account, fee_discount_bps, priority_boost })
             .collect()
     }
 
@@ -434,13 +384,7 @@ impl CbDao {
     pub fn votes_cast(&self, receipt: &Receipt) -> Vec<VoteCastLog> {
         decode_logs::<(Address, U256, u8, U256, String)>(receipt, &self.governor_abi, self.governor, "VoteCast")
             .into_iter()
-            .map(|(voter, proposal_id, support, weight, reason)| VoteCastLog {
-                voter,
-                proposal_id,
-                support,
-                weight,
-                reason,
-            })
+            .map(|(voter, proposal_id, support, weight, reason)| VoteCastLog { voter, proposal_id, support, weight, reason })
             .collect()
     }
 

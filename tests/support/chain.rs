@@ -10,9 +10,7 @@ use ethers::contract::BaseContract;
 use ethers::middleware::SignerMiddleware;
 use ethers::providers::{Http, Middleware, MiddlewareError, Provider, ProviderError};
 use ethers::signers::{LocalWallet, Signer};
-use ethers::types::{
-    Address, BlockId, BlockNumber, Bytes, Eip1559TransactionRequest, Log, TransactionReceipt, H256, U256,
-};
+use ethers::types::{Address, BlockId, BlockNumber, Bytes, Eip1559TransactionRequest, Log, TransactionReceipt, H256, U256};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -80,11 +78,7 @@ impl TxError {
 impl fmt::Display for TxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.revert_data, &self.receipt) {
-            (_, Some(r)) => write!(
-                f,
-                "transaction {} reverted on chain (tx {:?}, block {}): {}",
-                self.action, r.tx_hash, r.block_number, self.reason
-            ),
+            (_, Some(r)) => write!(f, "transaction {} reverted on chain (tx {:?}, block {}): {}", self.action, r.tx_hash, r.block_number, self.reason),
             (Some(_), None) => write!(f, "transaction {} reverted: {}", self.action, self.reason),
             (None, None) => write!(f, "transaction {} failed: {}", self.action, self.reason),
         }
@@ -106,9 +100,7 @@ pub struct Chain {
 impl Chain {
     /// Connects to a JSON-RPC endpoint (no request is made).
     pub fn connect(url: &str, chain_id: u64) -> Chain {
-        let provider = Provider::<Http>::try_from(url)
-            .unwrap_or_else(|e| panic!("bad RPC url {url}: {e}"))
-            .interval(Duration::from_millis(10));
+        let provider = Provider::<Http>::try_from(url).unwrap_or_else(|e| panic!("bad RPC url {url}: {e}")).interval(Duration::from_millis(10));
         Chain { provider, url: url.to_owned(), chain_id }
     }
 
@@ -287,13 +279,7 @@ impl Chain {
     }
 
     /// [`Chain::send`] with ETH attached.
-    pub async fn send_with_value(
-        &self,
-        from: &LocalWallet,
-        to: Address,
-        data: Bytes,
-        value: U256,
-    ) -> Result<Receipt, TxError> {
+    pub async fn send_with_value(&self, from: &LocalWallet, to: Address, data: Bytes, value: U256) -> Result<Receipt, TxError> {
         let action = describe(Some(to), &data, from.address());
         let hash = self.submit_tx(from, Some(to), data, value, &action).await?;
         self.finish(hash, action).await
@@ -306,14 +292,7 @@ impl Chain {
         self.submit_tx(from, Some(to), data, U256::zero(), &action).await
     }
 
-    async fn submit_tx(
-        &self,
-        from: &LocalWallet,
-        to: Option<Address>,
-        data: Bytes,
-        value: U256,
-        action: &str,
-    ) -> Result<H256, TxError> {
+    async fn submit_tx(&self, from: &LocalWallet, to: Option<Address>, data: Bytes, value: U256, action: &str) -> Result<H256, TxError> {
         let client = self.signer(from);
         // The "pending" nonce, so several transactions can wait in the pool with automine off
         // (ethers would use the "latest" count).
@@ -345,12 +324,7 @@ impl Chain {
         if receipt.raw.status == Some(1u64.into()) {
             Ok(receipt)
         } else {
-            Err(TxError {
-                action,
-                revert_data: None,
-                reason: "status 0 (reverted on chain)".to_owned(),
-                receipt: Some(Box::new(receipt)),
-            })
+            Err(TxError { action, revert_data: None, reason: "status 0 (reverted on chain)".to_owned(), receipt: Some(Box::new(receipt)) })
         }
     }
 
@@ -387,9 +361,7 @@ impl Chain {
     pub async fn deploy(&self, from: &LocalWallet, name: &str, args: &[Token]) -> Result<(Address, Receipt), TxError> {
         let art = artifacts::artifact(name);
         let data = match art.abi.constructor() {
-            Some(c) => c
-                .encode_input(art.bytecode.to_vec(), args)
-                .unwrap_or_else(|e| panic!("bad constructor arguments for {name}: {e}")),
+            Some(c) => c.encode_input(art.bytecode.to_vec(), args).unwrap_or_else(|e| panic!("bad constructor arguments for {name}: {e}")),
             None => {
                 assert!(args.is_empty(), "{name} has no constructor but got arguments");
                 art.bytecode.to_vec()
@@ -406,17 +378,9 @@ impl Chain {
 
     /// `eth_call` of `method(args)` on `to` (ABI `abi`) at `block` (latest if `None`).
     /// `Err` carries the decoded revert reason or the node's error.
-    pub async fn try_call<T: Tokenize, D: Detokenize>(
-        &self,
-        abi: &BaseContract,
-        to: Address,
-        method: &str,
-        args: T,
-        block: Option<u64>,
-    ) -> Result<D, String> {
+    pub async fn try_call<T: Tokenize, D: Detokenize>(&self, abi: &BaseContract, to: Address, method: &str, args: T, block: Option<u64>) -> Result<D, String> {
         let data = abi.encode(method, args).unwrap_or_else(|e| panic!("cannot encode {method}: {e}"));
-        let tx: ethers::types::transaction::eip2718::TypedTransaction =
-            Eip1559TransactionRequest::new().to(to).data(data).into();
+        let tx: ethers::types::transaction::eip2718::TypedTransaction = Eip1559TransactionRequest::new().to(to).data(data).into();
         let block = block.map(|n| BlockId::Number(BlockNumber::Number(n.into())));
         match self.provider.call(&tx, block).await {
             Ok(out) => abi.decode_output(method, out).map_err(|e| format!("cannot decode {method} output: {e}")),
@@ -428,20 +392,10 @@ impl Chain {
     }
 
     /// [`Chain::try_call`] that panics with the method, address, block and reason.
-    pub async fn call<T: Tokenize, D: Detokenize>(
-        &self,
-        abi: &BaseContract,
-        to: Address,
-        method: &str,
-        args: T,
-        block: Option<u64>,
-    ) -> D {
+    pub async fn call<T: Tokenize, D: Detokenize>(&self, abi: &BaseContract, to: Address, method: &str, args: T, block: Option<u64>) -> D {
         match self.try_call(abi, to, method, args, block).await {
             Ok(d) => d,
-            Err(e) => panic!(
-                "eth_call {method} on {to:?} at {} failed: {e}",
-                block.map_or("latest".to_owned(), |n| format!("block {n}"))
-            ),
+            Err(e) => panic!("eth_call {method} on {to:?} at {} failed: {e}", block.map_or("latest".to_owned(), |n| format!("block {n}"))),
         }
     }
 }

@@ -49,8 +49,7 @@ pub const TEST_GOVERNOR_COMPOUND: &str = "TestGovernorCompound";
 
 /// CompoundTimelock + TestGovernorCompound, for [`Dao::assemble`]. (Not for
 /// [`Dao::deploy_governance`]: the constructors differ from the TimelockController stack's.)
-pub const COMPOUND_STACK: StackArtifacts =
-    StackArtifacts { timelock: COMPOUND_TIMELOCK, governor: TEST_GOVERNOR_COMPOUND };
+pub const COMPOUND_STACK: StackArtifacts = StackArtifacts { timelock: COMPOUND_TIMELOCK, governor: TEST_GOVERNOR_COMPOUND };
 
 fn ok<T>(r: Result<T, TxError>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
@@ -88,15 +87,7 @@ impl CompoundDao {
         let (token, deployment_block) = Dao::deploy_token(chain, &deployer, &opts).await;
 
         let (timelock, _) = ok(chain
-            .deploy(
-                &deployer,
-                COMPOUND_TIMELOCK,
-                &[
-                    Token::Address(me),
-                    Token::Uint(opts.timelock_min_delay.into()),
-                    Token::Uint(grace_period_secs.into()),
-                ],
-            )
+            .deploy(&deployer, COMPOUND_TIMELOCK, &[Token::Address(me), Token::Uint(opts.timelock_min_delay.into()), Token::Uint(grace_period_secs.into())])
             .await);
 
         assert!(opts.voting_delay < (1 << 48), "voting_delay must fit uint48");
@@ -120,8 +111,7 @@ impl CompoundDao {
         let (target, _) = ok(chain.deploy(&deployer, artifacts::TARGET, &[]).await);
 
         let addresses = DaoAddresses { token, timelock, governor, target };
-        let mut dao =
-            Dao::assemble(chain, deployer.clone(), opts, addresses, deployment_block, governor_deployment_block, COMPOUND_STACK);
+        let mut dao = Dao::assemble(chain, deployer.clone(), opts, addresses, deployment_block, governor_deployment_block, COMPOUND_STACK);
 
         // Admin handover: the deployer's one direct setPendingAdmin, then the governor accepts.
         let data = dao.timelock_abi.encode("setPendingAdmin", governor).unwrap();

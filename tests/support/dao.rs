@@ -226,8 +226,7 @@ pub struct StackArtifacts {
 
 impl StackArtifacts {
     /// GovTimelock + TestGovernor, what [`Dao::deploy`] uses.
-    pub const TEST: StackArtifacts =
-        StackArtifacts { timelock: artifacts::GOV_TIMELOCK, governor: artifacts::TEST_GOVERNOR };
+    pub const TEST: StackArtifacts = StackArtifacts { timelock: artifacts::GOV_TIMELOCK, governor: artifacts::TEST_GOVERNOR };
 }
 
 /// Everything needed to queue/execute/cancel a proposal (OZ 5 identifies proposals by hash).
@@ -327,8 +326,7 @@ impl Dao {
     pub async fn deploy(anvil: &Anvil, opts: DaoOptions) -> Dao {
         let deployer = Dao::deployer_wallet(anvil, &opts);
         let (token, deployment_block) = Dao::deploy_token(anvil.chain(), &deployer, &opts).await;
-        Dao::deploy_governance(anvil.chain(), deployer, opts, token, deployment_block, token, StackArtifacts::TEST)
-            .await
+        Dao::deploy_governance(anvil.chain(), deployer, opts, token, deployment_block, token, StackArtifacts::TEST).await
     }
 
     /// The wallet that deploys and owns everything: `opts.deployer`, default dev account 0
@@ -352,11 +350,7 @@ impl Dao {
             .deploy(
                 deployer,
                 Dao::token_artifact(opts.clock),
-                &[
-                    Token::String(opts.token_name.clone()),
-                    Token::String(opts.token_symbol.clone()),
-                    Token::Address(deployer.address()),
-                ],
+                &[Token::String(opts.token_name.clone()), Token::String(opts.token_symbol.clone()), Token::Address(deployer.address())],
             )
             .await);
         (token, r.block_number)
@@ -378,16 +372,7 @@ impl Dao {
         let chain = chain.clone();
         let me = deployer.address();
         let (timelock, _) = ok(chain
-            .deploy(
-                &deployer,
-                stack.timelock,
-                &[
-                    Token::Uint(opts.timelock_min_delay.into()),
-                    Token::Array(vec![]),
-                    Token::Array(vec![]),
-                    Token::Address(me),
-                ],
-            )
+            .deploy(&deployer, stack.timelock, &[Token::Uint(opts.timelock_min_delay.into()), Token::Array(vec![]), Token::Array(vec![]), Token::Address(me)])
             .await);
 
         assert!(opts.voting_delay < (1 << 48), "voting_delay must fit uint48");
@@ -414,15 +399,10 @@ impl Dao {
         let (target, _) = ok(chain.deploy(&deployer, artifacts::TARGET, &[]).await);
 
         let addresses = DaoAddresses { token, timelock, governor, target };
-        let mut dao =
-            Dao::assemble(&chain, deployer.clone(), opts, addresses, deployment_block, governor_deployment_block, stack);
+        let mut dao = Dao::assemble(&chain, deployer.clone(), opts, addresses, deployment_block, governor_deployment_block, stack);
 
         // Timelock roles.
-        for (r, who) in [
-            ("PROPOSER_ROLE", governor),
-            ("CANCELLER_ROLE", governor),
-            ("EXECUTOR_ROLE", Address::zero()),
-        ] {
+        for (r, who) in [("PROPOSER_ROLE", governor), ("CANCELLER_ROLE", governor), ("EXECUTOR_ROLE", Address::zero())] {
             let data = dao.timelock_abi.encode("grantRole", (role(r), who)).unwrap();
             ok(dao.chain.send(&deployer, timelock, data).await);
         }
@@ -522,25 +502,13 @@ impl Dao {
 
     /// Parameters of a proposal made through this `Dao` (panics if unknown).
     pub fn proposal(&self, id: U256) -> ProposalParams {
-        self.proposals
-            .lock()
-            .unwrap()
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| panic!("proposal {id} was not made through this Dao; pass its ProposalParams"))
+        self.proposals.lock().unwrap().get(&id).cloned().unwrap_or_else(|| panic!("proposal {id} was not made through this Dao; pass its ProposalParams"))
     }
 
     // ----- actions (each panics with the decoded revert reason; try_* return Err instead) ---
 
     /// `propose(...)`; returns the proposal id (checked against the ProposalCreated event).
-    pub async fn propose(
-        &self,
-        proposer: &LocalWallet,
-        targets: Vec<Address>,
-        values: Vec<U256>,
-        calldatas: Vec<Bytes>,
-        description: &str,
-    ) -> (U256, Receipt) {
+    pub async fn propose(&self, proposer: &LocalWallet, targets: Vec<Address>, values: Vec<U256>, calldatas: Vec<Bytes>, description: &str) -> (U256, Receipt) {
         ok(self.try_propose(proposer, targets, values, calldatas, description).await)
     }
 
@@ -553,15 +521,9 @@ impl Dao {
         description: &str,
     ) -> Result<(U256, Receipt), TxError> {
         let description_hash = H256(keccak256(description.as_bytes()));
-        let data = self
-            .governor_abi
-            .encode("propose", (targets.clone(), values.clone(), calldatas.clone(), description.to_owned()))
-            .unwrap();
+        let data = self.governor_abi.encode("propose", (targets.clone(), values.clone(), calldatas.clone(), description.to_owned())).unwrap();
         let receipt = self.chain.send(proposer, self.governor, data).await?;
-        let id: U256 = self
-            .view()
-            .governor_call("hashProposal", (targets.clone(), values.clone(), calldatas.clone(), description_hash))
-            .await;
+        let id: U256 = self.view().governor_call("hashProposal", (targets.clone(), values.clone(), calldatas.clone(), description_hash)).await;
         let created = self.governor_abi.abi().event("ProposalCreated").unwrap().signature();
         let logged = receipt
             .logs
@@ -569,15 +531,7 @@ impl Dao {
             .find(|l| l.address == self.governor && l.topics.first() == Some(&created))
             .map(|l| abi::decode(&[abi::ParamType::Uint(256)], &l.data[..32]).unwrap()[0].clone().into_uint().unwrap());
         assert_eq!(logged, Some(id), "ProposalCreated event missing or with another id");
-        let params = ProposalParams {
-            id,
-            proposer: proposer.address(),
-            targets,
-            values,
-            calldatas,
-            description: description.to_owned(),
-            description_hash,
-        };
+        let params = ProposalParams { id, proposer: proposer.address(), targets, values, calldatas, description: description.to_owned(), description_hash };
         self.proposals.lock().unwrap().insert(id, params);
         Ok((id, receipt))
     }
@@ -605,14 +559,7 @@ impl Dao {
     }
 
     /// `castVoteWithReasonAndParams(id, support, reason, params)`.
-    pub async fn cast_vote_with_reason_and_params(
-        &self,
-        voter: &LocalWallet,
-        id: U256,
-        support: u8,
-        reason: &str,
-        params: Bytes,
-    ) -> Receipt {
+    pub async fn cast_vote_with_reason_and_params(&self, voter: &LocalWallet, id: U256, support: u8, reason: &str, params: Bytes) -> Receipt {
         let data = self.governor_calldata("castVoteWithReasonAndParams", (id, support, reason.to_owned(), params));
         ok(self.chain.send(voter, self.governor, data).await)
     }
@@ -622,9 +569,7 @@ impl Dao {
     pub async fn sign_ballot(&self, signer: &LocalWallet, id: U256, support: u8) -> Bytes {
         let nonce: U256 = self.view().governor_call("nonces", signer.address()).await;
         let struct_hash = keccak256(abi::encode(&[
-            Token::FixedBytes(
-                keccak256("Ballot(uint256 proposalId,uint8 support,address voter,uint256 nonce)").to_vec(),
-            ),
+            Token::FixedBytes(keccak256("Ballot(uint256 proposalId,uint8 support,address voter,uint256 nonce)").to_vec()),
             Token::Uint(id),
             Token::Uint(support.into()),
             Token::Address(signer.address()),
@@ -645,10 +590,7 @@ impl Dao {
         let (name, version) = (t[1].clone().into_string().unwrap(), t[2].clone().into_string().unwrap());
         let (chain_id, verifying) = (t[3].clone().into_uint().unwrap(), t[4].clone().into_address().unwrap());
         let separator = keccak256(abi::encode(&[
-            Token::FixedBytes(
-                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
-                    .to_vec(),
-            ),
+            Token::FixedBytes(keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)").to_vec()),
             Token::FixedBytes(keccak256(name.as_bytes()).to_vec()),
             Token::FixedBytes(keccak256(version.as_bytes()).to_vec()),
             Token::Uint(chain_id),

@@ -47,15 +47,9 @@ pub mod nats;
 
 pub use self::anvil::{dev_wallets, Anvil, AnvilOptions, DEV_MNEMONIC};
 pub use self::artifacts::{artifact, decode_revert, Artifact};
-pub use self::cb::{
-    decode_logs, default_achievement_types, AchievementType, BenefitsChange, BonusChange, CbDao, CbOptions, CbView,
-    VoteCastLog,
-};
+pub use self::cb::{decode_logs, default_achievement_types, AchievementType, BenefitsChange, BonusChange, CbDao, CbOptions, CbView, VoteCastLog};
 pub use self::chain::{Chain, Receipt, TxError};
-pub use self::dao::{
-    role, ClockMode, Dao, DaoAddresses, DaoOptions, DaoView, Delegation, ProposalParams, ProposalRef, ProposalState,
-    StackArtifacts, Voter,
-};
+pub use self::dao::{role, ClockMode, Dao, DaoAddresses, DaoOptions, DaoView, Delegation, ProposalParams, ProposalRef, ProposalState, StackArtifacts, Voter};
 pub use ethers::signers::{LocalWallet, Signer};
 pub use ethers::types::{Address, Bytes, H256, U256};
 

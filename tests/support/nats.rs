@@ -194,13 +194,7 @@ impl NatsServer {
         let Some(mut child) = self.child.take() else { return };
         if matches!(child.try_wait(), Ok(None)) {
             // The child is not reaped yet, so its pid cannot have been reused.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
             let deadline = Instant::now() + NATS_STOP_TIMEOUT;
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -232,11 +226,7 @@ impl Drop for NatsServer {
 
 impl std::fmt::Debug for NatsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsServer")
-            .field("url", &self.url())
-            .field("pid", &self.pid())
-            .field("store_dir", &self.store_dir())
-            .finish()
+        f.debug_struct("NatsServer").field("url", &self.url()).field("pid", &self.pid()).field("store_dir", &self.store_dir()).finish()
     }
 }
 
@@ -279,12 +269,7 @@ fn drain(pipe: impl Read + Send + 'static, output: Arc<Mutex<Vec<u8>>>, events: 
 /// Waits for the port and "Server is ready" log lines, then for an `INFO` line announcing
 /// JetStream on a TCP connection. Returns the client port, or the error and whether the server
 /// reported that the port was taken.
-fn wait_ready(
-    child: &mut Child,
-    events: &Receiver<Event>,
-    want_port: Option<u16>,
-    timeout: Duration,
-) -> Result<u16, (String, bool)> {
+fn wait_ready(child: &mut Child, events: &Receiver<Event>, want_port: Option<u16>, timeout: Duration) -> Result<u16, (String, bool)> {
     let deadline = Instant::now() + timeout;
     let mut port = None;
     let mut ready = false;
@@ -309,12 +294,7 @@ fn wait_ready(
             Err(RecvTimeoutError::Timeout) => {}
         }
         if Instant::now() > deadline {
-            return fail(
-                format!(
-                    "nats-server not ready after {timeout:?} (client port logged: {port:?}, \"Server is ready\" logged: {ready})"
-                ),
-                port_taken,
-            );
+            return fail(format!("nats-server not ready after {timeout:?} (client port logged: {port:?}, \"Server is ready\" logged: {ready})"), port_taken);
         }
     }
     let port = port.unwrap();
