@@ -102,7 +102,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "nats" => Some(
             crate::bus::jetstream::JetStreamBus::connect(&cfg.bus, chain_id, &instance)
                 .await
-                .with_context(|| format!("connecting to NATS JetStream at {} (bus.nats_url)", crate::chain::redact_url(&cfg.bus.nats_url)))?,
+                .with_context(|| format!("connecting to NATS JetStream at {} (bus.nats_url)", crate::config::redact_url(&cfg.bus.nats_url)))?,
         ),
         _ => None,
     };

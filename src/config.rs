@@ -70,7 +70,7 @@ impl std::fmt::Debug for BusConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BusConfig")
             .field("kind", &self.kind)
-            .field("nats_url", &crate::chain::redact_url(&self.nats_url))
+            .field("nats_url", &redact_url(&self.nats_url))
             .field("replicas", &self.replicas)
             .field("storage", &self.storage)
             .field("lease_ttl_s", &self.lease_ttl_s)
@@ -377,7 +377,7 @@ impl std::fmt::Debug for CacheConfig {
             .field("enabled", &self.enabled)
             .field("capacity", &self.capacity)
             .field("ttl_ms", &self.ttl_ms)
-            .field("redis_url", &self.redis_url.as_deref().map(crate::chain::redact_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
 }
@@ -663,7 +663,7 @@ impl Config {
         match self.store.backend.as_str() {
             "embedded" => {}
             "scylla" => {
-                for m in crate::store::scylla::validate(&self.scylla) {
+                for m in self.scylla.problems() {
                     bad(&m.0, m.1);
                 }
             }
@@ -704,6 +704,82 @@ impl Config {
     /// The listen address (validated).
     pub fn listen(&self) -> SocketAddr {
         self.http.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+}
+
+impl ScyllaConfig {
+    /// Problems of the `[scylla]` section, as `(path, message)`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let c = self;
+        let mut out = Vec::new();
+        let mut bad = |k: &str, m: String| out.push((format!("scylla.{k}"), m));
+        if c.nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).count() == 0 {
+            bad("nodes", "at least one contact point host:port is required".into());
+        }
+        for n in c.nodes.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if n.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                bad("nodes", format!("{n:?} is not host:port"));
+            }
+        }
+        let ident = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 48
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if !ident(&c.keyspace) {
+            bad("keyspace", format!("{:?} is not a keyspace name (a letter, then letters, digits or _, at most 48)", c.keyspace));
+        }
+        if !(c.replication.trim_start().starts_with('{') && c.replication.trim_end().ends_with('}')) {
+            bad("replication", "must be a CQL map, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}".into());
+        }
+        if !CONSISTENCY_LEVELS.contains(&c.consistency.to_ascii_lowercase().as_str()) {
+            bad("consistency", format!("{:?} is not a consistency level (one, quorum, local_quorum, all, ...)", c.consistency));
+        }
+        if !SERIAL_CONSISTENCY_LEVELS.contains(&c.serial_consistency.to_ascii_lowercase().as_str()) {
+            bad("serial_consistency", format!("{:?}: expected serial or local_serial", c.serial_consistency));
+        }
+        if !matches!(c.retry_policy.as_str(), "default" | "none") {
+            bad("retry_policy", format!("{:?}: expected default or none", c.retry_policy));
+        }
+        if c.request_timeout_ms == 0 {
+            bad("request_timeout_ms", "must be at least 1".into());
+        }
+        if c.connect_timeout_ms == 0 {
+            bad("connect_timeout_ms", "must be at least 1".into());
+        }
+        if c.connections_per_node == 0 {
+            bad("connections_per_node", "must be at least 1".into());
+        }
+        if c.page_size < 1 {
+            bad("page_size", "must be at least 1".into());
+        }
+        if c.write_concurrency == 0 {
+            bad("write_concurrency", "must be at least 1".into());
+        }
+        if c.password.is_some() && c.username.is_none() {
+            bad("username", "a password is set without a user name".into());
+        }
+        out
+    }
+}
+
+/// The consistency levels `scylla.consistency` accepts.
+pub const CONSISTENCY_LEVELS: &[&str] = &["any", "one", "two", "three", "quorum", "all", "local_quorum", "each_quorum", "local_one"];
+/// The serial consistency levels `scylla.serial_consistency` accepts.
+pub const SERIAL_CONSISTENCY_LEVELS: &[&str] = &["serial", "local_serial"];
+
+/// A URL safe to log (RPC, NATS, Redis): scheme, host and port only (paths, queries and credentials often
+/// carry API keys).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("?");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let hidden = !u.username().is_empty() || u.password().is_some() || u.path().len() > 1 || u.query().is_some();
+            format!("{}://{host}{port}{}", u.scheme(), if hidden { "/***" } else { "" })
+        }
+        Err(_) => "<invalid url>".into(),
     }
 }
 

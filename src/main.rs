@@ -174,7 +174,7 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig(args) => match load(&args) {
             Ok(mut cfg) => {
-                cfg.chain.rpc_url = govflow::chain::redact_url(&cfg.chain.rpc_url);
+                cfg.chain.rpc_url = govflow::config::redact_url(&cfg.chain.rpc_url);
                 if cfg.scylla.password.is_some() {
                     cfg.scylla.password = Some("<redacted>".into());
                 }
@@ -184,8 +184,8 @@ fn main() -> ExitCode {
                 if cfg.http.events_token.is_some() {
                     cfg.http.events_token = Some("<redacted>".into());
                 }
-                cfg.bus.nats_url = cfg.bus.nats_url.split(',').map(|u| govflow::chain::redact_url(u.trim())).collect::<Vec<_>>().join(",");
-                cfg.cache.redis_url = cfg.cache.redis_url.as_deref().map(govflow::chain::redact_url);
+                cfg.bus.nats_url = cfg.bus.nats_url.split(',').map(|u| govflow::config::redact_url(u.trim())).collect::<Vec<_>>().join(",");
+                cfg.cache.redis_url = cfg.cache.redis_url.as_deref().map(govflow::config::redact_url);
                 println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
                 ExitCode::SUCCESS
             }

@@ -13,20 +13,34 @@ use actix::prelude::*;
 
 use crate::chain::RetryPolicy;
 use crate::metrics as m;
-use crate::streams::listener::{Listener, ListenerError};
+
+/// What the actor supervises: a loop that follows the chain until it ends or fails.
+/// (`streams::listener::Listener` is the one govflow runs.)
+pub trait Follow: Unpin + 'static {
+    /// Its error.
+    type Error: std::fmt::Display;
+    /// Follows until told to stop (`Ok`) or until it fails.
+    fn run(&mut self) -> impl std::future::Future<Output = Result<(), Self::Error>> + '_;
+    /// Whether a failure is worth a restart.
+    fn is_retryable(e: &Self::Error) -> bool;
+    /// The failure's kind, a bounded metric label.
+    fn reason(e: &Self::Error) -> &'static str;
+    /// Drops in-memory state so that the next run starts from the store.
+    fn reset_before_next_run(&mut self);
+}
 
 /// The actor.
-pub struct ListenerActor {
-    listener: Option<Listener>,
+pub struct ListenerActor<L: Follow> {
+    listener: Option<L>,
     restarts: u32,
     backoff: RetryPolicy,
     stop: Arc<AtomicBool>,
     on_fatal: Option<tokio::sync::oneshot::Sender<String>>,
 }
 
-impl ListenerActor {
+impl<L: Follow> ListenerActor<L> {
     /// Wraps a listener; `on_fatal` receives the message of an unrecoverable error.
-    pub fn new(listener: Listener, stop: Arc<AtomicBool>, on_fatal: tokio::sync::oneshot::Sender<String>) -> Self {
+    pub fn new(listener: L, stop: Arc<AtomicBool>, on_fatal: tokio::sync::oneshot::Sender<String>) -> Self {
         ListenerActor {
             listener: Some(listener),
             restarts: 0,
@@ -46,10 +60,10 @@ impl ListenerActor {
             act.listener = Some(listener);
             match r {
                 Ok(()) => ctx.stop(),
-                Err(e) if e.is_retryable() && !act.stop.load(Ordering::Relaxed) => {
+                Err(e) if L::is_retryable(&e) && !act.stop.load(Ordering::Relaxed) => {
                     act.restarts += 1;
                     let d = act.backoff.backoff(act.restarts.min(10));
-                    metrics::counter!(m::LISTENER_RESTARTS_TOTAL, "reason" => reason(&e)).increment(1);
+                    metrics::counter!(m::LISTENER_RESTARTS_TOTAL, "reason" => L::reason(&e)).increment(1);
                     tracing::warn!(target: "listener", actor = "listener", error = %e, restart_in_ms = d.as_millis() as u64, "listener failed; restarting from the store");
                     if let Some(l) = act.listener.as_mut() {
                         l.reset_before_next_run();
@@ -68,18 +82,7 @@ impl ListenerActor {
     }
 }
 
-fn reason(e: &ListenerError) -> &'static str {
-    match e {
-        ListenerError::Chain(_) => "chain",
-        ListenerError::Pipeline(_) => "pipeline",
-        ListenerError::Store(_) => "store",
-        ListenerError::Bus(_) => "bus",
-        ListenerError::Unsplittable(..) => "unsplittable",
-        ListenerError::ReorgTooDeep { .. } => "reorg_too_deep",
-    }
-}
-
-impl Actor for ListenerActor {
+impl<L: Follow> Actor for ListenerActor<L> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {

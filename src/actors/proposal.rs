@@ -45,6 +45,19 @@ pub struct GovernorRules {
     pub grace_period_secs: Option<u64>,
 }
 
+impl GovernorRules {
+    /// The rules of the governor the store describes.
+    pub fn of(info: &crate::domain::GovernorInfo) -> Self {
+        GovernorRules {
+            chain_id: info.chain_id,
+            governor: info.governor,
+            clock_mode: info.clock_mode,
+            quorum_counting: info.quorum_counting,
+            grace_period_secs: info.grace_period_secs,
+        }
+    }
+}
+
 /// A block as the clock sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlockPoint {

@@ -287,7 +287,7 @@ impl PartitionWorker {
         self.rules = None;
         let (info, live) = crate::store::off_thread(&self.store, |s| Ok((s.info()?, s.live_proposals()?))).await?;
         let info = info.ok_or_else(|| StoreError::Backend("the store has no governor settings yet".into()))?;
-        let rules = Arc::new(crate::streams::pipeline::rules_of(&info));
+        let rules = Arc::new(GovernorRules::of(&info));
         self.rules = Some(rules.clone());
         for p in live {
             if partition_of_proposal(&p.proposal_id, self.partitions) == self.partition {

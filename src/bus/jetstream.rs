@@ -54,7 +54,7 @@ impl JetStreamBus {
             .split(',')
             .map(|u| u.trim().parse::<async_nats::ServerAddr>().map_err(|e| BusError::Rejected(format!("bus.nats_url: {e}"))))
             .collect::<Result<_, _>>()?;
-        let redacted = crate::chain::redact_url(&cfg.nats_url);
+        let redacted = crate::config::redact_url(&cfg.nats_url);
         let options = async_nats::ConnectOptions::new()
             .name(format!("govflow {instance}"))
             .retry_on_initial_connect()

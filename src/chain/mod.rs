@@ -14,9 +14,10 @@ use ethers::providers::{Http, Provider, ProviderError, RpcError};
 use ethers::types as et;
 use serde::Deserialize;
 
+use crate::config::redact_url;
+use crate::domain::RawLog;
 use crate::domain::{Address, B256, U256};
 use crate::metrics as m;
-use crate::streams::decode::RawLog;
 
 /// Failures talking to the chain.
 #[derive(Debug, thiserror::Error)]
@@ -135,20 +136,6 @@ pub struct RpcClient {
     calls: Arc<AtomicU64>,
     url: Arc<str>,
     redacted: Arc<str>,
-}
-
-/// An RPC URL safe to log: scheme, host and port only (paths, queries and credentials often
-/// carry API keys).
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("?");
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let hidden = !u.username().is_empty() || u.password().is_some() || u.path().len() > 1 || u.query().is_some();
-            format!("{}://{host}{port}{}", u.scheme(), if hidden { "/***" } else { "" })
-        }
-        Err(_) => "<invalid url>".into(),
-    }
 }
 
 #[derive(Debug, Deserialize, serde::Serialize)]
@@ -387,7 +374,7 @@ impl RpcClient {
 
 /// The 4-byte selector of a function signature.
 pub fn selector(signature: &str) -> [u8; 4] {
-    let h = crate::streams::decode::keccak256(signature.as_bytes());
+    let h = crate::domain::keccak256(signature.as_bytes());
     [h[0], h[1], h[2], h[3]]
 }
 

@@ -434,8 +434,8 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
     let a = address(req)?;
     let events = state.store.account_events(&a)?;
     let mut out = Vec::new();
-    let entry = |name: &str, e: &crate::streams::achievements::GovernanceEvent, fin: bool| json!({ "achievement": name, "final": fin, "earnedBy": e });
-    use crate::streams::achievements::kind;
+    let entry = |name: &str, e: &crate::domain::achievement::GovernanceEvent, fin: bool| json!({ "achievement": name, "final": fin, "earnedBy": e });
+    use crate::domain::achievement::kind;
     if let Some((e, f)) = events.iter().find(|(e, _)| e.kind == kind::PROPOSAL_CREATED) {
         out.push(entry("firstProposal", e, *f));
     }

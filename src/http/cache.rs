@@ -188,7 +188,7 @@ struct Shared {
 
 /// A strong ETag over a body: the first 128 bits of its keccak-256, quoted.
 pub fn etag_of(body: &[u8]) -> HeaderValue {
-    let h = crate::streams::decode::keccak256(body);
+    let h = crate::domain::keccak256(body);
     HeaderValue::from_str(&format!("\"{}\"", hex::encode(&h[..16]))).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
@@ -254,7 +254,7 @@ impl Cache {
         let redis = cfg.redis_url.as_deref().filter(|_| cfg.enabled).and_then(|url| match redis::Client::open(url) {
             Ok(client) => Some(Arc::new(Redis::new(client, url, ttl))),
             Err(e) => {
-                tracing::warn!(target: "cache", url = %crate::chain::redact_url(url), error = %e, "cache.redis_url is unusable; the in-process cache serves alone");
+                tracing::warn!(target: "cache", url = %crate::config::redact_url(url), error = %e, "cache.redis_url is unusable; the in-process cache serves alone");
                 None
             }
         });
@@ -585,7 +585,7 @@ impl Redis {
     fn new(client: redis::Client, url: &str, ttl: Duration) -> Self {
         Redis {
             client,
-            url: crate::chain::redact_url(url),
+            url: crate::config::redact_url(url),
             ttl,
             conn: Mutex::new(None),
             prefix: OnceLock::new(),

@@ -18,8 +18,8 @@ use redb::{Database, Durability, ReadableTable, Table, TableDefinition, WriteTra
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::*;
+use crate::domain::achievement::{FeedItem, GovernanceEvent};
 use crate::domain::u256_be;
-use crate::streams::achievements::{FeedItem, GovernanceEvent};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -767,7 +767,7 @@ impl Store for EmbeddedStore {
         self.get_raw(TIMELOCK, &id.0)?.map(|b| dec("timelock_operations", &b)).transpose()
     }
 
-    fn streak(&self, voter: &Address) -> Result<crate::streams::achievements::Streak, StoreError> {
+    fn streak(&self, voter: &Address) -> Result<crate::domain::achievement::Streak, StoreError> {
         Ok(self.get_raw(STREAKS, &voter.0)?.map(|b| dec("participation_streaks", &b)).transpose()?.unwrap_or_default())
     }
 

@@ -16,8 +16,8 @@ pub mod scylla;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::achievement::{FeedItem, GovernanceEvent, Streak};
 use crate::domain::{AccountPower, Address, GovernorInfo, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, Vote, B256, U256};
-use crate::streams::achievements::{FeedItem, GovernanceEvent, Streak};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]

@@ -65,8 +65,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::*;
 use crate::config::ScyllaConfig;
+use crate::domain::achievement::{FeedItem, GovernanceEvent, Streak};
 use crate::domain::u256_be;
-use crate::streams::achievements::{FeedItem, GovernanceEvent, Streak};
 
 /// Blocks per outbox partition.
 const OUTBOX_BUCKET: u64 = 100_000;
@@ -95,57 +95,6 @@ fn json_dec<T: DeserializeOwned>(table: &'static str, s: &str) -> Result<T, Stor
 
 fn i(v: u64) -> i64 {
     v as i64
-}
-
-/// Problems of a `[scylla]` section, as `(path, message)`.
-pub fn validate(c: &ScyllaConfig) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut bad = |k: &str, m: String| out.push((format!("scylla.{k}"), m));
-    if c.nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).count() == 0 {
-        bad("nodes", "at least one contact point host:port is required".into());
-    }
-    for n in c.nodes.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        if n.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
-            bad("nodes", format!("{n:?} is not host:port"));
-        }
-    }
-    let ident = |s: &str| {
-        !s.is_empty() && s.len() <= 48 && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    if !ident(&c.keyspace) {
-        bad("keyspace", format!("{:?} is not a keyspace name (a letter, then letters, digits or _, at most 48)", c.keyspace));
-    }
-    if !(c.replication.trim_start().starts_with('{') && c.replication.trim_end().ends_with('}')) {
-        bad("replication", "must be a CQL map, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}".into());
-    }
-    if parse_consistency(&c.consistency).is_none() {
-        bad("consistency", format!("{:?} is not a consistency level (one, quorum, local_quorum, all, ...)", c.consistency));
-    }
-    if parse_serial(&c.serial_consistency).is_none() {
-        bad("serial_consistency", format!("{:?}: expected serial or local_serial", c.serial_consistency));
-    }
-    if !matches!(c.retry_policy.as_str(), "default" | "none") {
-        bad("retry_policy", format!("{:?}: expected default or none", c.retry_policy));
-    }
-    if c.request_timeout_ms == 0 {
-        bad("request_timeout_ms", "must be at least 1".into());
-    }
-    if c.connect_timeout_ms == 0 {
-        bad("connect_timeout_ms", "must be at least 1".into());
-    }
-    if c.connections_per_node == 0 {
-        bad("connections_per_node", "must be at least 1".into());
-    }
-    if c.page_size < 1 {
-        bad("page_size", "must be at least 1".into());
-    }
-    if c.write_concurrency == 0 {
-        bad("write_concurrency", "must be at least 1".into());
-    }
-    if c.password.is_some() && c.username.is_none() {
-        bad("username", "a password is set without a user name".into());
-    }
-    out
 }
 
 fn parse_consistency(s: &str) -> Option<Consistency> {
@@ -314,6 +263,7 @@ struct Inner {
     conc: usize,
     /// Fault injection for tests: the commit step after which a commit stops as if the process
     /// had died (`journal`, `rows`, `votes`, `counters`).
+    #[cfg(any(test, feature = "test-utils"))]
     failpoint: std::sync::Mutex<Option<&'static str>>,
 }
 
@@ -435,7 +385,7 @@ impl ScyllaStore {
     /// Connects to the cluster, applies migrations when `migrate` is true (else requires the
     /// schema to be there), and prepares every statement.
     pub fn connect(cfg: &ScyllaConfig, migrate: bool) -> Result<Self, StoreError> {
-        let problems = validate(cfg);
+        let problems = cfg.problems();
         if !problems.is_empty() {
             return Err(StoreError::Backend(problems.into_iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; ")));
         }
@@ -447,7 +397,7 @@ impl ScyllaStore {
 
     /// Applies the schema migrations only (for `govflow migrate`).
     pub fn migrate(cfg: &ScyllaConfig) -> Result<Vec<super::migrate::Applied>, StoreError> {
-        let problems = validate(cfg);
+        let problems = cfg.problems();
         if !problems.is_empty() {
             return Err(StoreError::Backend(problems.into_iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; ")));
         }
@@ -516,12 +466,19 @@ impl ScyllaStore {
             }
         }
         let st = Sts::prepare(&session, ks).await?;
-        Ok(Inner { session, st, page_size: cfg.page_size, conc: cfg.write_concurrency, failpoint: std::sync::Mutex::new(None) })
+        Ok(Inner {
+            session,
+            st,
+            page_size: cfg.page_size,
+            conc: cfg.write_concurrency,
+            #[cfg(any(test, feature = "test-utils"))]
+            failpoint: std::sync::Mutex::new(None),
+        })
     }
 
     /// Test hook: the next commits stop right after step `step` (`journal`, `rows`, `votes`,
     /// `counters`) and fail, leaving the store as a crash at that point would.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn set_failpoint(&self, step: Option<&'static str>) {
         *self.inner().failpoint.lock().unwrap_or_else(|e| e.into_inner()) = step;
     }
@@ -727,6 +684,13 @@ impl Inner {
         Ok(())
     }
 
+    #[cfg(not(any(test, feature = "test-utils")))]
+    #[inline(always)]
+    fn failpoint(&self, _step: &'static str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    #[cfg(any(test, feature = "test-utils"))]
     fn failpoint(&self, step: &'static str) -> Result<(), StoreError> {
         if *self.failpoint.lock().unwrap_or_else(|e| e.into_inner()) == Some(step) {
             return Err(StoreError::Backend(format!("failpoint after {step}")));

@@ -8,24 +8,7 @@ use std::sync::OnceLock;
 
 use crate::domain::{Address, B256, U256};
 
-/// A log as read from the chain, free of any RPC library's types.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawLog {
-    /// Emitting contract.
-    pub address: Address,
-    /// Topics (topic 0 is the event signature hash).
-    pub topics: Vec<B256>,
-    /// Non-indexed data.
-    pub data: Vec<u8>,
-    /// Block number.
-    pub block_number: u64,
-    /// Block hash.
-    pub block_hash: B256,
-    /// Transaction hash.
-    pub tx_hash: B256,
-    /// Log index within the block.
-    pub log_index: u64,
-}
+pub use crate::domain::RawLog;
 
 /// Where a decoded event sits on chain; `(chain_id, block_hash, log_index)` is its identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,15 +220,7 @@ pub enum DecodeError {
     Data(&'static str),
 }
 
-/// keccak-256.
-pub fn keccak256(data: &[u8]) -> [u8; 32] {
-    use tiny_keccak::{Hasher, Keccak};
-    let mut k = Keccak::v256();
-    k.update(data);
-    let mut out = [0u8; 32];
-    k.finalize(&mut out);
-    out
-}
+pub use crate::domain::keccak256;
 
 /// Event signatures govflow decodes, by kind.
 pub const SIGNATURES: &[(&str, Kind)] = &[

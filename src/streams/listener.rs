@@ -529,6 +529,34 @@ impl Progress {
     }
 }
 
+/// The listener actor supervises this loop.
+impl crate::actors::listener::Follow for Listener {
+    type Error = ListenerError;
+
+    fn run(&mut self) -> impl std::future::Future<Output = Result<(), ListenerError>> + '_ {
+        Listener::run(self)
+    }
+
+    fn is_retryable(e: &ListenerError) -> bool {
+        e.is_retryable()
+    }
+
+    fn reason(e: &ListenerError) -> &'static str {
+        match e {
+            ListenerError::Chain(_) => "chain",
+            ListenerError::Pipeline(_) => "pipeline",
+            ListenerError::Store(_) => "store",
+            ListenerError::Bus(_) => "bus",
+            ListenerError::Unsplittable(..) => "unsplittable",
+            ListenerError::ReorgTooDeep { .. } => "reorg_too_deep",
+        }
+    }
+
+    fn reset_before_next_run(&mut self) {
+        Listener::reset_before_next_run(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::range_end;

@@ -80,6 +80,7 @@ pub enum ChainViews {
     /// Read views and headers through RPC.
     Rpc(RpcClient),
     /// A synthetic chain (benchmarks): every quorum is this value, timestamps are `block * 12`.
+    #[cfg(any(test, feature = "test-utils"))]
     Synthetic {
         /// Quorum for every snapshot.
         quorum: U256,
@@ -90,6 +91,7 @@ impl ChainViews {
     async fn quorum(&self, governor: &Address, snapshot: u64) -> Result<U256, ChainError> {
         match self {
             ChainViews::Rpc(rpc) => rpc.view_uint(governor, "quorum(uint256)", &[U256::from(snapshot)], None).await,
+            #[cfg(any(test, feature = "test-utils"))]
             ChainViews::Synthetic { quorum } => Ok(*quorum),
         }
     }
@@ -101,6 +103,7 @@ impl ChainViews {
                 let arg = U256::from_big_endian(&account.0);
                 rpc.view_uint(executor, "getGovernanceWeightBonus(address)", &[arg], Some(block)).await
             }
+            #[cfg(any(test, feature = "test-utils"))]
             ChainViews::Synthetic { .. } => Ok(U256::zero()),
         }
     }
@@ -108,12 +111,14 @@ impl ChainViews {
     async fn header(&self, n: u64) -> Result<Option<Header>, ChainError> {
         match self {
             ChainViews::Rpc(rpc) => rpc.header(n).await,
+            #[cfg(any(test, feature = "test-utils"))]
             ChainViews::Synthetic { .. } => Ok(Some(synthetic_header(n))),
         }
     }
 }
 
 /// Header `n` of the synthetic chain (benchmarks, tests): hash of the number, timestamp `n * 12`.
+#[cfg(any(test, feature = "test-utils"))]
 pub fn synthetic_header(n: u64) -> Header {
     Header {
         number: n,
@@ -172,7 +177,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline over `store`; live proposals are loaded and their actors started.
     pub async fn new(store: Arc<dyn Store>, info: GovernorInfo, views: ChainViews, shard_count: usize, cache_per_shard: usize) -> Result<Self, PipelineError> {
-        let rules = Arc::new(rules_of(&info));
+        let rules = Arc::new(GovernorRules::of(&info));
         let mut p = Pipeline {
             store,
             info,
@@ -227,7 +232,7 @@ impl Pipeline {
         .await?;
         if let Some(info) = info {
             self.info = info;
-            self.rules = Arc::new(rules_of(&self.info));
+            self.rules = Arc::new(GovernorRules::of(&self.info));
         }
         for p in live {
             self.spawn(p);
@@ -909,17 +914,6 @@ struct Known {
 impl Known {
     fn proposal(&self, pid: &U256) -> Option<&Proposal> {
         self.proposals.get(pid).and_then(Option::as_ref)
-    }
-}
-
-/// The shared rules of a deployment's proposals.
-pub fn rules_of(info: &GovernorInfo) -> GovernorRules {
-    GovernorRules {
-        chain_id: info.chain_id,
-        governor: info.governor,
-        clock_mode: info.clock_mode,
-        quorum_counting: info.quorum_counting,
-        grace_period_secs: info.grace_period_secs,
     }
 }
 

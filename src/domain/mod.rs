@@ -4,6 +4,12 @@
 //! Values serialize two ways with one serde implementation: human-readable formats (the JSON
 //! API) get `0x` hex and decimal strings, binary formats (the store) get fixed-width bytes.
 
+pub mod achievement;
+mod log;
+pub mod schema;
+
+pub use log::{keccak256, RawLog};
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -409,7 +415,7 @@ pub struct ChainPoint {
     pub block_number: u64,
     /// Block timestamp (unix seconds; RFC 3339 in JSON).
     #[serde(with = "time")]
-    #[schema(value_type = crate::http::openapi::Timestamp)]
+    #[schema(value_type = crate::domain::schema::Timestamp)]
     pub timestamp: u64,
     /// Transaction, when an event caused it (none for clock-driven changes).
     pub transaction_hash: Option<B256>,
@@ -420,11 +426,11 @@ pub struct ChainPoint {
 #[serde(rename_all = "camelCase")]
 pub struct Proposal {
     /// Stable UUID derived from chain id, governor and proposal id.
-    #[schema(value_type = crate::http::openapi::Uuid)]
+    #[schema(value_type = crate::domain::schema::Uuid)]
     pub id: uuid::Uuid,
     /// On-chain proposal id.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub proposal_id: U256,
     /// First line of the description, without Markdown heading marks.
     pub title: String,
@@ -444,27 +450,27 @@ pub struct Proposal {
     pub status: ProposalStatus,
     /// Votes for.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub for_votes: U256,
     /// Votes against.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub against_votes: U256,
     /// Abstaining votes.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub abstain_votes: U256,
     /// Number of distinct vote records.
     pub vote_count: u64,
     /// `quorum(snapshot)`, known once the snapshot has passed.
     #[serde(with = "u256_opt")]
-    #[schema(value_type = Option<crate::http::openapi::Uint256>)]
+    #[schema(value_type = Option<crate::domain::schema::Uint256>)]
     pub quorum: Option<U256>,
     /// Call targets.
     pub targets: Vec<Address>,
     /// Call values (wei).
     #[serde(with = "u256_vec")]
-    #[schema(value_type = Vec<crate::http::openapi::Uint256>)]
+    #[schema(value_type = Vec<crate::domain::schema::Uint256>)]
     pub values: Vec<U256>,
     /// Function signatures as emitted (empty strings in OpenZeppelin 5).
     pub signatures: Vec<String>,
@@ -472,7 +478,7 @@ pub struct Proposal {
     pub calldatas: Vec<HexBytes>,
     /// Timelock eta (unix seconds; RFC 3339 in JSON) once queued.
     #[serde(with = "time_opt")]
-    #[schema(value_type = Option<crate::http::openapi::Timestamp>)]
+    #[schema(value_type = Option<crate::domain::schema::Timestamp>)]
     pub eta: Option<u64>,
     /// Timelock operation id once queued.
     pub timelock_operation_id: Option<B256>,
@@ -480,17 +486,17 @@ pub struct Proposal {
     pub created: ChainPoint,
     /// Creation time (same as `created.timestamp`), for sorting and filters.
     #[serde(with = "time")]
-    #[schema(value_type = crate::http::openapi::Timestamp)]
+    #[schema(value_type = crate::domain::schema::Timestamp)]
     pub created_at: u64,
     /// Time of the last change.
     #[serde(with = "time")]
-    #[schema(value_type = crate::http::openapi::Timestamp)]
+    #[schema(value_type = crate::domain::schema::Timestamp)]
     pub updated_at: u64,
     /// Block of the last change.
     pub updated_block: u64,
     /// Execution time, once executed.
     #[serde(with = "time_opt")]
-    #[schema(value_type = Option<crate::http::openapi::Timestamp>)]
+    #[schema(value_type = Option<crate::domain::schema::Timestamp>)]
     pub executed_at: Option<u64>,
     /// First URI found in the description (ipfs://, ar://, https://), if any (the guide's
     /// `metadataURI`).
@@ -525,11 +531,11 @@ pub fn metadata_uri_of(description: &str) -> Option<String> {
 #[serde(rename_all = "camelCase")]
 pub struct Vote {
     /// Stable UUID derived from the event identity.
-    #[schema(value_type = crate::http::openapi::Uuid)]
+    #[schema(value_type = crate::domain::schema::Uuid)]
     pub id: uuid::Uuid,
     /// On-chain proposal id.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub proposal_id: U256,
     /// Voter.
     pub voter: Address,
@@ -538,7 +544,7 @@ pub struct Vote {
     pub support: u8,
     /// Weight the governor counted.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub weight: U256,
     /// Reason, when one was given.
     pub reason: Option<String>,
@@ -554,7 +560,7 @@ pub struct Vote {
     pub transaction_hash: B256,
     /// Block time.
     #[serde(with = "time")]
-    #[schema(value_type = crate::http::openapi::Timestamp)]
+    #[schema(value_type = crate::domain::schema::Timestamp)]
     pub timestamp: u64,
 }
 
@@ -563,17 +569,17 @@ pub struct Vote {
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     /// Stable UUID derived from proposal, status and block.
-    #[schema(value_type = crate::http::openapi::Uuid)]
+    #[schema(value_type = crate::domain::schema::Uuid)]
     pub id: uuid::Uuid,
     /// On-chain proposal id.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub proposal_id: U256,
     /// The new status.
     pub status: ProposalStatus,
     /// Block time.
     #[serde(with = "time")]
-    #[schema(value_type = crate::http::openapi::Timestamp)]
+    #[schema(value_type = crate::domain::schema::Timestamp)]
     pub timestamp: u64,
     /// Block where the status took effect.
     pub block_number: u64,
@@ -589,7 +595,7 @@ pub struct TimelockOperation {
     pub id: B256,
     /// Proposal that scheduled it, when known.
     #[serde(with = "u256_opt")]
-    #[schema(value_type = Option<crate::http::openapi::Uint256>)]
+    #[schema(value_type = Option<crate::domain::schema::Uint256>)]
     pub proposal_id: Option<U256>,
     /// Number of calls scheduled.
     pub calls: u64,
@@ -638,28 +644,28 @@ pub struct UserVotingPower {
     pub user: Address,
     /// Proposal whose snapshot this is, or none for "now"/a block.
     #[serde(with = "u256_opt")]
-    #[schema(value_type = Option<crate::http::openapi::Uint256>)]
+    #[schema(value_type = Option<crate::domain::schema::Uint256>)]
     pub proposal_id: Option<U256>,
     /// The account's own balance, counted when it delegates to itself.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub base_weight: U256,
     /// Bonus from achievement NFTs (zero for governors without one).
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub nft_bonus: U256,
     /// Weight delegated to this account by others.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub delegated_weight: U256,
     /// Weight the governor counts (`getVotes`/`getPastVotes` of its vote source): token votes
     /// plus the NFT bonus.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub total_weight: U256,
     /// Token balance.
     #[serde(with = "u256")]
-    #[schema(value_type = crate::http::openapi::Uint256)]
+    #[schema(value_type = crate::domain::schema::Uint256)]
     pub balance: U256,
     /// The account's delegate, if any.
     pub delegate: Option<Address>,
@@ -669,7 +675,7 @@ pub struct UserVotingPower {
     pub timepoint: u64,
     /// Time of the checkpoint block (unix seconds, RFC 3339 in JSON).
     #[serde(with = "time")]
-    #[schema(value_type = crate::http::openapi::Timestamp)]
+    #[schema(value_type = crate::domain::schema::Timestamp)]
     pub timestamp: u64,
 }
 
