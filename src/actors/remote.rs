@@ -20,9 +20,7 @@
 //!
 //! A request or reply larger than one NATS message allows (the server's `max_payload`, 1 MiB by
 //! default: a backfill range with thousands of votes for one partition is several) travels
-//! through the JetStream object store `govflow_work_<chain>` instead: the message then has an
-//! empty body and the header `Govflow-Blob: <object name>`; the receiver reads the object, and
-//! the indexer deletes both objects once it has the reply (leftovers expire).
+//! through the JetStream object store instead (`bus::requests`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,14 +28,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::actors::proposal::BlockPoint;
 use crate::actors::proposal::{Applied, Apply, GovernorRules, ProposalActor, ProposalInput, ProposalLogic};
 use crate::actors::voter_power::{ApplyPower, PowerInput, VoterPowerShard};
 use crate::bus::jetstream::JetStreamBus;
-use crate::bus::BusError;
+use crate::bus::requests::{NextRequest, Outgoing};
 use crate::domain::{Address, Proposal, U256};
 use crate::metrics as m;
 use crate::store::{Mutation, Store, StoreError};
@@ -96,41 +93,6 @@ pub struct WorkReply {
     pub power: Result<Vec<Mutation>, String>,
 }
 
-/// Header naming the work-bucket object that holds a message's body.
-pub const BLOB_HEADER: &str = "Govflow-Blob";
-/// Room left in a message for its headers and protocol framing.
-const HEADER_ROOM: usize = 16 * 1024;
-
-/// Whether a body of `len` bytes is too large for one message.
-fn needs_blob(bus: &JetStreamBus, len: usize) -> bool {
-    len + HEADER_ROOM > bus.max_payload()
-}
-
-/// The body to send for `body`: itself when it fits in one message, else an empty body with a
-/// [`BLOB_HEADER`] naming the object `key` that now holds it.
-async fn outgoing(bus: &JetStreamBus, key: &str, body: bytes::Bytes) -> Result<(async_nats::HeaderMap, bytes::Bytes), BusError> {
-    let mut headers = async_nats::HeaderMap::new();
-    if !needs_blob(bus, body.len()) {
-        return Ok((headers, body));
-    }
-    bus.put_blob(key, &body).await?;
-    metrics::counter!(m::ACTORS_BLOB_TRANSFERS_TOTAL).increment(1);
-    headers.insert(BLOB_HEADER, key);
-    Ok((headers, bytes::Bytes::new()))
-}
-
-/// The body of a received message (read from the work bucket when it names an object), and
-/// the object's name.
-async fn incoming(bus: &JetStreamBus, msg: &async_nats::Message) -> Result<(bytes::Bytes, Option<String>), BusError> {
-    match msg.headers.as_ref().and_then(|h| h.get(BLOB_HEADER)) {
-        Some(key) => {
-            let key = key.to_string();
-            Ok((bus.get_blob(&key).await?.into(), Some(key)))
-        }
-        None => Ok((msg.payload.clone(), None)),
-    }
-}
-
 /// The indexer's side: sends partitions their work and collects the answers.
 pub struct RemoteActors {
     bus: Arc<JetStreamBus>,
@@ -171,10 +133,13 @@ impl RemoteActors {
 
     async fn one(&self, req: WorkRequest) -> Result<WorkReply, RemoteError> {
         let key = format!("request-{}", req.id);
-        let payload = bytes::Bytes::from(serde_json::to_vec(&req).expect("serialisable request"));
-        let blob = needs_blob(&self.bus, payload.len());
-        let result = self.exchange(&req, payload, &key).await;
-        if blob {
+        let payload = match serde_json::to_vec(&req) {
+            Ok(p) => bytes::Bytes::from(p),
+            Err(e) => return Err(RemoteError { partition: req.partition, message: format!("request not serialisable: {e}"), refused: true }),
+        };
+        let mut object = None;
+        let result = self.exchange(&req, payload, &key, &mut object).await;
+        if let Some(key) = object {
             // Answered or given up, the request's object is done with: a range sent again is a
             // new request.
             self.bus.delete_blob(&key).await;
@@ -183,46 +148,46 @@ impl RemoteActors {
     }
 
     /// Sends `req` (serialised: `payload`; through the object `key` when it is too large for a
-    /// message) until its partition answers, or gives up after `give_up`.
-    async fn exchange(&self, req: &WorkRequest, payload: bytes::Bytes, key: &str) -> Result<WorkReply, RemoteError> {
+    /// message, named in `object` once stored) until its partition answers, or gives up after
+    /// `give_up`.
+    async fn exchange(&self, req: &WorkRequest, payload: bytes::Bytes, key: &str, object: &mut Option<String>) -> Result<WorkReply, RemoteError> {
         let subject = subject(self.chain_id, req.partition);
         let started = Instant::now();
         let mut attempt = 0u32;
-        let mut prepared: Option<(async_nats::HeaderMap, bytes::Bytes)> = None;
+        let mut prepared: Option<Outgoing> = None;
         loop {
             attempt += 1;
             let sent = Instant::now();
             let message = match &prepared {
                 Some(p) => Ok(p.clone()),
-                None => outgoing(&self.bus, key, payload.clone()).await.inspect(|p| prepared = Some(p.clone())),
+                None => self.bus.outgoing(key, payload.clone()).await.inspect(|p| {
+                    object.clone_from(&p.object);
+                    prepared = Some(p.clone());
+                }),
             };
             let failure = match message {
                 Err(e) => e.to_string(),
-                Ok((headers, body)) => {
-                    let outcome = tokio::time::timeout(self.attempt_timeout, self.bus.client().request_with_headers(subject.clone(), headers, body)).await;
-                    match outcome {
-                        Ok(Ok(msg)) => match self.reply_of(&msg).await {
-                            Ok(reply) if reply.id == req.id => {
-                                metrics::histogram!(m::ACTORS_REMOTE_DURATION_SECONDS).record(sent.elapsed().as_secs_f64());
-                                if reply.reloaded {
-                                    metrics::counter!(m::ACTORS_REMOTE_RELOADS_TOTAL).increment(1);
-                                }
-                                if let Some((pid, e)) = reply.proposals.iter().find_map(|(p, r)| r.as_ref().err().map(|e| (p, e))) {
-                                    return Err(RemoteError {
-                                        partition: req.partition,
-                                        message: format!("proposal {pid}: {e}"),
-                                        refused: e.starts_with("refused:"),
-                                    });
-                                }
-                                return Ok(reply);
+                Ok(out) => match self.bus.request(&subject, &out, self.attempt_timeout).await {
+                    Ok(body) => match serde_json::from_slice::<WorkReply>(&body) {
+                        Ok(reply) if reply.id == req.id => {
+                            metrics::histogram!(m::ACTORS_REMOTE_DURATION_SECONDS).record(sent.elapsed().as_secs_f64());
+                            if reply.reloaded {
+                                metrics::counter!(m::ACTORS_REMOTE_RELOADS_TOTAL).increment(1);
                             }
-                            Ok(_) => "a reply to another request".to_string(),
-                            Err(e) => e,
-                        },
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => format!("no answer in {:?}", self.attempt_timeout),
-                    }
-                }
+                            if let Some((pid, e)) = reply.proposals.iter().find_map(|(p, r)| r.as_ref().err().map(|e| (p, e))) {
+                                return Err(RemoteError {
+                                    partition: req.partition,
+                                    message: format!("proposal {pid}: {e}"),
+                                    refused: e.starts_with("refused:"),
+                                });
+                            }
+                            return Ok(reply);
+                        }
+                        Ok(_) => "a reply to another request".to_string(),
+                        Err(e) => format!("undecodable reply: {e}"),
+                    },
+                    Err(e) => e.to_string(),
+                },
             };
             metrics::counter!(m::ACTORS_REMOTE_RETRIES_TOTAL).increment(1);
             if started.elapsed() > self.give_up {
@@ -233,15 +198,6 @@ impl RemoteActors {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// The reply in `msg` (read from, then removed from, the work bucket when it names an object).
-    async fn reply_of(&self, msg: &async_nats::Message) -> Result<WorkReply, String> {
-        let (body, object) = incoming(&self.bus, msg).await.map_err(|e| e.to_string())?;
-        if let Some(key) = object {
-            self.bus.delete_blob(&key).await;
-        }
-        serde_json::from_slice::<WorkReply>(&body).map_err(|e| format!("undecodable reply: {e}"))
     }
 }
 
@@ -410,8 +366,7 @@ impl PartitionWorker {
     /// instance holds more than its fair `share` (then it gives one partition up: returns
     /// `Ok(true)` with `share.held` already decremented).
     pub async fn serve(mut self, bus: Arc<JetStreamBus>, stop: Arc<AtomicBool>, share: Arc<Share>) -> Result<bool, String> {
-        let client = bus.client();
-        let mut sub = client.subscribe(subject(bus.chain_id(), self.partition)).await.map_err(|e| e.to_string())?;
+        let mut requests = bus.serve_requests(&subject(bus.chain_id(), self.partition)).await.map_err(|e| e.to_string())?;
         tracing::info!(target: "actors", partition = self.partition, instance = %self.instance, "serving the partition's actors");
         while !stop.load(Ordering::Relaxed) {
             let held = share.held.load(Ordering::Relaxed);
@@ -419,18 +374,17 @@ impl PartitionWorker {
                 tracing::info!(target: "actors", partition = self.partition, held, fair = share.fair(), "more than a fair share of partitions; giving this one up");
                 return Ok(true);
             }
-            let Ok(next) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await else { continue };
-            let Some(msg) = next else { return Err("subscription ended".into()) };
-            let Some(reply_to) = msg.reply.clone() else { continue };
-            let body = match incoming(&bus, &msg).await {
-                Ok((body, _)) => body,
-                Err(e) => {
+            let incoming = match requests.next(&bus, Duration::from_millis(500)).await {
+                NextRequest::Request(r) => r,
+                NextRequest::Idle => continue,
+                NextRequest::Ended => return Err("subscription ended".into()),
+                NextRequest::Unreadable(e) => {
                     // No answer: the indexer asks again.
                     tracing::warn!(target: "actors", partition = self.partition, error = %e, "work request object not readable");
                     continue;
                 }
             };
-            let req: WorkRequest = match serde_json::from_slice(&body) {
+            let req: WorkRequest = match serde_json::from_slice(&incoming.body) {
                 Ok(r) => r,
                 Err(e) => {
                     metrics::counter!(m::BUS_TERMINATED_TOTAL).increment(1);
@@ -440,10 +394,9 @@ impl PartitionWorker {
             };
             let reply = self.handle(req).await;
             metrics::counter!(m::ACTORS_REQUESTS_SERVED_TOTAL).increment(1);
-            let body = bytes::Bytes::from(serde_json::to_vec(&reply).expect("serialisable reply"));
-            let sent = match outgoing(&bus, &format!("reply-{}", reply.id), body).await {
-                Ok((headers, body)) => client.publish_with_headers(reply_to, headers, body).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            let sent = match serde_json::to_vec(&reply) {
+                Ok(body) => bus.respond(&incoming, &format!("reply-{}", reply.id), body.into()).await.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("reply not serialisable: {e}")),
             };
             if let Err(e) = sent {
                 tracing::warn!(target: "actors", partition = self.partition, error = %e, "reply not sent; the indexer will ask again");

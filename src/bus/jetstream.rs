@@ -32,6 +32,57 @@ pub const INDEXER_CONSUMER: &str = "indexer";
 /// Objects of the work bucket left behind (a reply nobody read) expire after this long.
 pub const WORK_BLOB_MAX_AGE: Duration = Duration::from_secs(600);
 
+/// A message as stored on a stream.
+#[derive(Clone, Debug)]
+pub struct StoredMessage {
+    /// Its subject.
+    pub subject: String,
+    /// Its sequence in the stream.
+    pub sequence: u64,
+    /// Its body.
+    pub payload: bytes::Bytes,
+}
+
+/// The indexer consumer's messages.
+pub struct Deliveries {
+    messages: consumer::pull::Stream,
+}
+
+impl Deliveries {
+    /// The next message (`None`: the consumer's stream ended).
+    pub async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        Some(self.messages.next().await?.map_err(unavailable).map(|msg| {
+            let (delivered, pending) = msg.info().map(|i| (i.delivered, i.pending)).unwrap_or((1, 0));
+            Delivery { subject: msg.subject.to_string(), payload: msg.payload.clone(), delivered, pending, msg }
+        }))
+    }
+}
+
+/// One message delivered to the indexer.
+pub struct Delivery {
+    /// Its subject.
+    pub subject: String,
+    /// Its body.
+    pub payload: bytes::Bytes,
+    /// How many times it was delivered (more than 1: a redelivery).
+    pub delivered: i64,
+    /// Messages still pending for the consumer after this one.
+    pub pending: u64,
+    msg: jetstream::Message,
+}
+
+impl Delivery {
+    /// Acknowledges it (and, the consumer acknowledging cumulatively, everything before it).
+    pub async fn ack(&self) -> Result<(), BusError> {
+        self.msg.ack().await.map_err(unavailable)
+    }
+
+    /// Terminates it: never delivered again.
+    pub async fn terminate(&self) -> Result<(), BusError> {
+        self.msg.ack_with(jetstream::AckKind::Term).await.map_err(unavailable)
+    }
+}
+
 /// The JetStream bus.
 pub struct JetStreamBus {
     client: async_nats::Client,
@@ -97,8 +148,8 @@ impl JetStreamBus {
     }
 
     /// The NATS client (core request/reply between the indexer and the partitions).
-    pub fn client(&self) -> async_nats::Client {
-        self.client.clone()
+    pub(super) fn client_ref(&self) -> &async_nats::Client {
+        &self.client
     }
 
     /// Subject and stream names.
@@ -106,7 +157,8 @@ impl JetStreamBus {
         &self.subjects
     }
 
-    /// The JetStream context (for tests and tools).
+    /// The JetStream context (for the bus's tests).
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn context(&self) -> &jetstream::Context {
         &self.js
     }
@@ -225,7 +277,7 @@ impl JetStreamBus {
     /// acknowledgement floor (the last range committed and acknowledged). It is created anew
     /// each time the indexer starts, so everything not yet acknowledged is delivered again in
     /// stream order (a redelivery by `ack_wait` alone could bring a range before its events).
-    pub async fn indexer_consumer(&self) -> Result<consumer::PullConsumer, BusError> {
+    async fn indexer_consumer(&self) -> Result<consumer::PullConsumer, BusError> {
         let stream = self.js.get_stream(self.subjects.events_stream()).await.map_err(unavailable)?;
         let start = match stream.consumer_info(INDEXER_CONSUMER).await {
             Ok(info) => Some(info.ack_floor.stream_sequence + 1),
@@ -262,23 +314,65 @@ impl JetStreamBus {
     }
 
     /// The newest message on `subject` of `stream`, if any.
-    pub async fn last_message(&self, stream: &str, subject: &str) -> Result<Option<stream::RawMessage>, BusError> {
+    pub async fn last_message(&self, stream: &str, subject: &str) -> Result<Option<StoredMessage>, BusError> {
         let s = self.js.get_stream_no_info(stream).await.map_err(unavailable)?;
         match s.get_last_raw_message_by_subject(subject).await {
-            Ok(m) => Ok(Some(stream::RawMessage {
-                subject: m.subject.to_string(),
-                sequence: m.sequence,
-                payload: String::from_utf8_lossy(&m.payload).into_owned(),
-                headers: m.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.to_string()),
-                time: m.time,
-            })),
+            Ok(m) => Ok(Some(StoredMessage { subject: m.subject.to_string(), sequence: m.sequence, payload: m.payload })),
             Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
 
+    /// The value of `header` on the last message of `stream` (`None` when the stream is empty
+    /// or the message has no such header).
+    pub async fn last_header(&self, stream: &str, header: &str) -> Result<Option<String>, BusError> {
+        let stream = self.js.get_stream_no_info(stream).await.map_err(unavailable)?;
+        let info = stream.get_info().await.map_err(unavailable)?;
+        if info.state.messages == 0 {
+            return Ok(None);
+        }
+        let last = stream.direct_get(info.state.last_sequence).await.map_err(unavailable)?;
+        Ok(last.headers.get(header).map(|v| v.as_str().to_string()))
+    }
+
+    /// The indexer's deliveries: [`Self::indexer_consumer`]'s messages, in batches of up to
+    /// 2,000, with heartbeats.
+    pub async fn indexer_deliveries(&self) -> Result<Deliveries, BusError> {
+        let consumer = self.indexer_consumer().await?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(2_000)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(10))
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        Ok(Deliveries { messages })
+    }
+
+    /// Puts `key` = `value` in the lease bucket (presence keys expire with the leases).
+    pub async fn announce(&self, key: &str, value: &str) -> Result<(), BusError> {
+        self.leases().await?.put(key, value.to_string().into()).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// How many keys of the lease bucket start with `prefix`.
+    pub async fn count_keys(&self, prefix: &str) -> Result<usize, BusError> {
+        let keys = self.leases().await?.keys().await.map_err(unavailable)?;
+        Ok(keys.filter_map(|k| async move { k.ok() }).filter(|k| futures::future::ready(k.starts_with(prefix))).count().await)
+    }
+
+    /// Removes `key` from the lease bucket (best effort: it expires anyway).
+    pub async fn withdraw(&self, key: &str) {
+        if let Ok(kv) = self.leases().await {
+            if let Err(e) = kv.purge(key).await {
+                tracing::debug!(target: "bus", key, error = %e, "lease-bucket key not removed (it expires)");
+            }
+        }
+    }
+
     /// The lease bucket.
-    pub async fn leases(&self) -> Result<kv::Store, BusError> {
+    async fn leases(&self) -> Result<kv::Store, BusError> {
         self.js.get_key_value(self.subjects.lease_bucket()).await.map_err(unavailable)
     }
 

@@ -23,6 +23,7 @@
 
 pub mod jetstream;
 pub mod memory;
+pub mod requests;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;

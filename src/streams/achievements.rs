@@ -7,7 +7,6 @@
 //! feed (and the in-process bus) only once its block is final (past `confirmations`), exactly
 //! once; an event already published that a deeper reorg removes is followed by a retraction.
 
-use crate::domain::{Address, B256, U256};
 use crate::store::{Store, StoreError};
 
 pub use crate::domain::achievement::*;
@@ -81,6 +80,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Address, B256, U256};
 
     /// Block 7, log 3 of a transaction on `chain_id`.
     fn origin(chain_id: u64, timestamp: u64) -> Origin {

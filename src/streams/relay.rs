@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -222,12 +221,10 @@ impl EventLog {
         let stream = self.subjects.events_stream();
         let last_range = self.bus.last_message(&stream, &self.subjects.range()).await?;
         let last_rollback = self.bus.last_message(&stream, &self.subjects.rollback()).await?;
-        let undecodable = |raw: &async_nats::jetstream::stream::RawMessage, e: serde_json::Error| BusError::Undecodable {
-            subject: raw.subject.clone(),
-            message: e.to_string(),
-        };
+        let undecodable =
+            |raw: &crate::bus::jetstream::StoredMessage, e: serde_json::Error| BusError::Undecodable { subject: raw.subject.clone(), message: e.to_string() };
         if let Some(raw) = &last_range {
-            let r: RangeMessage = serde_json::from_str(&raw.payload).map_err(|e| undecodable(raw, e))?;
+            let r: RangeMessage = serde_json::from_slice(&raw.payload).map_err(|e| undecodable(raw, e))?;
             if store_cursor.is_none_or(|(b, _)| r.to > b) {
                 for h in &r.headers {
                     self.recent.insert(h.number, h.hash);
@@ -237,7 +234,7 @@ impl EventLog {
             }
         }
         if let Some(raw) = last_rollback.filter(|rb| last_range.as_ref().is_none_or(|r| rb.sequence > r.sequence)) {
-            let rb: RollbackMessage = serde_json::from_str(&raw.payload).map_err(|e| undecodable(&raw, e))?;
+            let rb: RollbackMessage = serde_json::from_slice(&raw.payload).map_err(|e| undecodable(&raw, e))?;
             self.recent.retain(|n, _| *n <= rb.ancestor);
             self.published = rb.ancestor_hash.map(|h| (rb.ancestor, h));
             tracing::info!(target: "bus", ancestor = rb.ancestor, "listener resumes at the ancestor of the last rollback on the stream");
@@ -382,14 +379,8 @@ impl AchievementRelay {
 
     /// The feed position of the last item on the achievements stream (0 when empty).
     pub async fn resume_position(bus: &JetStreamBus) -> Result<u64, BusError> {
-        let s = bus.subjects();
-        let stream = bus.context().get_stream_no_info(s.achievements_stream()).await.map_err(|e| BusError::Unavailable(e.to_string()))?;
-        let info = stream.get_info().await.map_err(|e| BusError::Unavailable(e.to_string()))?;
-        if info.state.messages == 0 {
-            return Ok(0);
-        }
-        let last = stream.direct_get(info.state.last_sequence).await.map_err(|e| BusError::Unavailable(e.to_string()))?;
-        Ok(last.headers.get(FEED_SEQ_HEADER).and_then(|v| v.as_str().parse().ok()).unwrap_or(0))
+        let last = bus.last_header(&bus.subjects().achievements_stream(), FEED_SEQ_HEADER).await?;
+        Ok(last.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
     /// The envelope of a feed item.
@@ -473,15 +464,7 @@ impl Indexer {
     /// Consumes until the stop flag is set or an error.
     pub async fn run(&mut self) -> Result<(), IndexerError> {
         self.committed = crate::store::off_thread(&self.store, |s| s.cursor()).await?.map(|c| c.block);
-        let consumer = self.bus.indexer_consumer().await?;
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(2_000)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(10))
-            .messages()
-            .await
-            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let mut messages = self.bus.indexer_deliveries().await?;
         self.publish_final().await?;
         let subjects = self.bus.subjects().clone();
         let range_subject = subjects.range();
@@ -497,16 +480,14 @@ impl Indexer {
                     continue;
                 }
                 Ok(None) => return Err(BusError::Unavailable("the consumer's message stream ended".into()).into()),
-                Ok(Some(Err(e))) => return Err(BusError::Unavailable(e.to_string()).into()),
+                Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(msg))) => msg,
             };
-            if let Ok(info) = msg.info() {
-                if info.delivered > 1 {
-                    metrics::counter!(m::BUS_REDELIVERIES_TOTAL).increment(1);
-                }
-                metrics::gauge!(m::BUS_CONSUMER_LAG_MESSAGES).set(info.pending as f64);
+            if msg.delivered > 1 {
+                metrics::counter!(m::BUS_REDELIVERIES_TOTAL).increment(1);
             }
-            let subject = msg.subject.to_string();
+            metrics::gauge!(m::BUS_CONSUMER_LAG_MESSAGES).set(msg.pending as f64);
+            let subject = msg.subject.clone();
             if subject == range_subject {
                 let r: RangeMessage = match serde_json::from_slice(&msg.payload) {
                     Ok(r) => r,
@@ -517,7 +498,7 @@ impl Indexer {
                 };
                 match self.apply_range(r).await {
                     Ok(()) => {
-                        msg.ack().await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+                        msg.ack().await?;
                         self.publish_final().await?;
                     }
                     Err(e) => {
@@ -536,7 +517,7 @@ impl Indexer {
                     }
                 };
                 self.apply_rollback(r).await?;
-                msg.ack().await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+                msg.ack().await?;
                 self.publish_final().await?;
             } else {
                 let e: EventMessage = match serde_json::from_slice(&msg.payload) {
@@ -559,14 +540,17 @@ impl Indexer {
         Ok(())
     }
 
-    async fn terminate(&self, msg: &async_nats::jetstream::Message, subject: &str, why: &str) {
+    async fn terminate(&self, msg: &crate::bus::jetstream::Delivery, subject: &str, why: &str) {
         metrics::counter!(m::BUS_TERMINATED_TOTAL).increment(1);
         tracing::error!(target: "bus", subject, error = why, "undecodable message terminated");
         // The consumer acknowledges cumulatively (AckPolicy::All): a Term would also settle the
         // buffered events still waiting for their range's commit. With events buffered, the
         // message is only skipped; the range's acknowledgement settles it with them.
         if self.buffer.is_empty() {
-            let _ = msg.ack_with(AckKind::Term).await;
+            if let Err(e) = msg.terminate().await {
+                // Not settled: it comes again after the next start and is terminated then.
+                tracing::warn!(target: "bus", subject, error = %e, "undecodable message not terminated");
+            }
         }
     }
 
@@ -770,7 +754,7 @@ pub async fn follow_status(bus: Arc<JetStreamBus>, store: Arc<dyn Store>, status
     // The head as the last range on the stream tells it, so an instance started after the
     // chain went quiet does not serve everything as provisional until the next block.
     if let Ok(Some(raw)) = bus.last_message(&bus.subjects().events_stream(), &subject).await {
-        if let Ok(r) = serde_json::from_str::<RangeMessage>(&raw.payload) {
+        if let Ok(r) = serde_json::from_slice::<RangeMessage>(&raw.payload) {
             status.head.fetch_max(r.head, Ordering::Relaxed);
         }
     }
@@ -813,20 +797,17 @@ pub async fn follow_status(bus: Arc<JetStreamBus>, store: Arc<dyn Store>, status
 pub async fn presence(bus: Arc<JetStreamBus>, holder: String, ttl: Duration, share: Arc<crate::actors::remote::Share>, stop: Arc<AtomicBool>) {
     let key = format!("instance.{holder}");
     while !stop.load(Ordering::Relaxed) {
-        if let Ok(kv) = bus.leases().await {
-            if kv.put(&key, holder.clone().into()).await.is_ok() {
-                if let Ok(keys) = kv.keys().await {
-                    let n = keys.filter_map(|k| async move { k.ok() }).filter(|k| futures::future::ready(k.starts_with("instance."))).count().await;
-                    share.alive.store(n.max(1), Ordering::Relaxed);
-                }
-            }
+        match bus.announce(&key, &holder).await {
+            Ok(()) => match bus.count_keys("instance.").await {
+                Ok(n) => share.alive.store(n.max(1), Ordering::Relaxed),
+                Err(e) => tracing::debug!(target: "bus", error = %e, "instances alive not counted"),
+            },
+            Err(e) => tracing::debug!(target: "bus", error = %e, "presence not announced"),
         }
         metrics::gauge!(m::ACTORS_PARTITIONS_HELD).set(share.held.load(Ordering::Relaxed) as f64);
         tokio::time::sleep(ttl / 3).await;
     }
-    if let Ok(kv) = bus.leases().await {
-        let _ = kv.purge(&key).await;
-    }
+    bus.withdraw(&key).await;
 }
 
 #[cfg(test)]
