@@ -119,14 +119,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let shards = cfg.voter_power.shards;
         let cache = cfg.voter_power.cache_accounts_per_shard;
         let achievements = cfg.achievements.enabled;
-        move || {
+        // `actors`: where the proposal actors and voter-power shards run (`None`: here).
+        move |actors: Option<Box<dyn crate::actors::host::ActorHost>>| {
             let (store, info, rpc) = (store.clone(), info.clone(), rpc.clone());
             async move {
                 // The stored settings win over the discovered ones once indexing has begun.
-                let stored = crate::store::off_thread(&store, |s| s.info()).await.ok().flatten();
+                let stored = crate::store::off_thread(&store, |s| s.info()).await?;
                 let info = stored.unwrap_or(info);
+                let actors = actors.unwrap_or_else(|| Box::new(crate::actors::host::LocalActors::new(store.clone(), shards, cache)));
                 Ok::<_, crate::streams::pipeline::PipelineError>(
-                    Pipeline::new(store, info, ChainViews::Rpc(rpc), shards, cache).await?.with_achievements(achievements),
+                    Pipeline::with_actors(store, info, ChainViews::Rpc(rpc), shards, actors).await?.with_achievements(achievements),
                 )
             }
         }
@@ -151,7 +153,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let _listener = match &jetstream {
         None => {
-            let pipeline = new_pipeline().await?.with_changes(changes.clone());
+            let pipeline = new_pipeline(None).await?.with_changes(changes.clone());
             let feed_end = crate::store::off_thread(&store, |s| s.feed_position()).await?;
             let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
                 .with_publisher(crate::streams::achievements::Publisher::new(feed_bus.clone(), feed_end).with_bus(bus.clone(), chain_id));
@@ -172,7 +174,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 tasks.push(actix_rt::spawn(async move {
                     let r = crate::streams::relay::hold_role(js.clone(), "listener", holder, ttl, stop.clone(), || {
                         let (js, rpc, store, status, stop, settings) = (js.clone(), rpc.clone(), store.clone(), status.clone(), stop.clone(), settings.clone());
-                        let pipeline = new_pipeline();
+                        let pipeline = new_pipeline(None);
                         async move {
                             let pipeline = pipeline.await.map_err(|e| (!e.is_retryable(), e.to_string()))?;
                             let log =
@@ -200,16 +202,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     let r = crate::streams::relay::hold_role(js.clone(), "indexer", holder, ttl, stop.clone(), || {
                         let (js, store, status, stop, changes, feed_bus) =
                             (js.clone(), store.clone(), status.clone(), stop.clone(), changes.clone(), feed_bus.clone());
-                        let pipeline = new_pipeline();
+                        let pipeline = new_pipeline(Some(Box::new(crate::actors::remote::RemoteActors::new(js.clone(), partitions))));
                         async move {
                             let fail = |e: crate::streams::relay::IndexerError| (!e.is_retryable(), e.to_string());
-                            let remote = Arc::new(crate::actors::remote::RemoteActors::new(js.clone(), partitions));
-                            let pipeline = match pipeline.await {
-                                Ok(p) => p.with_remote(remote).await,
-                                Err(e) => Err(e),
-                            }
-                            .map_err(|e| (!e.is_retryable(), e.to_string()))?
-                            .with_changes(changes);
+                            let pipeline = pipeline.await.map_err(|e| (!e.is_retryable(), e.to_string()))?.with_changes(changes);
                             let sent = crate::streams::relay::AchievementRelay::resume_position(&js).await.map_err(|e| fail(e.into()))?;
                             let feed_end = crate::store::off_thread(&store, |s| s.feed_position()).await.map_err(|e| fail(e.into()))?;
                             let chain_id = status.chain_id.load(Ordering::Relaxed);

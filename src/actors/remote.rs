@@ -22,20 +22,21 @@
 //! default: a backfill range with thousands of votes for one partition is several) travels
 //! through the JetStream object store instead (`bus::requests`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::actors::proposal::BlockPoint;
+use crate::actors::host::{ActorHost, ActorsError, RangeApplied, RangeWork};
 use crate::actors::proposal::{Applied, Apply, GovernorRules, ProposalActor, ProposalInput, ProposalLogic};
-use crate::actors::voter_power::{ApplyPower, PowerInput, VoterPowerShard};
+use crate::actors::voter_power::{ApplyPower, VoterPowerShard};
 use crate::bus::jetstream::JetStreamBus;
 use crate::bus::requests::{NextRequest, Outgoing};
-use crate::domain::{Address, Proposal, U256};
+use crate::domain::{Proposal, U256};
 use crate::metrics as m;
 use crate::store::{Mutation, Store, StoreError};
 
@@ -54,8 +55,7 @@ pub fn subject(chain_id: u64, partition: usize) -> String {
     format!("govflow.{chain_id}.actors.{partition}")
 }
 
-/// One voter-power shard's inputs of a range, in chain order.
-pub type ShardInputs = Vec<(Address, BlockPoint, PowerInput)>;
+pub use crate::actors::host::ShardInputs;
 
 /// One partition's share of a range.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -100,6 +100,12 @@ pub struct RemoteActors {
     partitions: usize,
     attempt_timeout: Duration,
     give_up: Duration,
+    /// Changes at each reset; workers reload when it does.
+    epoch: String,
+    /// Per partition, the last block of the last range sent to it in this epoch.
+    last_sent: HashMap<usize, u64>,
+    /// Proposals created (or revived) since the last range was sent.
+    spawned: Vec<Proposal>,
 }
 
 /// Remote work failed (retryable: the indexer restarts the range).
@@ -117,7 +123,16 @@ pub struct RemoteError {
 impl RemoteActors {
     /// A client for `partitions` partitions on `bus`.
     pub fn new(bus: Arc<JetStreamBus>, partitions: usize) -> Self {
-        RemoteActors { chain_id: bus.chain_id(), bus, partitions: partitions.max(1), attempt_timeout: Duration::from_secs(5), give_up: Duration::from_secs(90) }
+        RemoteActors {
+            chain_id: bus.chain_id(),
+            bus,
+            partitions: partitions.max(1),
+            attempt_timeout: Duration::from_secs(5),
+            give_up: Duration::from_secs(90),
+            epoch: uuid::Uuid::new_v4().to_string(),
+            last_sent: HashMap::new(),
+            spawned: Vec::new(),
+        }
     }
 
     /// Number of partitions.
@@ -125,8 +140,9 @@ impl RemoteActors {
         self.partitions
     }
 
-    /// Sends every non-empty partition its request (concurrently) and returns the replies.
-    pub async fn apply(&self, requests: Vec<WorkRequest>) -> Result<Vec<WorkReply>, RemoteError> {
+    /// Sends every non-empty partition its request (concurrently) and returns the replies, in
+    /// the requests' order.
+    async fn send_all(&self, requests: Vec<WorkRequest>) -> Result<Vec<WorkReply>, RemoteError> {
         let replies = futures::future::join_all(requests.into_iter().map(|r| self.one(r))).await;
         replies.into_iter().collect()
     }
@@ -198,6 +214,68 @@ impl RemoteActors {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl ActorHost for RemoteActors {
+    fn reset(&mut self) {
+        // The partitions' workers see the new epoch and reload from the store.
+        self.epoch = uuid::Uuid::new_v4().to_string();
+        self.last_sent.clear();
+        self.spawned.clear();
+    }
+
+    fn spawn(&mut self, p: Proposal, _rules: &Arc<GovernorRules>) {
+        // Sent with the next range to the proposal's partition, whose worker starts its actor.
+        self.spawned.push(p);
+    }
+
+    fn retire(&mut self, _pid: &U256) {
+        // The worker passivates final proposals itself.
+    }
+
+    fn apply(&mut self, work: RangeWork) -> BoxFuture<'_, Result<RangeApplied, ActorsError>> {
+        Box::pin(async move {
+            let parts = self.partitions;
+            let mut reqs: BTreeMap<usize, WorkRequest> = BTreeMap::new();
+            let (epoch, last_sent, to) = (&self.epoch, &self.last_sent, work.to);
+            let new_request = |part: usize| WorkRequest {
+                id: uuid::Uuid::new_v4().to_string(),
+                epoch: epoch.clone(),
+                partition: part,
+                prev_to: last_sent.get(&part).copied(),
+                to,
+                spawn: Vec::new(),
+                proposals: Vec::new(),
+                power: Vec::new(),
+            };
+            for p in std::mem::take(&mut self.spawned) {
+                let part = partition_of_proposal(&p.proposal_id, parts);
+                reqs.entry(part).or_insert_with(|| new_request(part)).spawn.push(p);
+            }
+            for (pid, msg) in work.proposals {
+                let part = partition_of_proposal(&pid, parts);
+                reqs.entry(part).or_insert_with(|| new_request(part)).proposals.push((pid, msg.inputs, msg.quorum));
+            }
+            for (shard, inputs) in work.power.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+                let part = partition_of_shard(shard, parts);
+                reqs.entry(part).or_insert_with(|| new_request(part)).power.push((shard, inputs));
+            }
+            let sent: Vec<usize> = reqs.keys().copied().collect();
+            let replies = self.send_all(reqs.into_values().collect()).await?;
+            let mut out = RangeApplied::default();
+            for (part, reply) in sent.iter().zip(replies) {
+                for (pid, applied) in reply.proposals {
+                    let applied = applied.map_err(|e| RemoteError { partition: *part, message: e, refused: true })?;
+                    out.proposals.push((pid, applied));
+                }
+                out.power.extend(reply.power.map_err(|e| RemoteError { partition: *part, message: e, refused: false })?);
+            }
+            for part in sent {
+                self.last_sent.insert(part, to);
+            }
+            Ok(out)
+        })
     }
 }
 

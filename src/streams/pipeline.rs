@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::proposal::{Apply, BlockPoint, EventAt, GovernorRules, LiveSummary, ProposalActor, ProposalError, ProposalInput, ProposalLogic};
-use crate::actors::voter_power::{shard_of, ApplyPower, PowerInput, ResetPower, VoterPowerShard};
+use crate::actors::host::{ActorHost, ActorsError, LocalActors, RangeWork};
+use crate::actors::proposal::{Apply, BlockPoint, EventAt, GovernorRules, LiveSummary, ProposalError, ProposalInput, ProposalLogic};
+use crate::actors::voter_power::{shard_of, PowerInput};
 use crate::chain::{ChainError, Header, RpcClient};
 use crate::domain::{
     ids, metadata_uri_of, title_of, Address, ChainPoint, GovernorInfo, HexBytes, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, B256, U256,
@@ -42,6 +43,17 @@ pub enum PipelineError {
     /// A partition's actors (in another instance, NATS mode) did not answer or refused.
     #[error(transparent)]
     Remote(#[from] crate::actors::remote::RemoteError),
+}
+
+impl From<ActorsError> for PipelineError {
+    fn from(e: ActorsError) -> Self {
+        match e {
+            ActorsError::Refused(e) => PipelineError::Proposal(e),
+            ActorsError::Mailbox(e) => PipelineError::Mailbox(e),
+            ActorsError::Store(e) => PipelineError::Store(e),
+            ActorsError::Remote(e) => PipelineError::Remote(e),
+        }
+    }
 }
 
 impl PipelineError {
@@ -143,40 +155,40 @@ pub struct RangeOutcome {
     pub timelock_changed: Option<Address>,
 }
 
-struct Live {
-    /// The actor, in this process; `None` when the partition's actors are remote.
-    addr: Option<Addr<ProposalActor>>,
-    summary: LiveSummary,
-}
-
 /// The pipeline and the actors it owns.
 pub struct Pipeline {
     store: Arc<dyn Store>,
     info: GovernorInfo,
     rules: Arc<GovernorRules>,
     views: ChainViews,
-    live: HashMap<U256, Live>,
-    shards: Vec<Addr<VoterPowerShard>>,
+    /// The live proposals' summaries (what the clock and the quorum need of them).
+    live: HashMap<U256, LiveSummary>,
+    /// Where the proposal actors and voter-power shards run (this process, or partitions).
+    actors: Box<dyn ActorHost>,
     quorum_cache: HashMap<u64, U256>,
     shard_count: usize,
-    cache_per_shard: usize,
-    actor_restarts: u64,
     proposal_count: u64,
     achievements: bool,
     changes: Option<Arc<crate::streams::changes::ChangeHub>>,
-    /// NATS mode: partitions of actors in any instance.
-    remote: Option<Arc<crate::actors::remote::RemoteActors>>,
-    /// Changes at each reset; workers reload when it does.
-    epoch: String,
-    /// Per partition, the last block of the last range sent to it in this epoch.
-    last_sent: HashMap<usize, u64>,
-    /// Proposals created (or revived) since the last range was sent.
-    spawned: Vec<Proposal>,
 }
 
 impl Pipeline {
-    /// A pipeline over `store`; live proposals are loaded and their actors started.
+    /// A pipeline over `store` with its actors in this process; live proposals are loaded and
+    /// their actors started.
     pub async fn new(store: Arc<dyn Store>, info: GovernorInfo, views: ChainViews, shard_count: usize, cache_per_shard: usize) -> Result<Self, PipelineError> {
+        let actors = Box::new(LocalActors::new(store.clone(), shard_count, cache_per_shard));
+        Self::with_actors(store, info, views, shard_count, actors).await
+    }
+
+    /// A pipeline whose proposal actors and `shard_count` voter-power shards run in `actors`
+    /// (this process, or the partitions of a cluster).
+    pub async fn with_actors(
+        store: Arc<dyn Store>,
+        info: GovernorInfo,
+        views: ChainViews,
+        shard_count: usize,
+        actors: Box<dyn ActorHost>,
+    ) -> Result<Self, PipelineError> {
         let rules = Arc::new(GovernorRules::of(&info));
         let mut p = Pipeline {
             store,
@@ -184,18 +196,12 @@ impl Pipeline {
             rules,
             views,
             live: HashMap::new(),
-            shards: Vec::new(),
+            actors,
             quorum_cache: HashMap::new(),
             shard_count: shard_count.max(1),
-            cache_per_shard,
-            actor_restarts: 0,
             proposal_count: 0,
             achievements: true,
             changes: None,
-            remote: None,
-            epoch: String::new(),
-            last_sent: HashMap::new(),
-            spawned: Vec::new(),
         };
         p.reset().await?;
         Ok(p)
@@ -205,17 +211,7 @@ impl Pipeline {
     /// rollback or a restart).
     pub async fn reset(&mut self) -> Result<(), PipelineError> {
         self.live.clear();
-        for s in &self.shards {
-            s.do_send(ResetPower);
-        }
-        if self.remote.is_some() {
-            // The partitions' workers see the new epoch and reload from the store.
-            self.shards.clear();
-            self.epoch = uuid::Uuid::new_v4().to_string();
-            self.last_sent.clear();
-        } else if self.shards.is_empty() {
-            self.shards = (0..self.shard_count).map(|i| VoterPowerShard::new(i, self.store.clone(), self.cache_per_shard).start()).collect();
-        }
+        self.actors.reset();
         let (info, live, proposal_count) = store::off_thread(&self.store, |s| {
             let mut live = Vec::new();
             for p in s.live_proposals()? {
@@ -237,21 +233,8 @@ impl Pipeline {
         for p in live {
             self.spawn(p);
         }
-        self.spawned.clear();
         self.proposal_count = proposal_count;
-        if self.remote.is_none() {
-            metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
-        }
         Ok(())
-    }
-
-    /// NATS mode: the proposal actors and voter-power shards live in partitions served by
-    /// whichever instances hold them (see `actors::remote`); this pipeline sends each range's
-    /// inputs there and commits the writes they return.
-    pub async fn with_remote(mut self, remote: Arc<crate::actors::remote::RemoteActors>) -> Result<Self, PipelineError> {
-        self.remote = Some(remote);
-        self.reset().await?;
-        Ok(self)
     }
 
     /// Sends what each committed batch changed to `hub` (websockets, cache invalidation).
@@ -285,15 +268,8 @@ impl Pipeline {
 
     fn spawn(&mut self, p: Proposal) {
         let logic = ProposalLogic::new(p, self.rules.clone());
-        let summary = logic.summary();
-        let id = logic.p.proposal_id;
-        if self.remote.is_some() {
-            self.spawned.push(logic.p);
-            self.live.insert(id, Live { addr: None, summary });
-        } else {
-            let addr = ProposalActor::new(logic).start();
-            self.live.insert(id, Live { addr: Some(addr), summary });
-        }
+        self.live.insert(logic.p.proposal_id, logic.summary());
+        self.actors.spawn(logic.p, &self.rules);
     }
 
     /// Indexes one range; commits it atomically with the cursor.
@@ -596,8 +572,8 @@ impl Pipeline {
         let prev_point = known.prev.map(|b| BlockPoint { number: b.number, timestamp: b.timestamp });
         for (pid, l) in &self.live {
             let mut ts = thresholds.remove(pid).unwrap_or_default();
-            if !l.summary.status.is_final() {
-                ts.extend([l.summary.snapshot, l.summary.deadline]);
+            if !l.status.is_final() {
+                ts.extend([l.snapshot, l.deadline]);
             }
             for t in ts {
                 if let Some(b) = self.crossing(&mut headers, r.from, r.to, prev_point, t, false).await? {
@@ -605,7 +581,7 @@ impl Pipeline {
                 }
             }
             let mut exps = expiries.remove(pid).unwrap_or_default();
-            exps.extend(l.summary.expires_at);
+            exps.extend(l.expires_at);
             for exp in exps {
                 if let Some(b) = self.crossing(&mut headers, r.from, r.to, prev_point, exp, true).await? {
                     inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
@@ -619,8 +595,8 @@ impl Pipeline {
         for pid in inputs.keys() {
             let l = &self.live[pid];
             let mut quorum = None;
-            if !l.summary.quorum_known && l.summary.snapshot < end_clock {
-                let s = l.summary.snapshot;
+            if !l.quorum_known && l.snapshot < end_clock {
+                let s = l.snapshot;
                 let q = match self.quorum_cache.get(&s) {
                     Some(q) => *q,
                     None => {
@@ -633,78 +609,18 @@ impl Pipeline {
             }
             let mut items = inputs[pid].clone();
             items.sort_by_key(|(b, order, _)| (*b, *order));
-            requests.push((*pid, l.addr.clone(), Apply { inputs: items.into_iter().map(|(_, _, i)| i).collect(), quorum }));
+            requests.push((*pid, Apply { inputs: items.into_iter().map(|(_, _, i)| i).collect(), quorum }));
         }
 
         let mut mutations = created;
         let mut summaries = Vec::new();
-        match self.remote.clone() {
-            None => {
-                let proposal_replies = futures::future::join_all(requests.into_iter().map(|(pid, addr, msg)| async move {
-                    let addr = addr.expect("local actors have addresses");
-                    (pid, addr.send(msg).await)
-                }));
-                let power_replies = futures::future::join_all(self.shards.iter().zip(power).filter(|(_, v)| !v.is_empty()).map(|(s, v)| s.send(ApplyPower(v))));
-                let (proposal_replies, power_replies) = futures::join!(proposal_replies, power_replies);
-                for (pid, reply) in proposal_replies {
-                    let applied = match reply {
-                        Ok(r) => r?,
-                        Err(e) => {
-                            self.actor_restarts += 1;
-                            metrics::counter!(m::PROPOSAL_ACTOR_RESTARTS_TOTAL).increment(1);
-                            return Err(e.into());
-                        }
-                    };
-                    out.status_changes += applied.mutations.iter().filter(|m| matches!(m, Mutation::History(_))).count();
-                    mutations.extend(applied.mutations);
-                    summaries.push((pid, applied.summary));
-                }
-                for reply in power_replies {
-                    mutations.extend(reply??);
-                }
-            }
-            Some(remote) => {
-                use crate::actors::remote::{partition_of_proposal, partition_of_shard, WorkRequest};
-                let parts = remote.partitions();
-                let mut reqs: BTreeMap<usize, WorkRequest> = BTreeMap::new();
-                let new_request = |part: usize| WorkRequest {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    epoch: self.epoch.clone(),
-                    partition: part,
-                    prev_to: self.last_sent.get(&part).copied(),
-                    to: r.to,
-                    spawn: Vec::new(),
-                    proposals: Vec::new(),
-                    power: Vec::new(),
-                };
-                for p in std::mem::take(&mut self.spawned) {
-                    let part = partition_of_proposal(&p.proposal_id, parts);
-                    reqs.entry(part).or_insert_with(|| new_request(part)).spawn.push(p);
-                }
-                for (pid, _, msg) in requests {
-                    let part = partition_of_proposal(&pid, parts);
-                    reqs.entry(part).or_insert_with(|| new_request(part)).proposals.push((pid, msg.inputs, msg.quorum));
-                }
-                for (shard, inputs) in power.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
-                    let part = partition_of_shard(shard, parts);
-                    reqs.entry(part).or_insert_with(|| new_request(part)).power.push((shard, inputs));
-                }
-                let sent: Vec<usize> = reqs.keys().copied().collect();
-                let replies = remote.apply(reqs.into_values().collect()).await?;
-                for reply in replies {
-                    for (pid, applied) in reply.proposals {
-                        let applied = applied.map_err(|e| crate::actors::remote::RemoteError { partition: 0, message: e, refused: true })?;
-                        out.status_changes += applied.mutations.iter().filter(|m| matches!(m, Mutation::History(_))).count();
-                        mutations.extend(applied.mutations);
-                        summaries.push((pid, applied.summary));
-                    }
-                    mutations.extend(reply.power.map_err(|e| crate::actors::remote::RemoteError { partition: 0, message: e, refused: false })?);
-                }
-                for part in sent {
-                    self.last_sent.insert(part, r.to);
-                }
-            }
+        let answered = self.actors.apply(RangeWork { to: r.to, proposals: requests, power }).await?;
+        for (pid, applied) in answered.proposals {
+            out.status_changes += applied.mutations.iter().filter(|m| matches!(m, Mutation::History(_))).count();
+            mutations.extend(applied.mutations);
+            summaries.push((pid, applied.summary));
         }
+        mutations.extend(answered.power);
         mutations.extend(ops.into_values().map(|op| Mutation::TimelockOp(Box::new(op))));
         if info_changed {
             mutations.push(Mutation::Info(Box::new(self.info.clone())));
@@ -740,11 +656,11 @@ impl Pipeline {
         for (pid, s) in summaries {
             if s.status.is_final() {
                 self.live.remove(&pid);
+                self.actors.retire(&pid);
             } else if let Some(l) = self.live.get_mut(&pid) {
-                l.summary = s;
+                *l = s;
             }
         }
-        metrics::gauge!(m::PROPOSAL_ACTORS_LIVE).set(self.live.len() as f64);
         metrics::counter!(m::PIPELINE_EVENTS_TOTAL).increment(out.events as u64);
         if out.status_changes > 0 {
             self.publish_business_metrics().await?;
@@ -814,7 +730,7 @@ impl Pipeline {
             return Some(*m);
         }
         if let Some(l) = self.live.get(pid) {
-            return Some((l.summary.creation_index, l.summary.proposer));
+            return Some((l.creation_index, l.proposer));
         }
         known.proposal(pid).map(|p| (p.creation_index, p.proposer))
     }
