@@ -155,8 +155,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None => {
             let pipeline = new_pipeline(None).await?.with_changes(changes.clone());
             let feed_end = crate::store::off_thread(&store, |s| s.feed_position()).await?;
-            let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone())
+            let direct = crate::streams::destination::Direct::new(store.clone(), status.clone())
                 .with_publisher(crate::streams::achievements::Publisher::new(feed_bus.clone(), feed_end).with_bus(bus.clone(), chain_id));
+            let listener = Listener::new(rpc.clone(), store.clone(), pipeline, settings, status.clone(), stop.clone(), Box::new(direct));
             Some(ListenerActor::new(listener, stop.clone(), fatal_tx).start())
         }
         Some(js) => {
@@ -179,7 +180,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                             let pipeline = pipeline.await.map_err(|e| (!e.is_retryable(), e.to_string()))?;
                             let log =
                                 crate::streams::relay::EventLog::new(js, status.chain_id.load(Ordering::Relaxed), settings.reorg_window.max(window), ahead);
-                            let mut listener = Listener::new(rpc, store, pipeline, settings, status, stop).with_event_log(log);
+                            let mut listener = Listener::new(rpc, store, pipeline, settings, status, stop, Box::new(log));
                             listener.run().await.map_err(|e| (!e.is_retryable(), e.to_string()))
                         }
                     })

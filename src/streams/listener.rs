@@ -20,6 +20,7 @@ use crate::domain::{Address, B256};
 use crate::metrics as m;
 use crate::store::{self, Store, StoreError};
 use crate::streams::decode;
+use crate::streams::destination::{Destination, Reorg};
 use crate::streams::pipeline::{Pipeline, PipelineError, RangeData};
 
 /// Listener settings.
@@ -120,15 +121,15 @@ pub struct Listener {
     range: u64,
     successes: u32,
     stop: Arc<AtomicBool>,
-    publisher: Option<Arc<crate::streams::achievements::Publisher>>,
-    /// NATS mode: ranges go to the events stream instead of the pipeline.
-    log: Option<crate::streams::relay::EventLog>,
+    /// Where ranges go: the pipeline here, or the events stream.
+    dest: Box<dyn Destination>,
     /// The pipeline reloads from the store before the next run (set after a failure).
     reset_before_run: bool,
 }
 
 impl Listener {
-    /// A listener feeding `pipeline`.
+    /// A listener handing ranges to `dest` (with `pipeline`: it commits them, or only tracks
+    /// the governor's settings when the events stream takes them).
     pub fn new(
         rpc: RpcClient,
         store: Arc<dyn Store>,
@@ -136,24 +137,12 @@ impl Listener {
         settings: ListenerSettings,
         status: Arc<IndexerStatus>,
         stop: Arc<AtomicBool>,
+        dest: Box<dyn Destination>,
     ) -> Self {
         status.confirmations.store(settings.confirmations, Ordering::Relaxed);
         status.start_block.store(settings.start_block, Ordering::Relaxed);
         let range = settings.max_range.max(1);
-        Listener { rpc, store, pipeline, settings, status, range, successes: 0, stop, publisher: None, log: None, reset_before_run: false }
-    }
-
-    /// Publishes governance events to the feed and `bus` once final.
-    pub fn with_publisher(mut self, publisher: crate::streams::achievements::Publisher) -> Self {
-        self.publisher = Some(Arc::new(publisher));
-        self
-    }
-
-    /// NATS mode: publishes each range (and rollback) to the events stream, where the indexer
-    /// (in this instance or another) commits it; the pipeline here only tracks settings.
-    pub fn with_event_log(mut self, log: crate::streams::relay::EventLog) -> Self {
-        self.log = Some(log);
-        self
+        Listener { rpc, store, pipeline, settings, status, range, successes: 0, stop, dest, reset_before_run: false }
     }
 
     async fn store_cursor(&self) -> Result<Option<crate::store::Cursor>, ListenerError> {
@@ -163,22 +152,7 @@ impl Listener {
     /// The position to continue from: the store's cursor, or in NATS mode what was published.
     async fn position(&self) -> Result<Option<crate::store::Cursor>, ListenerError> {
         let c = self.store_cursor().await?;
-        Ok(match &self.log {
-            None => c,
-            Some(log) => log.position(c.map(|c| (c.block, c.hash))).map(|(block, hash)| crate::store::Cursor { block, hash }),
-        })
-    }
-
-    async fn publish(&self) -> Result<(), ListenerError> {
-        if self.log.is_some() {
-            // NATS mode: the indexer publishes final events after its commits.
-            return Ok(());
-        }
-        if let Some(p) = &self.publisher {
-            let (p, finalized) = (p.clone(), self.status.finalized());
-            store::off_thread(&self.store, move |s| p.publish(s, finalized)).await?;
-        }
-        Ok(())
+        Ok(self.dest.position(c))
     }
 
     /// After an error: the next run drops in-memory actor state and reloads it from the store.
@@ -201,12 +175,8 @@ impl Listener {
             self.pipeline.reset().await?;
             self.reset_before_run = false;
         }
-        if self.log.is_some() {
-            let c = self.store_cursor().await?;
-            if let Some(log) = &mut self.log {
-                log.resume(c.map(|c| (c.block, c.hash))).await?;
-            }
-        }
+        let c = self.store_cursor().await?;
+        self.dest.resume(c).await?;
         let topics = decode::topic0s();
         let mut progress = Progress::new(self.settings.progress_interval);
         while !self.stop.load(Ordering::Relaxed) {
@@ -223,16 +193,14 @@ impl Listener {
             self.status.head.store(head, Ordering::Relaxed);
             metrics::gauge!(m::LISTENER_HEAD_BLOCK).set(head as f64);
             let cursor = self.position().await?;
-            if let Some(log) = &self.log {
-                if log.too_far_ahead(self.store_cursor().await?.map(|c| c.block)) {
-                    // The indexer is behind: wait for it rather than filling the stream.
-                    tokio::time::sleep(self.settings.poll_interval.min(Duration::from_millis(200))).await;
-                    continue;
-                }
+            if self.dest.too_far_ahead(self.store_cursor().await?.map(|c| c.block)) {
+                // The indexer is behind: wait for it rather than filling the stream.
+                tokio::time::sleep(self.settings.poll_interval.min(Duration::from_millis(200))).await;
+                continue;
             }
             let next = cursor.map_or(self.settings.start_block, |c| c.block + 1);
             if let Some(c) = cursor {
-                if self.log.is_none() {
+                if self.dest.commits_here() {
                     self.status.indexed.store(c.block, Ordering::Relaxed);
                     metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(c.block as f64);
                 }
@@ -248,7 +216,7 @@ impl Listener {
                 }
             }
             if next > head {
-                self.publish().await?;
+                self.dest.idle().await?;
                 self.status.caught_up.store(true, Ordering::Relaxed);
                 metrics::gauge!(m::LISTENER_BACKFILL_REMAINING_BLOCKS).set(0.0);
                 progress.finish(head);
@@ -268,20 +236,7 @@ impl Listener {
             let logs = data.logs.len();
             let mut data = data;
             data.prune_below = Some(head.saturating_sub(self.settings.reorg_window + 1));
-            let outcome = match &mut self.log {
-                Some(log) => {
-                    log.publish_range(&data, head).await?;
-                    crate::streams::pipeline::RangeOutcome { timelock_changed: self.pipeline.observe_timelock(&data.logs), ..Default::default() }
-                }
-                None => {
-                    let o = self.pipeline.process(data).await?;
-                    self.publish().await?;
-                    self.status.indexed.store(to, Ordering::Relaxed);
-                    metrics::gauge!(m::LISTENER_INDEXED_BLOCK).set(to as f64);
-                    metrics::counter!(m::LISTENER_BLOCKS_PROCESSED_TOTAL).increment(to - next + 1);
-                    o
-                }
-            };
+            let outcome = self.dest.deliver(&mut self.pipeline, data, head).await?;
             metrics::counter!(m::LISTENER_LOGS_FETCHED_TOTAL).increment(logs as u64);
             metrics::gauge!(m::LISTENER_BACKFILL_REMAINING_BLOCKS).set(head.saturating_sub(to) as f64);
             if outcome.timelock_changed.is_some() {
@@ -386,51 +341,13 @@ impl Listener {
         Ok(out)
     }
 
-    /// Finds the common ancestor below `from_block` and rolls the store back to it.
+    /// Finds the common ancestor below `from_block` among the blocks the store remembers and
+    /// those handed over since, and rolls back to it (the store here, or a rollback published
+    /// on the events stream).
     async fn handle_reorg(&mut self, from_block: u64) -> Result<(), ListenerError> {
-        if self.log.is_some() {
-            return self.publish_reorg(from_block).await;
-        }
-        let remembered = store::off_thread(&self.store, |s| s.recent_blocks()).await?;
-        let mut ancestor = None;
-        for b in remembered.iter().rev().filter(|b| b.number <= from_block) {
-            if let Some(h) = self.rpc.header(b.number).await? {
-                if h.hash == b.hash {
-                    ancestor = Some(b.number);
-                    break;
-                }
-            }
-        }
-        let cursor = self.store_cursor().await?.map_or(0, |c| c.block);
-        let Some(ancestor) = ancestor else {
-            return Err(ListenerError::ReorgTooDeep { window: self.settings.reorg_window, cursor });
-        };
-        let new_cursor = match store::off_thread(&self.store, move |s| s.rollback(ancestor)).await {
-            Ok(c) => c,
-            Err(StoreError::ReorgTooDeep { .. }) => return Err(ListenerError::ReorgTooDeep { window: self.settings.reorg_window, cursor }),
-            Err(e) => return Err(e.into()),
-        };
-        let depth = cursor.saturating_sub(ancestor);
-        self.status.reorgs.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::LISTENER_REORGS_TOTAL).increment(1);
-        metrics::gauge!(m::LISTENER_REORG_DEPTH_BLOCKS).set(depth as f64);
-        tracing::warn!(target: "listener", ancestor, depth, resume_after = ?new_cursor.map(|c| c.block), "reorg: rolled back orphaned blocks");
-        self.pipeline.reset().await?;
-        self.pipeline.notify_rollback(ancestor, depth);
-        // Retractions written by the rollback go out now.
-        self.publish().await?;
-        Ok(())
-    }
-}
-
-impl Listener {
-    /// NATS mode: finds the common ancestor among the blocks published (and those committed)
-    /// and publishes a rollback to it; the indexer rolls the store back when it reads it.
-    async fn publish_reorg(&mut self, from_block: u64) -> Result<(), ListenerError> {
         let mut remembered: BTreeMap<u64, B256> =
             store::off_thread(&self.store, |s| s.recent_blocks()).await?.into_iter().map(|b| (b.number, b.hash)).collect();
-        let log = self.log.as_ref().expect("NATS mode");
-        remembered.extend(log.recent().iter().map(|(n, h)| (*n, *h)));
+        remembered.extend(self.dest.recent());
         let tip = self.position().await?.map_or((0, B256::default()), |c| (c.block, c.hash));
         let mut ancestor = None;
         for (n, hash) in remembered.iter().rev().filter(|(n, _)| **n <= from_block) {
@@ -441,15 +358,12 @@ impl Listener {
                 }
             }
         }
+        let window = self.settings.reorg_window;
         let Some((ancestor, ancestor_hash)) = ancestor else {
-            return Err(ListenerError::ReorgTooDeep { window: self.settings.reorg_window, cursor: tip.0 });
+            return Err(ListenerError::ReorgTooDeep { window, cursor: tip.0 });
         };
-        let depth = tip.0.saturating_sub(ancestor);
-        self.log.as_mut().expect("NATS mode").publish_rollback(ancestor, ancestor_hash, depth, tip.1).await?;
-        // The indexer counts the reorg when it rolls the store back.
-        metrics::gauge!(m::LISTENER_REORG_DEPTH_BLOCKS).set(depth as f64);
-        tracing::warn!(target: "listener", ancestor, depth, "reorg: rollback published on the events stream");
-        Ok(())
+        let reorg = Reorg { ancestor, ancestor_hash, depth: tip.0.saturating_sub(ancestor), tip, window };
+        self.dest.roll_back(&mut self.pipeline, reorg).await
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod achievements;
 pub mod changes;
 pub mod decode;
+pub mod destination;
 pub mod listener;
 pub mod pipeline;
 pub mod relay;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::host::{ActorHost, ActorsError, LocalActors, RangeWork};
+use crate::actors::host::{ActorHost, ActorsError, LocalActors, RangeApplied, RangeWork, ShardInputs};
 use crate::actors::proposal::{Apply, BlockPoint, EventAt, GovernorRules, LiveSummary, ProposalError, ProposalInput, ProposalLogic};
 use crate::actors::voter_power::{shard_of, PowerInput};
 use crate::chain::{ChainError, Header, RpcClient};
@@ -273,279 +273,282 @@ impl Pipeline {
     }
 
     /// Indexes one range; commits it atomically with the cursor.
+    ///
+    /// Exactly-once comes from the cursor: the store only accepts the range that follows the
+    /// last committed block, and commits the range's effects with the cursor. The stages:
+    /// decode, read what the events need from the store, route each event, read the NFT
+    /// bonuses, revive stored proposals, schedule the clock ticks, fetch quorums, let the actors
+    /// apply, commit, and move the live summaries on.
     pub async fn process(&mut self, r: RangeData) -> Result<RangeOutcome, PipelineError> {
         let mut out = RangeOutcome::default();
         let to_header = *r.headers.get(&r.to).ok_or(PipelineError::MissingHeader(r.to))?;
-        // Exactly-once comes from the cursor: the store only accepts the range that follows
-        // the last committed block, and commits the range's effects with the cursor.
         let mut headers = r.headers.clone();
-        let mut created: Vec<Mutation> = Vec::new();
-        let mut inputs: BTreeMap<U256, Vec<(u64, u64, ProposalInput)>> = BTreeMap::new();
-        let mut power: Vec<Vec<(Address, BlockPoint, PowerInput)>> = vec![Vec::new(); self.shard_count];
-        let mut ops: HashMap<B256, TimelockOperation> = HashMap::new();
-        let mut scheduled_in_tx: HashMap<B256, B256> = HashMap::new();
-        // Clock thresholds (snapshot, deadline) and expiry times (eta + grace period) learnt
-        // from this range's own events: boundaries the proposals' summaries from before the
-        // range cannot know, and that may fall inside the range too.
-        let mut thresholds: BTreeMap<U256, Vec<u64>> = BTreeMap::new();
-        let mut expiries: BTreeMap<U256, Vec<u64>> = BTreeMap::new();
-        let mut info_changed = false;
-        // NFT moves without a bonus event for the account in the same block get their bonus
-        // read from the benefit executor at that block.
-        let mut bonus_events: std::collections::HashSet<(Address, u64)> = std::collections::HashSet::new();
-        let mut nft_moves: Vec<(Address, BlockPoint)> = Vec::new();
-        // Governance events for the achievement system, and the streaks they move.
-        let mut outbox: Vec<(GovernanceEvent, bool)> = Vec::new();
-        let mut streaks: HashMap<Address, Streak> = HashMap::new();
-        let mut batch_proposals: HashMap<U256, (u64, Address)> = HashMap::new();
-        let mut applied: Vec<EventId> = Vec::with_capacity(r.logs.len());
-
-        let mut decoded = Vec::with_capacity(r.logs.len());
-        for log in &r.logs {
-            match decode::decode(log) {
-                Ok(x) => decoded.push(x),
-                Err(e) => {
-                    out.undecodable += 1;
-                    metrics::counter!(m::DECODE_UNDECODABLE_TOTAL).increment(1);
-                    tracing::debug!(target: "pipeline", block = log.block_number, log_index = log.log_index, error = %e, "undecodable log skipped");
-                }
-            }
-        }
+        let decoded = decode_all(&r.logs, &mut out);
         let mut known = self.prefetch(&decoded, r.from).await?;
-
+        let mut x = Routed::new(self.shard_count, r.logs.len());
         for (ev, meta) in decoded {
-            let h = *headers.get(&meta.block_number).ok_or(PipelineError::MissingHeader(meta.block_number))?;
-            let bp = BlockPoint { number: h.number, timestamp: h.timestamp };
-            let at = EventAt { block: bp, block_hash: meta.block_hash, tx_hash: meta.tx_hash, log_index: meta.log_index };
-            let point = ChainPoint { block_number: bp.number, timestamp: bp.timestamp, transaction_hash: Some(meta.tx_hash) };
-            let from_governor = meta.address == self.info.governor;
-            let from_token = meta.address == self.info.token;
-            let from_timelock = Some(meta.address) == self.info.timelock;
-            let from_executor = Some(meta.address) == self.info.benefit_executor;
-            let from_nft = Some(meta.address) == self.info.achievement_nft;
-            applied.push(EventId { block_number: meta.block_number, block_hash: meta.block_hash, log_index: meta.log_index });
-            out.events += 1;
-            let origin = Origin {
-                chain_id: self.info.chain_id,
-                governor: self.info.governor,
-                block_number: bp.number,
-                block_hash: meta.block_hash,
-                log_index: meta.log_index,
-                tx_hash: meta.tx_hash,
-                timestamp: bp.timestamp,
-            };
-            let mut push = |pid: U256, input: ProposalInput| {
-                inputs.entry(pid).or_default().push((bp.number, meta.log_index + 1, input));
-            };
-            match ev {
-                GovEvent::ProposalCreated { proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description }
-                    if from_governor =>
-                {
-                    if self.live.contains_key(&proposal_id) || known.proposal(&proposal_id).is_some() {
-                        continue;
+            self.route(ev, meta, &headers, &known, &mut x, &mut out)?;
+        }
+        self.read_nft_bonuses(&mut x).await?;
+        self.revive(&mut x, &mut known, &mut out).await?;
+        self.schedule_ticks(&mut x, &mut headers, &r, &known).await?;
+        let requests = self.with_quorums(std::mem::take(&mut x.inputs), &to_header).await?;
+        let power = std::mem::take(&mut x.power);
+        let answered = self.actors.apply(RangeWork { to: r.to, proposals: requests, power }).await?;
+        let (batch, summaries) = self.assemble(&r, &to_header, &headers, x, answered, &mut out);
+        self.commit(batch).await?;
+        self.advance(summaries, &out).await?;
+        Ok(out)
+    }
+
+    /// Routes one decoded event: proposal inputs, power inputs, timelock operations, settings,
+    /// and the achievement events it derives.
+    fn route(
+        &mut self,
+        ev: GovEvent,
+        meta: decode::EventMeta,
+        headers: &BTreeMap<u64, Header>,
+        known: &Known,
+        x: &mut Routed,
+        out: &mut RangeOutcome,
+    ) -> Result<(), PipelineError> {
+        let h = *headers.get(&meta.block_number).ok_or(PipelineError::MissingHeader(meta.block_number))?;
+        let bp = BlockPoint { number: h.number, timestamp: h.timestamp };
+        let at = EventAt { block: bp, block_hash: meta.block_hash, tx_hash: meta.tx_hash, log_index: meta.log_index };
+        let point = ChainPoint { block_number: bp.number, timestamp: bp.timestamp, transaction_hash: Some(meta.tx_hash) };
+        let from_governor = meta.address == self.info.governor;
+        let from_token = meta.address == self.info.token;
+        let from_timelock = Some(meta.address) == self.info.timelock;
+        let from_executor = Some(meta.address) == self.info.benefit_executor;
+        let from_nft = Some(meta.address) == self.info.achievement_nft;
+        x.applied.push(EventId { block_number: meta.block_number, block_hash: meta.block_hash, log_index: meta.log_index });
+        out.events += 1;
+        let origin = Origin {
+            chain_id: self.info.chain_id,
+            governor: self.info.governor,
+            block_number: bp.number,
+            block_hash: meta.block_hash,
+            log_index: meta.log_index,
+            tx_hash: meta.tx_hash,
+            timestamp: bp.timestamp,
+        };
+        let mut push = |pid: U256, input: ProposalInput| {
+            x.inputs.entry(pid).or_default().push((bp.number, meta.log_index + 1, input));
+        };
+        match ev {
+            GovEvent::ProposalCreated { proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description } if from_governor => {
+                if self.live.contains_key(&proposal_id) || known.proposal(&proposal_id).is_some() {
+                    return Ok(());
+                }
+                let id = ids::proposal(self.info.chain_id, &self.info.governor, &proposal_id);
+                let creation_index = self.proposal_count;
+                self.proposal_count += 1;
+                x.batch_proposals.insert(proposal_id, (creation_index, proposer));
+                if self.achievements {
+                    x.outbox.push((
+                        GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))),
+                        true,
+                    ));
+                }
+                let p = Proposal {
+                    id,
+                    creation_index,
+                    proposal_id,
+                    title: title_of(&description),
+                    metadata_uri: metadata_uri_of(&description),
+                    description,
+                    proposer,
+                    start_block: vote_start,
+                    end_block: vote_end,
+                    original_end_block: vote_end,
+                    status: ProposalStatus::Pending,
+                    for_votes: U256::zero(),
+                    against_votes: U256::zero(),
+                    abstain_votes: U256::zero(),
+                    vote_count: 0,
+                    quorum: None,
+                    targets,
+                    values,
+                    signatures,
+                    calldatas: calldatas.into_iter().map(HexBytes).collect(),
+                    eta: None,
+                    timelock_operation_id: None,
+                    created: point,
+                    created_at: bp.timestamp,
+                    updated_at: bp.timestamp,
+                    updated_block: bp.number,
+                    executed_at: None,
+                };
+                x.created.push(Mutation::History(HistoryEntry {
+                    id: ids::history(&id, ProposalStatus::Pending, bp.number),
+                    proposal_id,
+                    status: ProposalStatus::Pending,
+                    timestamp: bp.timestamp,
+                    block_number: bp.number,
+                    transaction_hash: Some(meta.tx_hash),
+                }));
+                x.created.push(Mutation::Proposal(Box::new(p.clone())));
+                x.thresholds.entry(proposal_id).or_default().extend([vote_start, vote_end]);
+                out.status_changes += 1;
+                self.spawn(p);
+                metrics::counter!(m::PIPELINE_PROPOSALS_CREATED_TOTAL).increment(1);
+            }
+            GovEvent::VoteCast { voter, proposal_id, support, weight, reason, params } if from_governor => {
+                metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
+                if self.achievements {
+                    let streak = x.streaks.entry(voter).or_insert_with(|| known.streaks.get(&voter).copied().unwrap_or_default());
+                    // A voter with no streak yet has never voted: this is its first vote.
+                    let first_vote = streak.len == 0;
+                    x.outbox.push((GovernanceEvent::new(ach::kind::VOTE_CAST, &origin, voter, &proposal_id, ach::vote_data(support, &weight)), first_vote));
+                    if let Some((index, _)) = self.proposal_meta(&x.batch_proposals, known, &proposal_id) {
+                        if let Some(len) = streak.on_vote(index) {
+                            x.outbox.push((GovernanceEvent::new(ach::kind::PARTICIPATION_STREAK, &origin, voter, &proposal_id, ach::streak_data(len)), true));
+                        }
                     }
-                    let id = ids::proposal(self.info.chain_id, &self.info.governor, &proposal_id);
-                    let creation_index = self.proposal_count;
-                    self.proposal_count += 1;
-                    batch_proposals.insert(proposal_id, (creation_index, proposer));
-                    if self.achievements {
-                        outbox.push((
-                            GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))),
-                            true,
-                        ));
-                    }
-                    let p = Proposal {
+                }
+                push(proposal_id, ProposalInput::Vote { voter, support, weight, reason, params, at });
+            }
+            GovEvent::ProposalCanceled { proposal_id } if from_governor => push(proposal_id, ProposalInput::Canceled { at }),
+            GovEvent::ProposalExecuted { proposal_id } if from_governor => {
+                if let Some((_, proposer)) = self.achievements.then(|| self.proposal_meta(&x.batch_proposals, known, &proposal_id)).flatten() {
+                    x.outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_EXECUTED, &origin, proposer, &proposal_id, serde_json::json!({})), true));
+                }
+                push(proposal_id, ProposalInput::Executed { at });
+            }
+            GovEvent::ProposalQueued { proposal_id, eta } if from_governor => {
+                let operation = x.scheduled_in_tx.get(&meta.tx_hash).copied();
+                if let Some(op) = operation.and_then(|id| x.ops.get_mut(&id)) {
+                    op.proposal_id = Some(proposal_id);
+                }
+                if let Some(grace) = self.info.grace_period_secs {
+                    x.expiries.entry(proposal_id).or_default().push(eta.saturating_add(grace));
+                }
+                push(proposal_id, ProposalInput::Queued { eta, operation, at });
+            }
+            GovEvent::ProposalExtended { proposal_id, extended_deadline } if from_governor => {
+                x.thresholds.entry(proposal_id).or_default().push(extended_deadline);
+                push(proposal_id, ProposalInput::Extended { deadline: extended_deadline, at });
+            }
+            GovEvent::SettingChanged { setting, new, .. } if from_governor || from_timelock => {
+                match setting {
+                    Setting::VotingDelay => self.info.voting_delay = new.low_u64(),
+                    Setting::VotingPeriod => self.info.voting_period = new.low_u64(),
+                    Setting::ProposalThreshold => self.info.proposal_threshold = new,
+                    Setting::QuorumNumerator | Setting::TimelockMinDelay => {}
+                }
+                x.info_changed = true;
+            }
+            GovEvent::TimelockChange { new, .. } if from_governor => {
+                self.info.timelock = (!new.is_zero()).then_some(new);
+                out.timelock_changed = Some(new);
+                x.info_changed = true;
+            }
+            GovEvent::CallScheduled { id, delay, .. } if from_timelock => {
+                x.scheduled_in_tx.insert(meta.tx_hash, id);
+                let op = match x.ops.remove(&id) {
+                    Some(op) => op,
+                    None => known.ops.get(&id).cloned().flatten().unwrap_or(TimelockOperation {
                         id,
-                        creation_index,
-                        proposal_id,
-                        title: title_of(&description),
-                        metadata_uri: metadata_uri_of(&description),
-                        description,
-                        proposer,
-                        start_block: vote_start,
-                        end_block: vote_end,
-                        original_end_block: vote_end,
-                        status: ProposalStatus::Pending,
-                        for_votes: U256::zero(),
-                        against_votes: U256::zero(),
-                        abstain_votes: U256::zero(),
-                        vote_count: 0,
-                        quorum: None,
-                        targets,
-                        values,
-                        signatures,
-                        calldatas: calldatas.into_iter().map(HexBytes).collect(),
-                        eta: None,
-                        timelock_operation_id: None,
-                        created: point,
-                        created_at: bp.timestamp,
-                        updated_at: bp.timestamp,
-                        updated_block: bp.number,
-                        executed_at: None,
-                    };
-                    created.push(Mutation::History(HistoryEntry {
-                        id: ids::history(&id, ProposalStatus::Pending, bp.number),
-                        proposal_id,
-                        status: ProposalStatus::Pending,
-                        timestamp: bp.timestamp,
-                        block_number: bp.number,
-                        transaction_hash: Some(meta.tx_hash),
-                    }));
-                    created.push(Mutation::Proposal(Box::new(p.clone())));
-                    thresholds.entry(proposal_id).or_default().extend([vote_start, vote_end]);
-                    out.status_changes += 1;
-                    self.spawn(p);
-                    metrics::counter!(m::PIPELINE_PROPOSALS_CREATED_TOTAL).increment(1);
-                }
-                GovEvent::VoteCast { voter, proposal_id, support, weight, reason, params } if from_governor => {
-                    metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
-                    if self.achievements {
-                        let streak = streaks.entry(voter).or_insert_with(|| known.streaks.get(&voter).copied().unwrap_or_default());
-                        // A voter with no streak yet has never voted: this is its first vote.
-                        let first_vote = streak.len == 0;
-                        outbox.push((GovernanceEvent::new(ach::kind::VOTE_CAST, &origin, voter, &proposal_id, ach::vote_data(support, &weight)), first_vote));
-                        if let Some((index, _)) = self.proposal_meta(&batch_proposals, &known, &proposal_id) {
-                            if let Some(len) = streak.on_vote(index) {
-                                outbox.push((GovernanceEvent::new(ach::kind::PARTICIPATION_STREAK, &origin, voter, &proposal_id, ach::streak_data(len)), true));
-                            }
-                        }
+                        proposal_id: None,
+                        calls: 0,
+                        delay,
+                        scheduled: point,
+                        executed: None,
+                        cancelled: None,
+                    }),
+                };
+                let mut op = op;
+                op.calls += 1;
+                x.ops.insert(id, op);
+            }
+            GovEvent::CallExecuted { id, .. } | GovEvent::Cancelled { id } if from_timelock => {
+                let executed = matches!(ev, GovEvent::CallExecuted { .. });
+                let op = match x.ops.remove(&id) {
+                    Some(op) => Some(op),
+                    None => known.ops.get(&id).cloned().flatten(),
+                };
+                let Some(mut op) = op else { return Ok(()) };
+                if executed && op.executed.is_none() {
+                    op.executed = Some(point);
+                    if let Some(pid) = op.proposal_id {
+                        push(pid, ProposalInput::Executed { at });
                     }
-                    push(proposal_id, ProposalInput::Vote { voter, support, weight, reason, params, at });
-                }
-                GovEvent::ProposalCanceled { proposal_id } if from_governor => push(proposal_id, ProposalInput::Canceled { at }),
-                GovEvent::ProposalExecuted { proposal_id } if from_governor => {
-                    if let Some((_, proposer)) = self.achievements.then(|| self.proposal_meta(&batch_proposals, &known, &proposal_id)).flatten() {
-                        outbox.push((GovernanceEvent::new(ach::kind::PROPOSAL_EXECUTED, &origin, proposer, &proposal_id, serde_json::json!({})), true));
-                    }
-                    push(proposal_id, ProposalInput::Executed { at });
-                }
-                GovEvent::ProposalQueued { proposal_id, eta } if from_governor => {
-                    let operation = scheduled_in_tx.get(&meta.tx_hash).copied();
-                    if let Some(op) = operation.and_then(|id| ops.get_mut(&id)) {
-                        op.proposal_id = Some(proposal_id);
-                    }
-                    if let Some(grace) = self.info.grace_period_secs {
-                        expiries.entry(proposal_id).or_default().push(eta.saturating_add(grace));
-                    }
-                    push(proposal_id, ProposalInput::Queued { eta, operation, at });
-                }
-                GovEvent::ProposalExtended { proposal_id, extended_deadline } if from_governor => {
-                    thresholds.entry(proposal_id).or_default().push(extended_deadline);
-                    push(proposal_id, ProposalInput::Extended { deadline: extended_deadline, at });
-                }
-                GovEvent::SettingChanged { setting, new, .. } if from_governor || from_timelock => {
-                    match setting {
-                        Setting::VotingDelay => self.info.voting_delay = new.low_u64(),
-                        Setting::VotingPeriod => self.info.voting_period = new.low_u64(),
-                        Setting::ProposalThreshold => self.info.proposal_threshold = new,
-                        Setting::QuorumNumerator | Setting::TimelockMinDelay => {}
-                    }
-                    info_changed = true;
-                }
-                GovEvent::TimelockChange { new, .. } if from_governor => {
-                    self.info.timelock = (!new.is_zero()).then_some(new);
-                    out.timelock_changed = Some(new);
-                    info_changed = true;
-                }
-                GovEvent::CallScheduled { id, delay, .. } if from_timelock => {
-                    scheduled_in_tx.insert(meta.tx_hash, id);
-                    let op = match ops.remove(&id) {
-                        Some(op) => op,
-                        None => known.ops.get(&id).cloned().flatten().unwrap_or(TimelockOperation {
-                            id,
-                            proposal_id: None,
-                            calls: 0,
-                            delay,
-                            scheduled: point,
-                            executed: None,
-                            cancelled: None,
-                        }),
-                    };
-                    let mut op = op;
-                    op.calls += 1;
-                    ops.insert(id, op);
-                }
-                GovEvent::CallExecuted { id, .. } | GovEvent::Cancelled { id } if from_timelock => {
-                    let executed = matches!(ev, GovEvent::CallExecuted { .. });
-                    let op = match ops.remove(&id) {
-                        Some(op) => Some(op),
-                        None => known.ops.get(&id).cloned().flatten(),
-                    };
-                    let Some(mut op) = op else { continue };
-                    if executed && op.executed.is_none() {
-                        op.executed = Some(point);
-                        if let Some(pid) = op.proposal_id {
-                            push(pid, ProposalInput::Executed { at });
-                        }
-                    } else if !executed && op.cancelled.is_none() {
-                        op.cancelled = Some(point);
-                        if let Some(pid) = op.proposal_id {
-                            push(pid, ProposalInput::Canceled { at });
-                        }
-                    }
-                    ops.insert(id, op);
-                }
-                GovEvent::CallSalt { .. } if from_timelock => {}
-                GovEvent::Transfer { from, to, value } if from_token => {
-                    if !from.is_zero() {
-                        power[shard_of(&from, self.shard_count)].push((from, bp, PowerInput::Debit(value)));
-                    }
-                    if !to.is_zero() {
-                        power[shard_of(&to, self.shard_count)].push((to, bp, PowerInput::Credit(value)));
+                } else if !executed && op.cancelled.is_none() {
+                    op.cancelled = Some(point);
+                    if let Some(pid) = op.proposal_id {
+                        push(pid, ProposalInput::Canceled { at });
                     }
                 }
-                GovEvent::DelegateChanged { delegator, to, .. } if from_token => {
-                    let d = (!to.is_zero()).then_some(to);
-                    power[shard_of(&delegator, self.shard_count)].push((delegator, bp, PowerInput::Delegate(d)));
+                x.ops.insert(id, op);
+            }
+            GovEvent::CallSalt { .. } if from_timelock => {}
+            GovEvent::Transfer { from, to, value } if from_token => {
+                if !from.is_zero() {
+                    x.power[shard_of(&from, self.shard_count)].push((from, bp, PowerInput::Debit(value)));
                 }
-                GovEvent::DelegateVotesChanged { delegate, new, .. } if from_token => {
-                    power[shard_of(&delegate, self.shard_count)].push((delegate, bp, PowerInput::Votes(new)));
-                }
-                GovEvent::BonusChanged { account, new, .. } if from_executor => {
-                    bonus_events.insert((account, bp.number));
-                    power[shard_of(&account, self.shard_count)].push((account, bp, PowerInput::Bonus(new)));
-                }
-                GovEvent::BenefitsChanged { account, fee_discount_bps, priority_boost } if from_executor => {
-                    power[shard_of(&account, self.shard_count)].push((account, bp, PowerInput::Benefits(fee_discount_bps, priority_boost)));
-                }
-                GovEvent::NftTransfer { from, to, .. } if from_nft => {
-                    for a in [from, to] {
-                        if !a.is_zero() {
-                            nft_moves.push((a, bp));
-                        }
-                    }
-                }
-                _ => {
-                    // A known signature from a contract that does not emit it in this role.
-                    out.events -= 1;
-                    applied.pop();
-                    out.undecodable += 1;
-                    metrics::counter!(m::DECODE_UNDECODABLE_TOTAL).increment(1);
+                if !to.is_zero() {
+                    x.power[shard_of(&to, self.shard_count)].push((to, bp, PowerInput::Credit(value)));
                 }
             }
+            GovEvent::DelegateChanged { delegator, to, .. } if from_token => {
+                let d = (!to.is_zero()).then_some(to);
+                x.power[shard_of(&delegator, self.shard_count)].push((delegator, bp, PowerInput::Delegate(d)));
+            }
+            GovEvent::DelegateVotesChanged { delegate, new, .. } if from_token => {
+                x.power[shard_of(&delegate, self.shard_count)].push((delegate, bp, PowerInput::Votes(new)));
+            }
+            GovEvent::BonusChanged { account, new, .. } if from_executor => {
+                x.bonus_events.insert((account, bp.number));
+                x.power[shard_of(&account, self.shard_count)].push((account, bp, PowerInput::Bonus(new)));
+            }
+            GovEvent::BenefitsChanged { account, fee_discount_bps, priority_boost } if from_executor => {
+                x.power[shard_of(&account, self.shard_count)].push((account, bp, PowerInput::Benefits(fee_discount_bps, priority_boost)));
+            }
+            GovEvent::NftTransfer { from, to, .. } if from_nft => {
+                for a in [from, to] {
+                    if !a.is_zero() {
+                        x.nft_moves.push((a, bp));
+                    }
+                }
+            }
+            _ => {
+                // A known signature from a contract that does not emit it in this role.
+                out.events -= 1;
+                x.applied.pop();
+                out.undecodable += 1;
+                metrics::counter!(m::DECODE_UNDECODABLE_TOTAL).increment(1);
+            }
         }
+        Ok(())
+    }
 
+    /// NFT moves without a bonus event for the account in the same block: the bonus is read
+    /// from the benefit executor at that block (one call per account and block, concurrently).
+    async fn read_nft_bonuses(&self, x: &mut Routed) -> Result<(), PipelineError> {
         if let Some(executor) = self.info.benefit_executor {
-            // One call per (account, block) without a bonus event, issued concurrently.
             let mut wanted: Vec<(Address, BlockPoint)> = Vec::new();
             let mut seen: std::collections::HashSet<(Address, u64)> = std::collections::HashSet::new();
-            for (a, bp) in nft_moves {
-                if !bonus_events.contains(&(a, bp.number)) && seen.insert((a, bp.number)) {
+            for (a, bp) in std::mem::take(&mut x.nft_moves) {
+                if !x.bonus_events.contains(&(a, bp.number)) && seen.insert((a, bp.number)) {
                     wanted.push((a, bp));
                 }
             }
             let views = &self.views;
             let bonuses = futures::future::try_join_all(wanted.iter().map(|(a, bp)| views.bonus_at(&executor, a, bp.number))).await?;
             for ((a, bp), bonus) in wanted.into_iter().zip(bonuses) {
-                power[shard_of(&a, self.shard_count)].push((a, bp, PowerInput::Bonus(bonus)));
+                x.power[shard_of(&a, self.shard_count)].push((a, bp, PowerInput::Bonus(bonus)));
             }
-            for inputs in power.iter_mut() {
+            for inputs in x.power.iter_mut() {
                 inputs.sort_by_key(|(_, bp, _)| bp.number);
             }
         }
+        Ok(())
+    }
 
-        // Revive actors of stored proposals that received inputs (e.g. after passivation).
-        let unknown: Vec<U256> = inputs.keys().filter(|pid| !self.live.contains_key(pid) && !known.proposals.contains_key(pid)).copied().collect();
+    /// Starts (or revives) the actors of stored proposals that received inputs; inputs for
+    /// proposals govflow never saw are orphans (created before the start block).
+    async fn revive(&mut self, x: &mut Routed, known: &mut Known, out: &mut RangeOutcome) -> Result<(), PipelineError> {
+        let unknown: Vec<U256> = x.inputs.keys().filter(|pid| !self.live.contains_key(pid) && !known.proposals.contains_key(pid)).copied().collect();
         if !unknown.is_empty() {
             // Proposals named only through a stored timelock operation.
             let found =
@@ -553,13 +556,13 @@ impl Pipeline {
                     .await?;
             known.proposals.extend(found);
         }
-        let targets: Vec<U256> = inputs.keys().copied().collect();
+        let targets: Vec<U256> = x.inputs.keys().copied().collect();
         for pid in targets {
             if !self.live.contains_key(&pid) {
                 match known.proposals.remove(&pid).flatten() {
                     Some(p) => self.spawn(p),
                     None => {
-                        let n = inputs.remove(&pid).map_or(0, |v| v.len());
+                        let n = x.inputs.remove(&pid).map_or(0, |v| v.len());
                         out.orphans += n;
                         metrics::counter!(m::PIPELINE_ORPHAN_EVENTS_TOTAL).increment(n as u64);
                         tracing::warn!(target: "pipeline", proposal_id = %pid, events = n, "events for a proposal created before the start block; set start_block earlier");
@@ -567,33 +570,40 @@ impl Pipeline {
                 }
             }
         }
+        Ok(())
+    }
 
-        // Clock ticks: the exact first block of the range whose clock passes each threshold.
+    /// Clock ticks: the exact first block of the range whose clock passes each threshold
+    /// (snapshot, deadline, expiry), for every live proposal.
+    async fn schedule_ticks(&mut self, x: &mut Routed, headers: &mut BTreeMap<u64, Header>, r: &RangeData, known: &Known) -> Result<(), PipelineError> {
         let prev_point = known.prev.map(|b| BlockPoint { number: b.number, timestamp: b.timestamp });
         for (pid, l) in &self.live {
-            let mut ts = thresholds.remove(pid).unwrap_or_default();
+            let mut ts = x.thresholds.remove(pid).unwrap_or_default();
             if !l.status.is_final() {
                 ts.extend([l.snapshot, l.deadline]);
             }
             for t in ts {
-                if let Some(b) = self.crossing(&mut headers, r.from, r.to, prev_point, t, false).await? {
-                    inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
+                if let Some(b) = self.crossing(headers, r.from, r.to, prev_point, t, false).await? {
+                    x.inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
                 }
             }
-            let mut exps = expiries.remove(pid).unwrap_or_default();
+            let mut exps = x.expiries.remove(pid).unwrap_or_default();
             exps.extend(l.expires_at);
             for exp in exps {
-                if let Some(b) = self.crossing(&mut headers, r.from, r.to, prev_point, exp, true).await? {
-                    inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
+                if let Some(b) = self.crossing(headers, r.from, r.to, prev_point, exp, true).await? {
+                    x.inputs.entry(*pid).or_default().push((b.number, 0, ProposalInput::Tick(b)));
                 }
             }
         }
+        Ok(())
+    }
 
-        // Quorum at the snapshot, once the snapshot is in the past.
+    /// Each proposal's inputs in chain order, with `quorum(snapshot)` once the snapshot is past.
+    async fn with_quorums(&mut self, inputs: BTreeMap<U256, Vec<(u64, u64, ProposalInput)>>, to_header: &Header) -> Result<Vec<(U256, Apply)>, PipelineError> {
         let end_clock = self.info.clock_mode.clock_of(to_header.number, to_header.timestamp);
         let mut requests = Vec::new();
-        for pid in inputs.keys() {
-            let l = &self.live[pid];
+        for (pid, mut items) in inputs {
+            let l = &self.live[&pid];
             let mut quorum = None;
             if !l.quorum_known && l.snapshot < end_clock {
                 let s = l.snapshot;
@@ -607,29 +617,40 @@ impl Pipeline {
                 };
                 quorum = Some(q);
             }
-            let mut items = inputs[pid].clone();
             items.sort_by_key(|(b, order, _)| (*b, *order));
-            requests.push((*pid, Apply { inputs: items.into_iter().map(|(_, _, i)| i).collect(), quorum }));
+            requests.push((pid, Apply { inputs: items.into_iter().map(|(_, _, i)| i).collect(), quorum }));
         }
 
-        let mut mutations = created;
+        Ok(requests)
+    }
+
+    /// The range's batch: created proposals, the actors' writes, timelock operations, settings,
+    /// streaks and the outbox, with the headers to remember and the events applied.
+    fn assemble(
+        &self,
+        r: &RangeData,
+        to_header: &Header,
+        headers: &BTreeMap<u64, Header>,
+        x: Routed,
+        answered: RangeApplied,
+        out: &mut RangeOutcome,
+    ) -> (Batch, Vec<(U256, LiveSummary)>) {
+        let mut mutations = x.created;
         let mut summaries = Vec::new();
-        let answered = self.actors.apply(RangeWork { to: r.to, proposals: requests, power }).await?;
         for (pid, applied) in answered.proposals {
             out.status_changes += applied.mutations.iter().filter(|m| matches!(m, Mutation::History(_))).count();
             mutations.extend(applied.mutations);
             summaries.push((pid, applied.summary));
         }
         mutations.extend(answered.power);
-        mutations.extend(ops.into_values().map(|op| Mutation::TimelockOp(Box::new(op))));
-        if info_changed {
+        mutations.extend(x.ops.into_values().map(|op| Mutation::TimelockOp(Box::new(op))));
+        if x.info_changed {
             mutations.push(Mutation::Info(Box::new(self.info.clone())));
         }
         if self.achievements {
-            mutations.extend(streaks.into_iter().map(|(voter, streak)| Mutation::Streak { voter, streak }));
-            mutations.extend(outbox.into_iter().map(|(e, achievement)| Mutation::Outbox { event: Box::new(e), achievement }));
+            mutations.extend(x.streaks.into_iter().map(|(voter, streak)| Mutation::Streak { voter, streak }));
+            mutations.extend(x.outbox.into_iter().map(|(e, achievement)| Mutation::Outbox { event: Box::new(e), achievement }));
         }
-
         let batch = Batch {
             from: r.from,
             to: r.to,
@@ -639,11 +660,16 @@ impl Pipeline {
                 .filter(|h| r.reversible || h.number == r.to)
                 .map(|h| BlockRecord { number: h.number, hash: h.hash, parent_hash: h.parent_hash, timestamp: h.timestamp })
                 .collect(),
-            events: applied,
+            events: x.applied,
             mutations,
             reversible: r.reversible,
             prune_below: r.prune_below,
         };
+        (batch, summaries)
+    }
+
+    /// Commits the batch off the async threads and tells live readers what changed.
+    async fn commit(&self, batch: Batch) -> Result<(), PipelineError> {
         let store = self.store.clone();
         let started = std::time::Instant::now();
         let update = self.changes.as_ref().filter(|h| h.has_subscribers()).map(|_| crate::streams::changes::Update::of_batch(&batch));
@@ -652,7 +678,12 @@ impl Pipeline {
         if let (Some(h), Some(u)) = (&self.changes, update) {
             h.send(u);
         }
+        Ok(())
+    }
 
+    /// After the commit: final proposals leave the live set (their actors go), the others
+    /// take their new summaries.
+    async fn advance(&mut self, summaries: Vec<(U256, LiveSummary)>, out: &RangeOutcome) -> Result<(), PipelineError> {
         for (pid, s) in summaries {
             if s.status.is_final() {
                 self.live.remove(&pid);
@@ -665,7 +696,7 @@ impl Pipeline {
         if out.status_changes > 0 {
             self.publish_business_metrics().await?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads, in one trip off the async threads, what the range's events need from the store:
@@ -812,6 +843,75 @@ impl Pipeline {
         headers.insert(n, h);
         Ok(h)
     }
+}
+
+/// What one range's events add up to, before the actors apply them.
+struct Routed {
+    /// Writes of the proposals created in the range.
+    created: Vec<Mutation>,
+    /// Per proposal: (block, order in block, input).
+    inputs: BTreeMap<U256, Vec<(u64, u64, ProposalInput)>>,
+    /// Per voter-power shard, its inputs.
+    power: Vec<ShardInputs>,
+    /// Timelock operations touched.
+    ops: HashMap<B256, TimelockOperation>,
+    /// Operation scheduled in each transaction (to link `ProposalQueued` to its operation).
+    scheduled_in_tx: HashMap<B256, B256>,
+    /// Clock thresholds (snapshot, deadline) and expiry times (eta + grace period) learnt from
+    /// this range's own events: boundaries the proposals' summaries from before the range cannot
+    /// know, and that may fall inside the range too.
+    thresholds: BTreeMap<U256, Vec<u64>>,
+    expiries: BTreeMap<U256, Vec<u64>>,
+    /// The governor's settings changed.
+    info_changed: bool,
+    /// NFT moves, and the (account, block) pairs that had a bonus event: the others get their
+    /// bonus read from the benefit executor at that block.
+    bonus_events: std::collections::HashSet<(Address, u64)>,
+    nft_moves: Vec<(Address, BlockPoint)>,
+    /// Governance events for the achievement system, and the streaks they move.
+    outbox: Vec<(GovernanceEvent, bool)>,
+    streaks: HashMap<Address, Streak>,
+    /// Proposals created in the range: (creation index, proposer).
+    batch_proposals: HashMap<U256, (u64, Address)>,
+    /// Identities of the events applied.
+    applied: Vec<EventId>,
+}
+
+impl Routed {
+    fn new(shard_count: usize, logs: usize) -> Self {
+        Routed {
+            created: Vec::new(),
+            inputs: BTreeMap::new(),
+            power: vec![Vec::new(); shard_count],
+            ops: HashMap::new(),
+            scheduled_in_tx: HashMap::new(),
+            thresholds: BTreeMap::new(),
+            expiries: BTreeMap::new(),
+            info_changed: false,
+            bonus_events: std::collections::HashSet::new(),
+            nft_moves: Vec::new(),
+            outbox: Vec::new(),
+            streaks: HashMap::new(),
+            batch_proposals: HashMap::new(),
+            applied: Vec::with_capacity(logs),
+        }
+    }
+}
+
+/// Decodes a range's logs; undecodable ones are counted and skipped.
+fn decode_all(logs: &[RawLog], out: &mut RangeOutcome) -> Vec<(GovEvent, decode::EventMeta)> {
+    let mut decoded = Vec::with_capacity(logs.len());
+    for log in logs {
+        match decode::decode(log) {
+            Ok(x) => decoded.push(x),
+            Err(e) => {
+                out.undecodable += 1;
+                metrics::counter!(m::DECODE_UNDECODABLE_TOTAL).increment(1);
+                tracing::debug!(target: "pipeline", block = log.block_number, log_index = log.log_index, error = %e, "undecodable log skipped");
+            }
+        }
+    }
+    decoded
 }
 
 /// What a range's events need from the store, read before they are routed.

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::LocalBoxFuture;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -34,11 +35,12 @@ use crate::bus::{snake, Bus, BusError, Envelope, Subjects};
 use crate::chain::Header;
 use crate::domain::{Address, B256};
 use crate::metrics as m;
-use crate::store::{Store, StoreError};
+use crate::store::{Cursor, Store, StoreError};
 use crate::streams::achievements::{FeedItem, Publisher};
 use crate::streams::decode::{self, RawLog};
-use crate::streams::listener::IndexerStatus;
-use crate::streams::pipeline::{Pipeline, PipelineError, RangeData};
+use crate::streams::destination::{Destination, Reorg};
+use crate::streams::listener::{IndexerStatus, ListenerError};
+use crate::streams::pipeline::{Pipeline, PipelineError, RangeData, RangeOutcome};
 
 /// Header carrying a feed position on achievement messages.
 pub const FEED_SEQ_HEADER: &str = "Govflow-Feed-Seq";
@@ -175,6 +177,52 @@ pub fn range_messages(r: &RangeData, head: u64, max_headers: usize) -> Vec<Range
         });
     }
     out
+}
+
+/// NATS mode: the listener's ranges and rollbacks go on the events stream.
+impl Destination for EventLog {
+    fn resume(&mut self, store_cursor: Option<Cursor>) -> LocalBoxFuture<'_, Result<(), ListenerError>> {
+        Box::pin(async move { Ok(EventLog::resume(self, store_cursor.map(|c| (c.block, c.hash))).await?) })
+    }
+
+    fn position(&self, store_cursor: Option<Cursor>) -> Option<Cursor> {
+        EventLog::position(self, store_cursor.map(|c| (c.block, c.hash))).map(|(block, hash)| Cursor { block, hash })
+    }
+
+    fn too_far_ahead(&self, store_block: Option<u64>) -> bool {
+        EventLog::too_far_ahead(self, store_block)
+    }
+
+    fn recent(&self) -> Vec<(u64, B256)> {
+        EventLog::recent(self).iter().map(|(n, h)| (*n, *h)).collect()
+    }
+
+    fn commits_here(&self) -> bool {
+        // The indexer commits, and reports what it indexed.
+        false
+    }
+
+    fn deliver<'a>(&'a mut self, pipeline: &'a mut Pipeline, data: RangeData, head: u64) -> LocalBoxFuture<'a, Result<RangeOutcome, ListenerError>> {
+        Box::pin(async move {
+            self.publish_range(&data, head).await?;
+            Ok(RangeOutcome { timelock_changed: pipeline.observe_timelock(&data.logs), ..Default::default() })
+        })
+    }
+
+    fn roll_back<'a>(&'a mut self, _pipeline: &'a mut Pipeline, reorg: Reorg) -> LocalBoxFuture<'a, Result<(), ListenerError>> {
+        Box::pin(async move {
+            self.publish_rollback(reorg.ancestor, reorg.ancestor_hash, reorg.depth, reorg.tip.1).await?;
+            // The indexer counts the reorg when it rolls the store back.
+            metrics::gauge!(m::LISTENER_REORG_DEPTH_BLOCKS).set(reorg.depth as f64);
+            tracing::warn!(target: "listener", ancestor = reorg.ancestor, depth = reorg.depth, "reorg: rollback published on the events stream");
+            Ok(())
+        })
+    }
+
+    fn idle(&mut self) -> LocalBoxFuture<'_, Result<(), ListenerError>> {
+        // The indexer publishes final events after its commits.
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A reorg on `govflow.<chain>.blocks.rollback`.
