@@ -138,7 +138,7 @@ struct PublishRow {
 
 async fn publish_throughput(n: usize) -> Vec<PublishRow> {
     let nats = NatsServer::start();
-    let cfg = BusConfig { kind: "nats".into(), nats_url: nats.url(), ..Default::default() };
+    let cfg = BusConfig { kind: govflow::config::BusKind::Nats, nats_url: nats.url(), ..Default::default() };
     let bus = JetStreamBus::connect(&cfg, CHAIN_ID, "bench-publisher").await.unwrap_or_else(|e| panic!("connect: {e}"));
     let sample = vote_event(0, 0);
     println!(

@@ -43,13 +43,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let info = governor_info(&cfg, &store, &rpc, chain_id).await?;
     let start_block = start_block(&cfg, &rpc, &info).await?;
     let instance = instance_name(&cfg);
-    let jetstream = match cfg.bus.kind.as_str() {
-        "nats" => Some(
+    let jetstream = match cfg.bus.kind {
+        crate::config::BusKind::Nats => Some(
             crate::bus::jetstream::JetStreamBus::connect(&cfg.bus, chain_id, &instance)
                 .await
                 .with_context(|| format!("connecting to NATS JetStream at {} (bus.nats_url)", crate::config::redact_url(&cfg.bus.nats_url)))?,
         ),
-        _ => None,
+        crate::config::BusKind::InProcess => None,
     };
     let bus: Arc<dyn crate::bus::Bus> = match &jetstream {
         Some(js) => js.clone(),
@@ -151,14 +151,16 @@ async fn connect_chain(cfg: &Config) -> anyhow::Result<(RpcClient, u64)> {
 
 /// The store of `[store] backend`.
 fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match cfg.store.backend.as_str() {
-        "scylla" => {
+    Ok(match cfg.store.backend {
+        crate::config::StoreBackend::Scylla => {
             let s = ScyllaStore::connect(&cfg.scylla, cfg.scylla.migrate_on_start)
                 .with_context(|| format!("opening the ScyllaDB store (keyspace {} on {})", cfg.scylla.keyspace, cfg.scylla.nodes))?;
             tracing::info!(target: "app", nodes = %cfg.scylla.nodes, keyspace = %cfg.scylla.keyspace, consistency = %cfg.scylla.consistency, "ScyllaDB store connected");
             Arc::new(s)
         }
-        _ => Arc::new(EmbeddedStore::open(&cfg.store.data_dir).with_context(|| format!("opening store in {}", cfg.store.data_dir.display()))?),
+        crate::config::StoreBackend::Embedded => {
+            Arc::new(EmbeddedStore::open(&cfg.store.data_dir).with_context(|| format!("opening store in {}", cfg.store.data_dir.display()))?)
+        }
     })
 }
 

@@ -34,6 +34,50 @@ pub struct Config {
     pub bus: BusConfig,
 }
 
+/// `bus.kind`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BusKind {
+    /// In the process: no service needed.
+    #[default]
+    InProcess,
+    /// NATS JetStream: several instances, outside subscribers.
+    Nats,
+}
+
+/// `bus.storage`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BusStorage {
+    /// Durable, on disk.
+    #[default]
+    File,
+    /// In the server's memory.
+    Memory,
+}
+
+/// `store.backend`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreBackend {
+    /// A redb file in `store.data_dir`.
+    #[default]
+    Embedded,
+    /// ScyllaDB or any CQL engine (`[scylla]`).
+    Scylla,
+}
+
+/// `log.format`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `[bus]`: how the listener, the indexer and subscribers talk. `in-process` (default) needs
 /// no service; `nats` puts every chain event, range, rollback and achievement event on NATS
 /// JetStream, so several govflow instances can share the work and other systems subscribe.
@@ -41,13 +85,13 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
     /// `in-process` or `nats`.
-    pub kind: String,
+    pub kind: BusKind,
     /// NATS server URL(s), comma separated (`nats://user:pass@host:4222`).
     pub nats_url: String,
     /// Replicas of each JetStream stream (1 on a single server, 3 in a cluster).
     pub replicas: usize,
     /// JetStream storage: `file` (durable) or `memory`.
-    pub storage: String,
+    pub storage: BusStorage,
     /// Seconds within which a message id is deduplicated by the server.
     pub duplicate_window_s: u64,
     /// Days chain events and achievement events are kept on their streams.
@@ -81,10 +125,10 @@ impl std::fmt::Debug for BusConfig {
 impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
-            kind: "in-process".into(),
+            kind: BusKind::InProcess,
             nats_url: "nats://127.0.0.1:4222".into(),
             replicas: 1,
-            storage: "file".into(),
+            storage: BusStorage::File,
             duplicate_window_s: 600,
             max_age_days: 30,
             ack_wait_s: 30,
@@ -260,14 +304,14 @@ impl Default for ChainConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Backend: `embedded` (redb file in `data_dir`) or `scylla` (the `[scylla]` section).
-    pub backend: String,
+    pub backend: StoreBackend,
     /// Directory of the embedded store.
     pub data_dir: PathBuf,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { backend: "embedded".into(), data_dir: PathBuf::from(".govflow") }
+        StoreConfig { backend: StoreBackend::Embedded, data_dir: PathBuf::from(".govflow") }
     }
 }
 
@@ -409,14 +453,14 @@ impl Default for VoterPowerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter, e.g. `info` or `govflow=debug`.
     pub level: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: "text".into(), level: "info".into() }
+        LogConfig { format: LogFormat::Text, level: "info".into() }
     }
 }
 
@@ -633,14 +677,11 @@ impl Config {
                 bad("cache.redis_url", "must be a redis://, rediss:// or unix:// URL".into());
             }
         }
-        match self.bus.kind.as_str() {
-            "in-process" => {}
-            "nats" => {
+        match self.bus.kind {
+            BusKind::InProcess => {}
+            BusKind::Nats => {
                 if self.bus.nats_url.split(',').any(|u| !(u.trim().starts_with("nats://") || u.trim().starts_with("tls://"))) {
                     bad("bus.nats_url", "must be nats:// or tls:// URLs, comma separated".into());
-                }
-                if !matches!(self.bus.storage.as_str(), "file" | "memory") {
-                    bad("bus.storage", "must be file or memory".into());
                 }
                 if self.bus.partitions == 0 || self.bus.partitions > 256 {
                     bad("bus.partitions", "must be between 1 and 256".into());
@@ -652,7 +693,6 @@ impl Config {
                     bad("bus", "lease_ttl_s must be at least 2; ack_wait_s and duplicate_window_s at least 1".into());
                 }
             }
-            other => bad("bus.kind", format!("{other:?} is not a bus; expected in-process or nats")),
         }
         if self.websocket.queue_per_client == 0 || self.websocket.heartbeat_interval_s == 0 {
             bad("websocket", "queue_per_client and heartbeat_interval_s must be at least 1".into());
@@ -660,17 +700,10 @@ impl Config {
         if self.voter_power.shards == 0 || self.voter_power.shards > 1024 {
             bad("voter_power.shards", "must be between 1 and 1024".into());
         }
-        match self.store.backend.as_str() {
-            "embedded" => {}
-            "scylla" => {
-                for m in self.scylla.problems() {
-                    bad(&m.0, m.1);
-                }
+        if self.store.backend == StoreBackend::Scylla {
+            for m in self.scylla.problems() {
+                bad(&m.0, m.1);
             }
-            other => bad("store.backend", format!("{other:?} is not a backend; expected embedded or scylla")),
-        }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            bad("log.format", "must be text or json".into());
         }
         if issues.is_empty() {
             Ok(())
@@ -885,6 +918,31 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let e = load(None, env(&[("GOVFLOW_STORE_BACKEND", "postgres")]), &[("chain.governor", GOV.into())]).unwrap_err();
         assert_eq!(e.0[0].path, "store.backend");
+    }
+
+    #[test]
+    fn typed_choices_report_every_bad_value_at_once_with_the_valid_ones() {
+        let env = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let e = load(
+            None,
+            env(&[("GOVFLOW_BUS_KIND", "kafka"), ("GOVFLOW_LOG_FORMAT", "xml"), ("GOVFLOW_STORE_BACKEND", "postgres"), ("GOVFLOW_BUS_STORAGE", "tape")]),
+            &[("chain.governor", GOV.into())],
+        )
+        .unwrap_err();
+        let mut found: Vec<(&str, &str)> = e.0.iter().map(|i| (i.path.as_str(), i.message.as_str())).collect();
+        found.sort();
+        assert_eq!(found.len(), 4, "{found:?}");
+        for ((path, message), (want_path, valid)) in found.iter().zip([
+            ("bus.kind", "`in-process` or `nats`"),
+            ("bus.storage", "`file` or `memory`"),
+            ("log.format", "`text` or `json`"),
+            ("store.backend", "`embedded` or `scylla`"),
+        ]) {
+            assert_eq!(*path, want_path);
+            assert!(message.contains(valid), "{path}: {message}");
+        }
+        let ok = load(None, env(&[("GOVFLOW_BUS_KIND", "nats"), ("GOVFLOW_LOG_FORMAT", "json")]), &[("chain.governor", GOV.into())]).unwrap();
+        assert_eq!((ok.bus.kind, ok.log.format, ok.store.backend), (BusKind::Nats, LogFormat::Json, StoreBackend::Embedded));
     }
 
     #[test]

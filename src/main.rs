@@ -102,7 +102,7 @@ fn store_command(args: &RunArgs, reconcile: bool) -> ExitCode {
         }
     };
     init_logging(&cfg);
-    if cfg.store.backend != "scylla" {
+    if cfg.store.backend != govflow::config::StoreBackend::Scylla {
         eprintln!(
             "govflow: store.backend is {:?}; `migrate` and `reconcile` apply to the scylla backend (the embedded store needs neither)",
             cfg.store.backend
@@ -147,7 +147,7 @@ fn init_logging(cfg: &govflow::config::Config) {
     let level = if cfg.log.level.contains("scylla") { cfg.log.level.clone() } else { format!("{},scylla=warn", cfg.log.level) };
     let filter = EnvFilter::try_from_env("GOVFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(&level));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if cfg.log.format == "json" {
+    if cfg.log.format == govflow::config::LogFormat::Json {
         b.json().init();
     } else {
         b.init();

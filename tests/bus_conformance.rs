@@ -40,7 +40,7 @@ async fn in_process() -> Backend {
 }
 
 fn nats_config(server: &NatsServer) -> BusConfig {
-    BusConfig { kind: "nats".into(), nats_url: server.url(), ..Default::default() }
+    BusConfig { kind: govflow::config::BusKind::Nats, nats_url: server.url(), ..Default::default() }
 }
 
 async fn jetstream() -> Backend {

@@ -164,7 +164,7 @@ impl JetStreamBus {
     }
 
     fn storage(&self) -> stream::StorageType {
-        if self.cfg.storage == "memory" {
+        if self.cfg.storage == crate::config::BusStorage::Memory {
             stream::StorageType::Memory
         } else {
             stream::StorageType::File
