@@ -401,6 +401,7 @@ impl Handler<Apply> for ProposalActor {
     type Result = Result<Applied, ProposalError>;
 
     fn handle(&mut self, msg: Apply, _ctx: &mut Self::Context) -> Self::Result {
+        let _span = tracing::debug_span!("actor", actor = "proposal", proposal_id = %self.logic.p.proposal_id, inputs = msg.inputs.len()).entered();
         let mutations = self.logic.apply(msg.inputs, msg.quorum)?;
         Ok(Applied { mutations, summary: self.logic.summary() })
     }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::actors::host::{ActorHost, ActorsError, RangeApplied, RangeWork};
 use crate::actors::proposal::{Applied, Apply, GovernorRules, ProposalActor, ProposalInput, ProposalLogic};
@@ -148,6 +149,11 @@ impl RemoteActors {
     }
 
     async fn one(&self, req: WorkRequest) -> Result<WorkReply, RemoteError> {
+        let span = tracing::debug_span!("request", partition = req.partition, request = %req.id);
+        self.one_inner(req).instrument(span).await
+    }
+
+    async fn one_inner(&self, req: WorkRequest) -> Result<WorkReply, RemoteError> {
         let key = format!("request-{}", req.id);
         let payload = match serde_json::to_vec(&req) {
             Ok(p) => bytes::Bytes::from(p),
@@ -338,6 +344,11 @@ impl PartitionWorker {
 
     /// Applies one request.
     pub async fn handle(&mut self, req: WorkRequest) -> WorkReply {
+        let span = tracing::info_span!("partition", partition = self.partition, request = %req.id, epoch = %req.epoch, to = req.to);
+        self.apply_request(req).instrument(span).await
+    }
+
+    async fn apply_request(&mut self, req: WorkRequest) -> WorkReply {
         let mut reply = WorkReply { id: req.id.clone(), instance: self.instance.clone(), reloaded: false, proposals: Vec::new(), power: Ok(Vec::new()) };
         let expected = Some((req.epoch.clone(), req.prev_to));
         if self.position != expected || self.rules.is_none() {

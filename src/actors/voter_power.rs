@@ -130,6 +130,7 @@ pub struct ApplyPower(pub Vec<(Address, BlockPoint, PowerInput)>);
 impl Handler<ApplyPower> for VoterPowerShard {
     type Result = AtomicResponse<Self, Result<Vec<Mutation>, StoreError>>;
     fn handle(&mut self, msg: ApplyPower, _ctx: &mut Self::Context) -> Self::Result {
+        let _span = tracing::debug_span!("actor", actor = "voter_power", shard = self.index, inputs = msg.0.len()).entered();
         let missing = self.ledger.missing(&msg.0);
         if missing.is_empty() {
             let writes = self.ledger.apply(msg.0, HashMap::new());

@@ -401,7 +401,10 @@ impl JetStreamBus {
         if let Ok(store) = self.leases().await {
             if let Ok(Some(entry)) = store.entry(role).await {
                 if entry.value.as_ref() == holder.as_bytes() {
-                    let _ = store.purge(role).await;
+                    if let Err(e) = store.purge(role).await {
+                        // It expires after the lease TTL instead.
+                        tracing::debug!(target: "bus", role, error = %e, "lease not released");
+                    }
                 }
             }
         }

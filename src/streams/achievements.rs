@@ -64,7 +64,10 @@ impl Publisher {
             let _ = self.bus.send(i.clone());
             if let Some((bus, subjects)) = &self.subjects_bus {
                 use futures::FutureExt;
-                let _ = bus.publish(crate::streams::relay::achievement_envelope(subjects, i)).now_or_never();
+                // The in-process bus answers at once; the feed stays the durable copy whatever it says.
+                if let Some(Err(e)) = bus.publish(crate::streams::relay::achievement_envelope(subjects, i)).now_or_never() {
+                    tracing::debug!(target: "achievements", seq = i.seq, error = %e, "feed item not published on the in-process bus");
+                }
             }
         }
         if !items.is_empty() {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::chain::{ChainError, Header, RpcClient};
 use crate::domain::{Address, B256};
@@ -236,7 +237,8 @@ impl Listener {
             let logs = data.logs.len();
             let mut data = data;
             data.prune_below = Some(head.saturating_sub(self.settings.reorg_window + 1));
-            let outcome = self.dest.deliver(&mut self.pipeline, data, head).await?;
+            let span = tracing::info_span!("range", from = next, to = data.to, reversible, logs);
+            let outcome = self.dest.deliver(&mut self.pipeline, data, head).instrument(span).await?;
             metrics::counter!(m::LISTENER_LOGS_FETCHED_TOTAL).increment(logs as u64);
             metrics::gauge!(m::LISTENER_BACKFILL_REMAINING_BLOCKS).set(head.saturating_sub(to) as f64);
             if outcome.timelock_changed.is_some() {

@@ -29,6 +29,7 @@ use std::time::Duration;
 use futures::future::LocalBoxFuture;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::bus::jetstream::JetStreamBus;
 use crate::bus::{snake, Bus, BusError, Envelope, Subjects};
@@ -544,7 +545,8 @@ impl Indexer {
                         continue;
                     }
                 };
-                match self.apply_range(r).await {
+                let span = tracing::info_span!("range", from = r.from, to = r.to, events = r.events, delivered = msg.delivered);
+                match self.apply_range(r).instrument(span).await {
                     Ok(()) => {
                         msg.ack().await?;
                         self.publish_final().await?;
@@ -564,7 +566,8 @@ impl Indexer {
                         continue;
                     }
                 };
-                self.apply_rollback(r).await?;
+                let span = tracing::info_span!("rollback", ancestor = r.ancestor, depth = r.depth);
+                self.apply_rollback(r).instrument(span).await?;
                 msg.ack().await?;
                 self.publish_final().await?;
             } else {
@@ -744,7 +747,7 @@ where
             metrics::gauge!(m::BUS_ROLE_HELD, "role" => label.clone()).set(1.0);
         }
         let mut revision = revision;
-        let fut = work();
+        let fut = work().instrument(tracing::info_span!("role", role, instance = %holder));
         tokio::pin!(fut);
         let mut tick = tokio::time::interval(renew_every);
         tick.tick().await;
