@@ -186,8 +186,16 @@ fn main() -> ExitCode {
                 }
                 cfg.bus.nats_url = cfg.bus.nats_url.split(',').map(|u| govflow::config::redact_url(u.trim())).collect::<Vec<_>>().join(",");
                 cfg.cache.redis_url = cfg.cache.redis_url.as_deref().map(govflow::config::redact_url);
-                println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
-                ExitCode::SUCCESS
+                match toml::to_string_pretty(&cfg) {
+                    Ok(text) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("govflow: the configuration cannot be written as TOML: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("govflow: {e}");

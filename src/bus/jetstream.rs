@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::{Bus, BusError, Envelope, PublishAck, Subjects};
 use crate::config::BusConfig;
@@ -359,7 +359,7 @@ impl JetStreamBus {
     /// How many keys of the lease bucket start with `prefix`.
     pub async fn count_keys(&self, prefix: &str) -> Result<usize, BusError> {
         let keys = self.leases().await?.keys().await.map_err(unavailable)?;
-        Ok(keys.filter_map(|k| async move { k.ok() }).filter(|k| futures::future::ready(k.starts_with(prefix))).count().await)
+        keys.map_err(unavailable).try_fold(0usize, |n, k| futures::future::ready(Ok(n + usize::from(k.starts_with(prefix))))).await
     }
 
     /// Removes `key` from the lease bucket (best effort: it expires anyway).
