@@ -1009,7 +1009,11 @@ impl Cluster {
             opts.env.push(("GOVFLOW_BUS_INSTANCE".into(), self.names[i].clone()));
         }
         self.starts += 1;
-        let gf = Govflow::start(&opts, &self.dir.join(format!("{}-{}", self.names[i], self.starts)));
+        // Embedded mode: a restarted instance finds its own store again (a fresh one would
+        // index the chain anew and never see the blocks the reorg orphans); over NATS the
+        // store is the shared CQL keyspace and the directory only holds what is local.
+        let dir = if self.nats { self.dir.join(format!("{}-{}", self.names[i], self.starts)) } else { self.dir.join(&self.names[i]) };
+        let gf = Govflow::start(&opts, &dir);
         self.nodes[i] = Some(gf);
     }
 
