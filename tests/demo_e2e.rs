@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, Govflow, GovflowOpts};
 use ethers::types::{Address, U256};
-use govflow::demo::anvil::Anvil;
+use govflow::testkit::Anvil;
 use govflow::demo::{deploy, hex_address, play, Follower, PlayOptions, ProposalState};
 use serde_json::Value;
 
