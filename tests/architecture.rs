@@ -14,8 +14,18 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The rooms, by floor.
-const FLOORS: &[&[&str]] =
-    &[&["domain", "metrics"], &["config"], &["chain", "store", "bus"], &["actors"], &["streams"], &["http"], &["app"], &["testkit"], &["demo"], &["lib", "main"]];
+const FLOORS: &[&[&str]] = &[
+    &["domain", "metrics"],
+    &["config"],
+    &["chain", "store", "bus"],
+    &["actors"],
+    &["streams"],
+    &["http"],
+    &["app"],
+    &["testkit"],
+    &["demo"],
+    &["lib", "main"],
+];
 
 /// Outside libraries and the only rooms that may name them.
 const WRAPPED: &[(&str, &[&str])] = &[

@@ -13,8 +13,8 @@ use ethers::utils::keccak256;
 
 use super::DemoError;
 use crate::testkit::artifacts::{self, artifact};
-pub use crate::testkit::{role, tokens};
 use crate::testkit::{dev_wallets, event_topic, DevChain, Receipt};
+pub use crate::testkit::{role, tokens};
 
 /// Governance parameters of the demo DAO (block-number clock: durations in blocks, the
 /// timelock delay in seconds).

@@ -194,7 +194,12 @@ async fn demo(args: DemoArgs, data_dir: PathBuf, started: Instant, app_running: 
 /// The demo's anvil: its port in its command line and cache name (so that a leftover is easy
 /// to find), and a graceful stop.
 fn anvil_options() -> AnvilOptions {
-    AnvilOptions { port: PortChoice::Picked, cache_prefix: "govflow-demo-anvil".to_owned(), stop_grace: Some(Duration::from_secs(3)), ..AnvilOptions::default() }
+    AnvilOptions {
+        port: PortChoice::Picked,
+        cache_prefix: "govflow-demo-anvil".to_owned(),
+        stop_grace: Some(Duration::from_secs(3)),
+        ..AnvilOptions::default()
+    }
 }
 
 fn print_guide(base: &str, anvil: &Anvil, dep: &CbDeployment, report: &StoryReport) {

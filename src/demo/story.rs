@@ -15,9 +15,9 @@ use ethers::types::{Address, U256};
 use ethers::utils::keccak256;
 use serde_json::Value;
 
-use crate::testkit::DevChain;
 use super::deploy::{tokens, CbDeployment, ProposalCall, VoteCast};
 use super::DemoError;
+use crate::testkit::DevChain;
 
 /// `support` values of GovernorCountingSimple.
 pub mod support {
@@ -291,11 +291,7 @@ impl Ctx<'_> {
         self.txs += 1;
         let snapshot = self.dep.proposal_snapshot(call.id).await?;
         let deadline = self.dep.proposal_deadline(call.id).await?;
-        self.say(format!(
-            "  [block {}] {label} \"{title}\" proposed by {proposer}: voting from block {} to {deadline}",
-            r.block_number,
-            snapshot + 1
-        ));
+        self.say(format!("  [block {}] {label} \"{title}\" proposed by {proposer}: voting from block {} to {deadline}", r.block_number, snapshot + 1));
         self.proposals.push(StoryProposal {
             label: label.to_owned(),
             id: call.id,

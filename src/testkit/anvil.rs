@@ -151,8 +151,12 @@ impl Anvil {
             let cache = std::env::temp_dir().join(format!("{}-{}-{suffix}", opts.cache_prefix, std::process::id()));
             let mut cmd = Command::new(&bin);
             cmd.arg("--cache-path").arg(&cache);
-            cmd.args(["--host", "127.0.0.1", "--port", &port_arg.to_string(), "--chain-id", &opts.chain_id.to_string()])
-                .args(["--mnemonic", DEV_MNEMONIC, "--accounts", &DEV_ACCOUNTS.to_string()]);
+            cmd.args(["--host", "127.0.0.1", "--port", &port_arg.to_string(), "--chain-id", &opts.chain_id.to_string()]).args([
+                "--mnemonic",
+                DEV_MNEMONIC,
+                "--accounts",
+                &DEV_ACCOUNTS.to_string(),
+            ]);
             if let Some(t) = opts.block_time {
                 cmd.arg("--block-time").arg(t.to_string());
             }
@@ -355,7 +359,8 @@ fn terminate(child: &mut Child, grace: Option<Duration>) {
         return;
     }
     if let Some(grace) = grace {
-        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        let sent =
+            Command::new("kill").args(["-TERM", &child.id().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
         if sent {
             let t = Instant::now();
             while t.elapsed() < grace {

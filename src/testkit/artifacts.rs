@@ -118,7 +118,10 @@ pub fn artifact(name: &str) -> Result<&'static Artifact, TestkitError> {
     let map = artifacts()?;
     map.get(name).ok_or_else(|| TestkitError::Artifact {
         name: name.to_owned(),
-        message: format!("not embedded in this binary (have: {:?}); add it to testkit::artifacts after `node scripts/compile-contracts.js`", map.keys().collect::<Vec<_>>()),
+        message: format!(
+            "not embedded in this binary (have: {:?}); add it to testkit::artifacts after `node scripts/compile-contracts.js`",
+            map.keys().collect::<Vec<_>>()
+        ),
     })
 }
 

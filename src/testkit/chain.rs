@@ -130,7 +130,8 @@ impl DevChain {
 
     /// A handle on `url` for chain `chain_id`, without any request.
     pub fn with_chain_id(url: &str, chain_id: u64) -> Result<DevChain, TestkitError> {
-        let provider = Provider::<Http>::try_from(url).map_err(|e| rpc_error("connect", format!("bad RPC url {url}: {e}")))?.interval(Duration::from_millis(10));
+        let provider =
+            Provider::<Http>::try_from(url).map_err(|e| rpc_error("connect", format!("bad RPC url {url}: {e}")))?.interval(Duration::from_millis(10));
         Ok(DevChain { provider, url: url.to_owned(), chain_id })
     }
 
@@ -334,7 +335,12 @@ impl DevChain {
         let action = format!("deploy {name} from {:?}", from.address());
         let hash = self.submit_tx(from, None, data.into(), U256::zero(), &action).await?;
         let receipt = self.finish(hash, action.clone()).await?;
-        let address = receipt.raw.contract_address.ok_or_else(|| TxError { action, revert_data: None, reason: "the receipt has no contract address".into(), receipt: None })?;
+        let address = receipt.raw.contract_address.ok_or_else(|| TxError {
+            action,
+            revert_data: None,
+            reason: "the receipt has no contract address".into(),
+            receipt: None,
+        })?;
         Ok((address, receipt))
     }
 
@@ -409,7 +415,14 @@ impl DevChain {
 
     /// `eth_call` of `method(args)` on `to` (ABI `abi`) at `block` (latest if `None`); the error
     /// carries the decoded revert reason or the node's error.
-    pub async fn call<T: Tokenize, D: Detokenize>(&self, abi: &BaseContract, to: Address, method: &str, args: T, block: Option<u64>) -> Result<D, TestkitError> {
+    pub async fn call<T: Tokenize, D: Detokenize>(
+        &self,
+        abi: &BaseContract,
+        to: Address,
+        method: &str,
+        args: T,
+        block: Option<u64>,
+    ) -> Result<D, TestkitError> {
         let at = block.map_or("latest".to_owned(), |n| format!("block {n}"));
         let fail = |message: String| TestkitError::Call { method: method.to_owned(), to, at: at.clone(), message };
         let data = abi.encode(method, args).map_err(|e| fail(format!("cannot encode: {e}")))?;
