@@ -17,6 +17,9 @@
 //!   (`destination`), the indexer over NATS, achievements, changes.
 //! - `http/`: the warp API (`/v1`), problem+json errors, cache, websockets, health and metrics.
 //! - `app.rs`: wiring and start-up order.
+//! - `testkit/`: a dev chain for the demo and the tests: anvil, the contracts' artifacts and
+//!   revert decoding, a JSON-RPC client with anvil's test methods (independent of the rooms
+//!   below `domain`'s).
 //! - `demo/`: `govflow demo`: anvil, the CultureBridge contracts, a governance story and
 //!   govflow following it (also used by `tests/demo_e2e.rs`).
 
@@ -31,3 +34,4 @@ pub mod http;
 pub mod metrics;
 pub mod store;
 pub mod streams;
+pub mod testkit;

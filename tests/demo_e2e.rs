@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, Govflow, GovflowOpts};
 use ethers::types::{Address, U256};
-use govflow::demo::anvil::Anvil;
 use govflow::demo::{deploy, hex_address, play, Follower, PlayOptions, ProposalState};
+use govflow::testkit::Anvil;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);

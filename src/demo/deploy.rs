@@ -7,20 +7,14 @@
 
 use ethers::abi::{Detokenize, Token, Tokenize};
 use ethers::contract::BaseContract;
-use ethers::signers::coins_bip39::English;
-use ethers::signers::{LocalWallet, MnemonicBuilder, Signer};
-use ethers::types::{Address, Bytes, Log, TransactionReceipt, H256, U256};
+use ethers::signers::{LocalWallet, Signer};
+use ethers::types::{Address, Bytes, H256, U256};
 use ethers::utils::keccak256;
 
-use super::anvil::DEV_MNEMONIC;
-use super::artifacts::{self, artifact};
-use super::chain::DevChain;
 use super::DemoError;
-
-/// `n` whole tokens (18 decimals).
-pub fn tokens(n: u64) -> U256 {
-    U256::from(n) * U256::exp10(18)
-}
+use crate::testkit::artifacts::{self, artifact};
+use crate::testkit::{dev_wallets, event_topic, DevChain, Receipt};
+pub use crate::testkit::{role, tokens};
 
 /// Governance parameters of the demo DAO (block-number clock: durations in blocks, the
 /// timelock delay in seconds).
@@ -185,27 +179,10 @@ pub struct VoteCast {
     pub tx: H256,
 }
 
-/// Role id of OpenZeppelin's AccessControl.
-pub fn role(name: &str) -> H256 {
-    if name == "DEFAULT_ADMIN_ROLE" {
-        H256::zero()
-    } else {
-        H256(keccak256(name.as_bytes()))
-    }
-}
-
 /// Dev account `index` of anvil's default mnemonic, for chain `chain_id`.
 pub fn dev_wallet(index: u32, chain_id: u64) -> Result<LocalWallet, DemoError> {
-    MnemonicBuilder::<English>::default()
-        .phrase(DEV_MNEMONIC)
-        .index(index)
-        .and_then(|b| b.build())
-        .map(|w| w.with_chain_id(chain_id))
-        .map_err(|e| DemoError::Story(format!("cannot derive dev account {index}: {e}")))
-}
-
-fn block_of(r: &TransactionReceipt) -> u64 {
-    r.block_number.map_or(0, |n| n.as_u64())
+    let w = dev_wallets().get(index as usize).ok_or_else(|| DemoError::Story(format!("there is no dev account {index}")))?;
+    Ok(w.clone().with_chain_id(chain_id))
 }
 
 /// Deploys and wires the CultureBridge stack with [`GovernanceParams::default`] and
@@ -234,7 +211,7 @@ pub async fn deploy_with(rpc_url: &str, params: GovernanceParams, types: Vec<Ach
     let (token, r) = chain
         .deploy(&deployer, artifacts::GOV_TOKEN, &[Token::String(params.token_name.clone()), Token::String(params.token_symbol.clone()), Token::Address(me)])
         .await?;
-    let deployment_block = block_of(&r);
+    let deployment_block = r.block_number;
     let (executor, _) = chain.deploy(&deployer, artifacts::CB_BENEFIT_EXECUTOR, &[Token::Address(me)]).await?;
     let (nft, _) = chain
         .deploy(
@@ -270,7 +247,7 @@ pub async fn deploy_with(rpc_url: &str, params: GovernanceParams, types: Vec<Ach
             ],
         )
         .await?;
-    let governor_block = block_of(&r);
+    let governor_block = r.block_number;
     let (target, _) = chain.deploy(&deployer, artifacts::TARGET, &[]).await?;
 
     // Timelock roles: the governor proposes and cancels, anyone executes; the deployer
@@ -297,7 +274,7 @@ pub async fn deploy_with(rpc_url: &str, params: GovernanceParams, types: Vec<Ach
             last = chain.send(&deployer, executor, data).await?;
         }
     }
-    let setup_block = block_of(&last);
+    let setup_block = last.block_number;
     Ok(CbDeployment {
         chain,
         deployer,
@@ -325,22 +302,22 @@ impl CbDeployment {
     // ----- actions (automine: each waits for its receipt) ----------------------------------
 
     /// `token.mint(to, amount)` by the deployer.
-    pub async fn mint_tokens(&self, to: Address, amount: U256) -> Result<TransactionReceipt, DemoError> {
-        self.chain.send(&self.deployer, self.token, encode_with(&self.abi.token, "mint", (to, amount))?).await
+    pub async fn mint_tokens(&self, to: Address, amount: U256) -> Result<Receipt, DemoError> {
+        Ok(self.chain.send(&self.deployer, self.token, encode_with(&self.abi.token, "mint", (to, amount))?).await?)
     }
 
     /// `token.delegate(to)` by `from`.
-    pub async fn delegate(&self, from: &LocalWallet, to: Address) -> Result<TransactionReceipt, DemoError> {
-        self.chain.send(from, self.token, encode_with(&self.abi.token, "delegate", to)?).await
+    pub async fn delegate(&self, from: &LocalWallet, to: Address) -> Result<Receipt, DemoError> {
+        Ok(self.chain.send(from, self.token, encode_with(&self.abi.token, "delegate", to)?).await?)
     }
 
     /// `token.transfer(to, amount)` by `from`.
-    pub async fn transfer_tokens(&self, from: &LocalWallet, to: Address, amount: U256) -> Result<TransactionReceipt, DemoError> {
-        self.chain.send(from, self.token, encode_with(&self.abi.token, "transfer", (to, amount))?).await
+    pub async fn transfer_tokens(&self, from: &LocalWallet, to: Address, amount: U256) -> Result<Receipt, DemoError> {
+        Ok(self.chain.send(from, self.token, encode_with(&self.abi.token, "transfer", (to, amount))?).await?)
     }
 
     /// `nft.mint(to, type)` by the deployer; returns the NFT id (AchievementMinted).
-    pub async fn mint_achievement(&self, to: Address, achievement_type: u8) -> Result<(U256, TransactionReceipt), DemoError> {
+    pub async fn mint_achievement(&self, to: Address, achievement_type: u8) -> Result<(U256, Receipt), DemoError> {
         let r = self.chain.send(&self.deployer, self.nft, encode_with(&self.abi.nft, "mint", (to, achievement_type))?).await?;
         let minted: Vec<(Address, U256, u8)> = decode_logs(&r, &self.abi.nft, self.nft, "AchievementMinted")?;
         let id = minted.first().map(|m| m.1).ok_or_else(|| DemoError::Story("no AchievementMinted event in the mint's receipt".into()))?;
@@ -348,13 +325,13 @@ impl CbDeployment {
     }
 
     /// `nft.transferFrom(from, to, id)` by `from`.
-    pub async fn transfer_achievement(&self, from: &LocalWallet, to: Address, id: U256) -> Result<TransactionReceipt, DemoError> {
+    pub async fn transfer_achievement(&self, from: &LocalWallet, to: Address, id: U256) -> Result<Receipt, DemoError> {
         let data = encode_with(&self.abi.nft, "transferFrom", (from.address(), to, id))?;
-        self.chain.send(from, self.nft, data).await
+        Ok(self.chain.send(from, self.nft, data).await?)
     }
 
     /// Proposes `Target.setValue(value)`; returns the proposal (id from ProposalCreated).
-    pub async fn propose_set_value(&self, proposer: &LocalWallet, value: u64, description: &str) -> Result<(ProposalCall, TransactionReceipt), DemoError> {
+    pub async fn propose_set_value(&self, proposer: &LocalWallet, value: u64, description: &str) -> Result<(ProposalCall, Receipt), DemoError> {
         let call = encode_with(&self.abi.target, "setValue", U256::from(value))?;
         let mut p = ProposalCall {
             id: U256::zero(),
@@ -386,44 +363,44 @@ impl CbDeployment {
         let cast: Vec<(Address, U256, u8, U256, String)> = decode_logs(&r, &self.abi.governor, self.governor, "VoteCast")?;
         let (voter, proposal_id, support, weight, reason) =
             cast.into_iter().next().ok_or_else(|| DemoError::Story("no VoteCast event in the vote's receipt".into()))?;
-        Ok(VoteCast { voter, proposal_id, support, weight, reason, block: block_of(&r), tx: r.transaction_hash })
+        Ok(VoteCast { voter, proposal_id, support, weight, reason, block: r.block_number, tx: r.tx_hash })
     }
 
     /// `cancel(...)` by the proposer (allowed while Pending).
-    pub async fn cancel(&self, proposer: &LocalWallet, p: &ProposalCall) -> Result<TransactionReceipt, DemoError> {
-        self.chain.send(proposer, self.governor, encode_with(&self.abi.governor, "cancel", p.tokens())?).await
+    pub async fn cancel(&self, proposer: &LocalWallet, p: &ProposalCall) -> Result<Receipt, DemoError> {
+        Ok(self.chain.send(proposer, self.governor, encode_with(&self.abi.governor, "cancel", p.tokens())?).await?)
     }
 
     /// `queue(...)` by the deployer.
-    pub async fn queue(&self, p: &ProposalCall) -> Result<TransactionReceipt, DemoError> {
-        self.chain.send(&self.deployer, self.governor, encode_with(&self.abi.governor, "queue", p.tokens())?).await
+    pub async fn queue(&self, p: &ProposalCall) -> Result<Receipt, DemoError> {
+        Ok(self.chain.send(&self.deployer, self.governor, encode_with(&self.abi.governor, "queue", p.tokens())?).await?)
     }
 
     /// `execute(...)` by the deployer.
-    pub async fn execute(&self, p: &ProposalCall) -> Result<TransactionReceipt, DemoError> {
-        self.chain.send(&self.deployer, self.governor, encode_with(&self.abi.governor, "execute", p.tokens())?).await
+    pub async fn execute(&self, p: &ProposalCall) -> Result<Receipt, DemoError> {
+        Ok(self.chain.send(&self.deployer, self.governor, encode_with(&self.abi.governor, "execute", p.tokens())?).await?)
     }
 
     // ----- views (latest block unless `at`) ------------------------------------------------
 
     /// A governor view.
     pub async fn governor_call<T: Tokenize, D: Detokenize>(&self, method: &str, args: T, at: Option<u64>) -> Result<D, DemoError> {
-        self.chain.call(&self.abi.governor, self.governor, method, args, at).await
+        Ok(self.chain.call(&self.abi.governor, self.governor, method, args, at).await?)
     }
 
     /// A voting-manager view.
     pub async fn voting_manager_call<T: Tokenize, D: Detokenize>(&self, method: &str, args: T, at: Option<u64>) -> Result<D, DemoError> {
-        self.chain.call(&self.abi.voting_manager, self.voting_manager, method, args, at).await
+        Ok(self.chain.call(&self.abi.voting_manager, self.voting_manager, method, args, at).await?)
     }
 
     /// An executor view.
     pub async fn executor_call<T: Tokenize, D: Detokenize>(&self, method: &str, args: T, at: Option<u64>) -> Result<D, DemoError> {
-        self.chain.call(&self.abi.executor, self.executor, method, args, at).await
+        Ok(self.chain.call(&self.abi.executor, self.executor, method, args, at).await?)
     }
 
     /// A token view.
     pub async fn token_call<T: Tokenize, D: Detokenize>(&self, method: &str, args: T, at: Option<u64>) -> Result<D, DemoError> {
-        self.chain.call(&self.abi.token, self.token, method, args, at).await
+        Ok(self.chain.call(&self.abi.token, self.token, method, args, at).await?)
     }
 
     /// `state(id)` (see [`super::story::ProposalState`]).
@@ -497,17 +474,7 @@ impl CbDeployment {
     }
 }
 
-fn event_topic(abi: &BaseContract, event: &str) -> Result<H256, DemoError> {
-    abi.abi().event(event).map(|e| e.signature()).map_err(|e| DemoError::Story(format!("no event {event}: {e}")))
-}
-
 /// Every `event` log of `address` in `receipt`, decoded with `abi`.
-pub fn decode_logs<D: Detokenize>(receipt: &TransactionReceipt, abi: &BaseContract, address: Address, event: &str) -> Result<Vec<D>, DemoError> {
-    let topic = event_topic(abi, event)?;
-    receipt
-        .logs
-        .iter()
-        .filter(|l: &&Log| l.address == address && l.topics.first() == Some(&topic))
-        .map(|l| abi.decode_event(event, l.topics.clone(), l.data.clone()).map_err(|e| DemoError::Story(format!("cannot decode {event}: {e}"))))
-        .collect()
+pub fn decode_logs<D: Detokenize>(receipt: &Receipt, abi: &BaseContract, address: Address, event: &str) -> Result<Vec<D>, DemoError> {
+    Ok(crate::testkit::decode_logs(receipt, abi, address, event)?)
 }

@@ -1,22 +1,19 @@
 //! `govflow demo`: the whole system on one machine, for a newcomer.
 //!
 //! 1. starts anvil (the npm package installed by `scripts/setup.sh`) on a free loopback port
-//!    ([`anvil`]);
+//!    ([`crate::testkit::anvil`]);
 //! 2. deploys the CultureBridge contracts from the artifacts embedded in the binary
-//!    ([`deploy`]);
+//!    ([`deploy`], on [`crate::testkit`]);
 //! 3. starts govflow ([`crate::app::run`]) against it, in this process;
 //! 4. plays a governance story while govflow follows the head ([`story`]): thirty voters, NFT
 //!    bonuses, every proposal state, a late-quorum extension and a reorg;
 //! 5. once govflow has caught up, prints the API URL and `curl` commands to try, then serves
 //!    until Ctrl-C/SIGTERM (or stops at once with `--exit-after-story`).
 //!
-//! Anvil is stopped on every way out (end, error, signal); see [`anvil`] for the guarantees.
-//! The building blocks are public so that a test can run the same story against its own
-//! govflow process: [`anvil::Anvil::start`], [`deploy::deploy`], [`story::play`].
+//! Anvil is stopped on every way out (end, error, signal); see [`crate::testkit::anvil`] for the
+//! guarantees. The building blocks are public so that a test can run the same story against its
+//! own govflow process: [`crate::testkit::Anvil::start`], [`deploy::deploy`], [`story::play`].
 
-pub mod anvil;
-pub mod artifacts;
-pub mod chain;
 pub mod deploy;
 pub mod story;
 
@@ -28,62 +25,18 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use ethers::types::Address;
 
-pub use self::anvil::Anvil;
-pub use self::chain::DevChain;
+use crate::testkit::anvil::{AnvilOptions, PortChoice};
+use crate::testkit::{Anvil, TestkitError};
+
 pub use self::deploy::{deploy, CbDeployment};
 pub use self::story::{play, Follower, PlayOptions, ProposalState, StoryReport};
 
 /// What can go wrong while setting up or playing the demo.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DemoError {
-    /// The anvil binary is not installed.
-    #[error(
-        "anvil not found (looked for {looked}, ...): run scripts/setup.sh from the repository \
-         (it installs the npm package @foundry-rs/anvil-linux-amd64)"
-    )]
-    AnvilMissing {
-        /// Paths tried.
-        looked: String,
-    },
-    /// Anvil did not start or answer.
-    #[error("anvil did not start: {0}")]
-    AnvilStart(String),
-    /// A JSON-RPC request failed.
-    #[error("RPC {method} failed: {message}")]
-    Rpc {
-        /// Method.
-        method: String,
-        /// The node's error.
-        message: String,
-    },
-    /// A transaction was refused or reverted.
-    #[error("transaction {action} failed: {reason}")]
-    Tx {
-        /// What was sent.
-        action: String,
-        /// Decoded revert reason or the node's error.
-        reason: String,
-    },
-    /// A read-only call failed.
-    #[error("eth_call {method} on {to:?} at {at} failed: {message}")]
-    Call {
-        /// Method.
-        method: String,
-        /// Contract.
-        to: Address,
-        /// Block.
-        at: String,
-        /// Decoded revert reason or the node's error.
-        message: String,
-    },
-    /// An embedded artifact is unusable.
-    #[error("contract artifact {name}: {message}")]
-    Artifact {
-        /// Contract name.
-        name: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// The chain, a transaction, a call or an artifact failed.
+    #[error(transparent)]
+    Kit(#[from] TestkitError),
     /// The govflow API being followed did not answer or catch up.
     #[error("following govflow: {0}")]
     Follower(String),
@@ -154,7 +107,7 @@ async fn demo(args: DemoArgs, data_dir: PathBuf, started: Instant, app_running: 
     // Fail before starting anything if the API port is taken.
     drop(std::net::TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on --listen {}", args.listen))?);
     println!("== govflow demo: a local chain, the CultureBridge contracts, a governance story, govflow indexing it");
-    let anvil = Anvil::start().await?;
+    let anvil = Anvil::start_with(anvil_options()).await?;
     println!("   anvil {} (chain id {}, pid {})", anvil.rpc_url(), anvil.chain_id(), anvil.pid().map_or_else(|| "?".to_owned(), |p| p.to_string()));
     let t_anvil = started.elapsed();
     let dep = deploy(anvil.rpc_url()).await?;
@@ -236,6 +189,17 @@ async fn demo(args: DemoArgs, data_dir: PathBuf, started: Instant, app_running: 
     let r = app.await;
     println!("== govflow stopped: stopping anvil");
     r
+}
+
+/// The demo's anvil: its port in its command line and cache name (so that a leftover is easy
+/// to find), and a graceful stop.
+fn anvil_options() -> AnvilOptions {
+    AnvilOptions {
+        port: PortChoice::Picked,
+        cache_prefix: "govflow-demo-anvil".to_owned(),
+        stop_grace: Some(Duration::from_secs(3)),
+        ..AnvilOptions::default()
+    }
 }
 
 fn print_guide(base: &str, anvil: &Anvil, dep: &CbDeployment, report: &StoryReport) {

@@ -15,9 +15,9 @@ use ethers::types::{Address, U256};
 use ethers::utils::keccak256;
 use serde_json::Value;
 
-use super::chain::DevChain;
 use super::deploy::{tokens, CbDeployment, ProposalCall, VoteCast};
 use super::DemoError;
+use crate::testkit::DevChain;
 
 /// `support` values of GovernorCountingSimple.
 pub mod support {
@@ -281,7 +281,7 @@ impl Ctx<'_> {
     }
 
     async fn head(&self) -> Result<u64, DemoError> {
-        self.chain.block_number().await
+        Ok(self.chain.block_number().await?)
     }
 
     async fn propose(&mut self, label: &str, proposer: &str, value: u64, title: &str, body: &str) -> Result<ProposalCall, DemoError> {
@@ -291,11 +291,7 @@ impl Ctx<'_> {
         self.txs += 1;
         let snapshot = self.dep.proposal_snapshot(call.id).await?;
         let deadline = self.dep.proposal_deadline(call.id).await?;
-        self.say(format!(
-            "  [block {}] {label} \"{title}\" proposed by {proposer}: voting from block {} to {deadline}",
-            r.block_number.map_or(0, |n| n.as_u64()),
-            snapshot + 1
-        ));
+        self.say(format!("  [block {}] {label} \"{title}\" proposed by {proposer}: voting from block {} to {deadline}", r.block_number, snapshot + 1));
         self.proposals.push(StoryProposal {
             label: label.to_owned(),
             id: call.id,
@@ -358,12 +354,12 @@ impl Ctx<'_> {
 
     async fn mine_past_snapshot(&self, id: U256) -> Result<u64, DemoError> {
         let snapshot = self.dep.proposal_snapshot(id).await?;
-        self.chain.mine_to(snapshot + 1).await
+        Ok(self.chain.mine_to(snapshot + 1).await?)
     }
 
     async fn mine_past_deadline(&self, id: U256) -> Result<u64, DemoError> {
         let deadline = self.dep.proposal_deadline(id).await?;
-        self.chain.mine_to(deadline + 1).await
+        Ok(self.chain.mine_to(deadline + 1).await?)
     }
 
     async fn follow(&self, reorgs: u64) -> Result<Option<Value>, DemoError> {
@@ -390,7 +386,7 @@ pub fn whole(n: U256) -> String {
 }
 
 /// Plays the story on `dep` (freshly deployed with [`super::deploy::deploy`]), using `chain`
-/// (an anvil: [`super::anvil::Anvil`] derefs to it) to mine blocks, move time and reorg.
+/// (an anvil: [`crate::testkit::Anvil`] derefs to it) to mine blocks, move time and reorg.
 pub async fn play(dep: &CbDeployment, chain: &DevChain, opts: &PlayOptions) -> Result<StoryReport, DemoError> {
     let started = Instant::now();
     let mut voters = Vec::new();

@@ -34,11 +34,7 @@ use super::dao::{ClockMode, Dao, DaoOptions, DaoView, StackArtifacts, Voter};
 use super::tokens;
 
 /// Artifact names of the CultureBridge contracts.
-pub const CB_ACHIEVEMENT_NFT: &str = "CBAchievementNFT";
-pub const CB_BENEFIT_EXECUTOR: &str = "CBBenefitExecutor";
-pub const CB_VOTING_MANAGER: &str = "CBVotingManager";
-pub const CB_TIMELOCK: &str = "CBTimelock";
-pub const CB_GOVERNOR_CORE: &str = "CBGovernorCore";
+pub use super::artifacts::{CB_ACHIEVEMENT_NFT, CB_BENEFIT_EXECUTOR, CB_GOVERNOR_CORE, CB_TIMELOCK, CB_VOTING_MANAGER};
 
 /// CBTimelock + CBGovernorCore for [`Dao::deploy_governance`].
 pub const CB_STACK: StackArtifacts = StackArtifacts { timelock: CB_TIMELOCK, governor: CB_GOVERNOR_CORE };
@@ -165,13 +161,7 @@ pub struct VoteCastLog {
 /// Every log of `receipt` emitted by `address` that is `event` of `abi`, decoded (parameters in
 /// declaration order, indexed ones included).
 pub fn decode_logs<D: Detokenize>(receipt: &Receipt, abi: &BaseContract, address: Address, event: &str) -> Vec<D> {
-    let topic = abi.abi().event(event).unwrap_or_else(|e| panic!("no event {event}: {e}")).signature();
-    receipt
-        .logs
-        .iter()
-        .filter(|l| l.address == address && l.topics.first() == Some(&topic))
-        .map(|l| abi.decode_event(event, l.topics.clone(), l.data.clone()).unwrap_or_else(|e| panic!("cannot decode {event} log: {e}")))
-        .collect()
+    govflow::testkit::decode_logs(receipt, abi, address, event).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn ok<T>(r: Result<T, TxError>) -> T {
@@ -506,5 +496,5 @@ impl<'a> CbView<'a> {
 
 /// `keccak256` topic of `event` in `abi` (for filtering raw logs).
 pub fn event_topic(abi: &BaseContract, event: &str) -> H256 {
-    abi.abi().event(event).unwrap_or_else(|e| panic!("no event {event}: {e}")).signature()
+    govflow::testkit::event_topic(abi, event).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -44,8 +44,7 @@ use super::chain::TxError;
 use super::dao::{Dao, DaoAddresses, DaoOptions, StackArtifacts};
 
 /// Artifact names of the Compound-style stack.
-pub const COMPOUND_TIMELOCK: &str = "CompoundTimelock";
-pub const TEST_GOVERNOR_COMPOUND: &str = "TestGovernorCompound";
+pub use super::artifacts::{COMPOUND_TIMELOCK, TEST_GOVERNOR_COMPOUND};
 
 /// CompoundTimelock + TestGovernorCompound, for [`Dao::assemble`]. (Not for
 /// [`Dao::deploy_governance`]: the constructors differ from the TimelockController stack's.)

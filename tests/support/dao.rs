@@ -310,13 +310,7 @@ fn ok<T>(r: Result<T, TxError>) -> T {
 }
 
 /// Role ids of OZ's TimelockController.
-pub fn role(name: &str) -> H256 {
-    if name == "DEFAULT_ADMIN_ROLE" {
-        H256::zero()
-    } else {
-        H256(keccak256(name.as_bytes()))
-    }
-}
+pub use govflow::testkit::role;
 
 impl Dao {
     /// Deploys token, timelock, governor and target from `opts.deployer` (default dev account

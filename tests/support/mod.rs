@@ -20,8 +20,11 @@
 //! way (achievement NFT, benefit executor, voting manager in front of the token) and derefs to
 //! its [`Dao`].
 //!
-//! Contracts come from `contracts/artifacts/*.json` (`node scripts/compile-contracts.js`); anvil
-//! from `node_modules` (`scripts/setup.sh`). Nothing here depends on the govflow crate.
+//! Anvil, the artifacts and the chain client are govflow's [`govflow::testkit`] (shared with
+//! `govflow demo`), wrapped so that failures panic with their message; the contracts come from
+//! `contracts/artifacts/*.json` (`node scripts/compile-contracts.js`, embedded at build time),
+//! anvil from `node_modules` (`scripts/setup.sh`). Nothing here depends on govflow's indexing
+//! code, only on its testkit (which names no other room but `domain`).
 //!
 //! Anvil 1.7.1 behaviour the helpers rely on (checked by tests/contracts_smoke.rs):
 //! - `eth_call` at "latest" executes in the latest mined block's context (`clock()` equals the
@@ -54,9 +57,7 @@ pub use ethers::signers::{LocalWallet, Signer};
 pub use ethers::types::{Address, Bytes, H256, U256};
 
 /// `n` whole tokens (18 decimals).
-pub fn tokens(n: u64) -> U256 {
-    U256::from(n) * U256::exp10(18)
-}
+pub use govflow::testkit::tokens;
 
 /// Vote `support` values of GovernorCountingSimple.
 pub mod vote {
