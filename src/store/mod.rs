@@ -1,4 +1,5 @@
-//! The store: one trait, designed query-first, with an embedded backend (redb).
+//! The store: one trait, designed query-first, with an embedded backend (redb) and a ScyllaDB one
+//! (`scylla/`, any CQL engine).
 //!
 //! Writes arrive as [`Batch`]es: everything derived from a range of blocks plus the listener's
 //! cursor, committed atomically, so a crash at any point resumes with nothing lost and nothing
