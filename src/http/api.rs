@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 
 use super::problem::Problem;
+use super::views::{self, ExecutionState};
 use super::{json, ApiState, Req};
 use crate::domain::{parse_u256, Address, ClockMode, Proposal, ProposalStatus, UserVotingPower, Vote, U256};
 use crate::store::{ProposalQuery, ProposalSort, VoteQuery, VoteSort};
@@ -151,6 +152,23 @@ fn project(v: Value, f: &Option<Vec<String>>) -> Value {
     }
 }
 
+/// A typed answer as served: serialized once to JSON (members in name order, as every answer has
+/// always been written), then the `fields` members kept.
+fn view<T: serde::Serialize>(v: &T, f: &Option<Vec<String>>) -> warp::reply::Response {
+    let v = serde_json::to_value(v).unwrap_or(Value::Null);
+    match (v, f) {
+        (Value::Object(mut o), Some(_)) if o.get("items").is_some_and(Value::is_array) => {
+            if let Some(Value::Array(items)) = o.get_mut("items") {
+                for i in items.iter_mut() {
+                    *i = project(std::mem::take(i), f);
+                }
+            }
+            json(&Value::Object(o))
+        }
+        (v, f) => json(&project(v, f)),
+    }
+}
+
 fn proposal_id(req: &Req<'_>) -> Result<U256, Problem> {
     let s = req.segments.get(2).copied().unwrap_or("");
     parse_u256(s).map_err(|e| Problem::bad_param("proposalId", format!("{s:?}: {e}")))
@@ -187,15 +205,13 @@ pub(crate) fn vote_json(state: &ApiState, v: &Vote, snapshot: Option<(u64, Clock
             }
             .unwrap_or_default();
             let vp = UserVotingPower::from_power(v.voter, &cp, cp.block_number, s);
-            o.insert(
-                "weightBreakdown".into(),
-                json!({
-                    "baseWeight": vp.base_weight.to_string(),
-                    "delegatedWeight": vp.delegated_weight.to_string(),
-                    "nftBonus": vp.nft_bonus.to_string(),
-                    "totalWeight": vp.total_weight.to_string(),
-                }),
-            );
+            let breakdown = views::WeightBreakdown {
+                base_weight: vp.base_weight.to_string(),
+                delegated_weight: vp.delegated_weight.to_string(),
+                nft_bonus: vp.nft_bonus.to_string(),
+                total_weight: vp.total_weight.to_string(),
+            };
+            o.insert("weightBreakdown".into(), serde_json::to_value(breakdown).unwrap_or(Value::Null));
         }
     }
     Ok(j)
@@ -399,25 +415,20 @@ pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next = if more { rows.last().map(|(k, _, _)| encode_cursor(0x60, k)) } else { None };
-    let items: Vec<Value> = rows
+    let items = rows
         .iter()
-        .map(|(_, a, p)| {
-            project(
-                json!({
-                    "address": a,
-                    "totalWeight": p.votes.saturating_add(p.nft_bonus).to_string(),
-                    "votes": p.votes.to_string(),
-                    "nftBonus": p.nft_bonus.to_string(),
-                    "balance": p.balance.to_string(),
-                    "delegators": delegators.get(*a).copied().unwrap_or(0),
-                    "selfDelegated": p.delegate == Some(**a),
-                    "delegate": p.delegate,
-                }),
-                &f,
-            )
+        .map(|(_, a, p)| views::Delegate {
+            address: **a,
+            total_weight: p.votes.saturating_add(p.nft_bonus).to_string(),
+            votes: p.votes.to_string(),
+            nft_bonus: p.nft_bonus.to_string(),
+            balance: p.balance.to_string(),
+            delegators: delegators.get(*a).copied().unwrap_or(0),
+            self_delegated: p.delegate == Some(**a),
+            delegate: p.delegate,
         })
         .collect();
-    Ok(json(&json!({ "items": items, "nextCursor": next })))
+    Ok(view(&views::DelegatePage { items, next_cursor: next }, &f))
 }
 
 /// `GET /v1/events/governance`: the feed of governance events for the achievement system, in
@@ -429,7 +440,7 @@ pub fn governance_events(state: &ApiState, req: &Req<'_>) -> Resp {
     let limit = limit(state, req)?;
     let items = state.store.feed(after, limit)?;
     let last = items.last().map_or(after, |i| i.seq);
-    Ok(json(&json!({ "items": items, "nextAfter": last })))
+    Ok(view(&views::GovernanceEventPage { items, next_after: last }, &None))
 }
 
 /// `GET /v1/users/{address}/governance-achievements`: first proposal, first vote, executed
@@ -439,7 +450,11 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
     let a = address(req)?;
     let events = state.store.account_events(&a)?;
     let mut out = Vec::new();
-    let entry = |name: &str, e: &crate::domain::achievement::GovernanceEvent, fin: bool| json!({ "achievement": name, "final": fin, "earnedBy": e });
+    let entry = |name: &str, e: &crate::domain::achievement::GovernanceEvent, fin: bool| views::Achievement {
+        achievement: name.to_string(),
+        r#final: fin,
+        earned_by: e.clone(),
+    };
     use crate::domain::achievement::kind;
     if let Some((e, f)) = events.iter().find(|(e, _)| e.kind == kind::PROPOSAL_CREATED) {
         out.push(entry("firstProposal", e, *f));
@@ -456,7 +471,7 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
     }
     let proposals = events.iter().filter(|(e, _)| e.kind == kind::PROPOSAL_CREATED).count();
     let votes = state.store.voter_vote_count(&a)?;
-    Ok(json(&json!({ "user": a, "proposalsCreated": proposals, "votesCast": votes, "achievements": out })))
+    Ok(view(&views::GovernanceAchievements { user: a, proposals_created: proposals as u64, votes_cast: votes, achievements: out }, &None))
 }
 
 /// `GET /v1/users/{address}/governance-benefits`
@@ -473,16 +488,16 @@ pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
     }
     .unwrap_or_default();
     let at = block.unwrap_or(indexed);
-    let v = json!({
-        "user": a,
-        "nftBonus": cp.nft_bonus.to_string(),
-        "feeDiscountBps": cp.fee_discount_bps.to_string(),
-        "priorityBoost": cp.priority_boost.to_string(),
-        "benefitExecutor": state.store.info()?.and_then(|i| i.benefit_executor),
-        "blockNumber": at,
-        "provisional": at > state.status.finalized(),
-    });
-    Ok(json(&project(v, &f)))
+    let v = views::GovernanceBenefits {
+        user: a,
+        nft_bonus: cp.nft_bonus.to_string(),
+        fee_discount_bps: cp.fee_discount_bps.to_string(),
+        priority_boost: cp.priority_boost.to_string(),
+        benefit_executor: state.store.info()?.and_then(|i| i.benefit_executor),
+        block_number: at,
+        provisional: at > state.status.finalized(),
+    };
+    Ok(view(&v, &f))
 }
 
 /// `GET /v1/proposals/{proposalId}/execution-status`
@@ -498,31 +513,35 @@ pub fn execution_status(state: &ApiState, req: &Req<'_>) -> Resp {
     let now = state.store.block(indexed)?.map(|b| b.timestamp);
     let grace = state.store.info()?.and_then(|i| i.grace_period_secs);
     let execution_state = match p.status {
-        ProposalStatus::Executed => "executed",
-        ProposalStatus::Canceled => "canceled",
-        ProposalStatus::Expired => "expired",
-        ProposalStatus::Defeated => "defeated",
-        ProposalStatus::Pending | ProposalStatus::Active => "voting",
-        ProposalStatus::Succeeded => "awaitingQueue",
+        ProposalStatus::Executed => ExecutionState::Executed,
+        ProposalStatus::Canceled => ExecutionState::Canceled,
+        ProposalStatus::Expired => ExecutionState::Expired,
+        ProposalStatus::Defeated => ExecutionState::Defeated,
+        ProposalStatus::Pending | ProposalStatus::Active => ExecutionState::Voting,
+        ProposalStatus::Succeeded => ExecutionState::AwaitingQueue,
         ProposalStatus::Queued => match (p.eta, now) {
-            (Some(eta), Some(now)) if now >= eta => "ready",
-            _ => "waiting",
+            (Some(eta), Some(now)) if now >= eta => ExecutionState::Ready,
+            _ => ExecutionState::Waiting,
         },
     };
     let timelock = state.store.info()?.and_then(|i| i.timelock);
-    Ok(json(&json!({
-        "proposalId": id.to_string(),
-        "status": p.status,
-        "executionState": execution_state,
-        "eta": p.eta.map(crate::domain::time::format),
-        "expiresAt": match (p.eta, grace) { (Some(e), Some(g)) => Some(crate::domain::time::format(e + g)), _ => None },
-        "timelock": timelock,
-        "timelockOperationId": p.timelock_operation_id,
-        "operation": op,
-        "executedAt": p.executed_at.map(crate::domain::time::format),
-        "targets": p.targets,
-        "calldatas": p.calldatas,
-    })))
+    let v = views::ExecutionStatus {
+        proposal_id: id.to_string(),
+        status: p.status,
+        execution_state,
+        eta: p.eta.map(crate::domain::time::format),
+        expires_at: match (p.eta, grace) {
+            (Some(e), Some(g)) => Some(crate::domain::time::format(e + g)),
+            _ => None,
+        },
+        timelock,
+        timelock_operation_id: p.timelock_operation_id,
+        operation: op,
+        executed_at: p.executed_at.map(crate::domain::time::format),
+        targets: p.targets,
+        calldatas: p.calldatas,
+    };
+    Ok(view(&v, &None))
 }
 
 /// `GET /v1/proposals/stats`
@@ -532,20 +551,21 @@ pub fn stats(state: &ApiState, req: &Req<'_>) -> Resp {
     let get = |k: &str| s.by_status.get(k).copied().unwrap_or(0);
     let passed = get("Succeeded") + get("Queued") + get("Executed") + get("Expired");
     let decided = passed + get("Defeated");
-    Ok(json(&json!({
-        "proposals": s.proposals,
-        "byStatus": s.by_status,
-        "activeProposals": get("Active"),
-        "votes": s.votes,
-        "uniqueVoters": s.unique_voters,
-        "accounts": s.accounts,
-        "eventsIndexed": s.events,
-        "votesByDay": s.votes_by_day,
-        "voterTurnout": if s.accounts > 0 { s.unique_voters as f64 / s.accounts as f64 } else { 0.0 },
-        "averageVotesPerProposal": if s.proposals > 0 { s.votes as f64 / s.proposals as f64 } else { 0.0 },
-        "passRate": if decided > 0 { passed as f64 / decided as f64 } else { 0.0 },
-        "executionRate": if passed > 0 { get("Executed") as f64 / passed as f64 } else { 0.0 },
-    })))
+    let v = views::Stats {
+        active_proposals: get("Active"),
+        voter_turnout: if s.accounts > 0 { s.unique_voters as f64 / s.accounts as f64 } else { 0.0 },
+        average_votes_per_proposal: if s.proposals > 0 { s.votes as f64 / s.proposals as f64 } else { 0.0 },
+        pass_rate: if decided > 0 { passed as f64 / decided as f64 } else { 0.0 },
+        execution_rate: if passed > 0 { get("Executed") as f64 / passed as f64 } else { 0.0 },
+        proposals: s.proposals,
+        by_status: s.by_status,
+        votes: s.votes,
+        unique_voters: s.unique_voters,
+        accounts: s.accounts,
+        events_indexed: s.events,
+        votes_by_day: s.votes_by_day,
+    };
+    Ok(view(&v, &None))
 }
 
 /// `GET /v1/status`
@@ -555,35 +575,36 @@ pub fn status(state: &ApiState, req: &Req<'_>) -> Resp {
     let info = state.store.info()?;
     let head = st.head.load(Ordering::Relaxed);
     let indexed = st.indexed.load(Ordering::Relaxed);
-    Ok(json(&json!({
-        "chainId": st.chain_id.load(Ordering::Relaxed),
-        "governor": info.as_ref().map(|i| i.governor),
-        "governorName": info.as_ref().map(|i| i.name.clone()),
-        "voteSource": info.as_ref().map(|i| i.vote_source),
-        "token": info.as_ref().map(|i| i.token),
-        "benefitExecutor": info.as_ref().and_then(|i| i.benefit_executor),
-        "achievementNft": info.as_ref().and_then(|i| i.achievement_nft),
-        "timelock": info.as_ref().and_then(|i| i.timelock),
-        "clockMode": info.as_ref().map(|i| i.clock_mode),
-        "countingMode": info.as_ref().map(|i| i.counting_mode.clone()),
-        "votingDelay": info.as_ref().map(|i| i.voting_delay),
-        "votingPeriod": info.as_ref().map(|i| i.voting_period),
-        "proposalThreshold": info.as_ref().map(|i| i.proposal_threshold.to_string()),
-        "startBlock": st.start_block.load(Ordering::Relaxed),
-        "headBlock": head,
-        "indexedBlock": indexed,
-        "finalizedBlock": st.finalized(),
-        "confirmations": st.confirmations.load(Ordering::Relaxed),
-        "lagBlocks": head.saturating_sub(indexed),
-        "caughtUp": st.caught_up.load(Ordering::Relaxed),
-        "rpcReachable": st.rpc_ok.load(Ordering::Relaxed),
-        "reorgsHandled": st.reorgs.load(Ordering::Relaxed),
-    })))
+    let v = views::Status {
+        chain_id: st.chain_id.load(Ordering::Relaxed),
+        governor: info.as_ref().map(|i| i.governor),
+        governor_name: info.as_ref().map(|i| i.name.clone()),
+        vote_source: info.as_ref().map(|i| i.vote_source),
+        token: info.as_ref().map(|i| i.token),
+        benefit_executor: info.as_ref().and_then(|i| i.benefit_executor),
+        achievement_nft: info.as_ref().and_then(|i| i.achievement_nft),
+        timelock: info.as_ref().and_then(|i| i.timelock),
+        clock_mode: info.as_ref().map(|i| i.clock_mode),
+        counting_mode: info.as_ref().map(|i| i.counting_mode.clone()),
+        voting_delay: info.as_ref().map(|i| i.voting_delay),
+        voting_period: info.as_ref().map(|i| i.voting_period),
+        proposal_threshold: info.as_ref().map(|i| i.proposal_threshold.to_string()),
+        start_block: st.start_block.load(Ordering::Relaxed),
+        head_block: head,
+        indexed_block: indexed,
+        finalized_block: st.finalized(),
+        confirmations: st.confirmations.load(Ordering::Relaxed),
+        lag_blocks: head.saturating_sub(indexed),
+        caught_up: st.caught_up.load(Ordering::Relaxed),
+        rpc_reachable: st.rpc_ok.load(Ordering::Relaxed),
+        reorgs_handled: st.reorgs.load(Ordering::Relaxed),
+    };
+    Ok(view(&v, &None))
 }
 
 /// `GET /healthz`: the process answers.
 pub fn healthz(_state: &ApiState, _req: &Req<'_>) -> Resp {
-    Ok(json(&json!({ "status": "ok" })))
+    Ok(view(&views::Health { status: "ok" }, &None))
 }
 
 /// `GET /readyz`: caught up with the head and the node reachable.
@@ -592,7 +613,7 @@ pub fn readyz(state: &ApiState, _req: &Req<'_>) -> Resp {
     let rpc = state.status.rpc_ok.load(Ordering::Relaxed);
     let bus = state.bus.healthy();
     if caught_up && rpc && bus {
-        Ok(json(&json!({ "status": "ready" })))
+        Ok(view(&views::Ready { status: "ready" }, &None))
     } else {
         let why = if !bus {
             "the bus (NATS) is unreachable"

@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use warp::http::{HeaderName, HeaderValue, StatusCode};
 
@@ -933,12 +932,14 @@ pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Respon
         Err(_) => false,
     };
     tracing::warn!(target: "cache", tags = ?tags, propagated, "cache invalidated by the admin route");
-    Ok(super::json(&json!({ "invalidated": tags, "propagated": propagated, "redis": state.cache.redis.is_some() })))
+    let answer = super::views::CacheInvalidation { invalidated: tags, propagated, redis: state.cache.redis.is_some() };
+    Ok(super::json(&serde_json::to_value(answer).unwrap_or_default()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn plans_are_canonical() {

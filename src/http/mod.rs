@@ -37,6 +37,7 @@ pub mod ingest;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod views;
 pub mod ws;
 
 use std::convert::Infallible;

@@ -28,11 +28,15 @@ use warp::http::HeaderValue;
 
 use super::problem::Problem;
 use super::routes::{route_of, CacheControl, Projection, Route, ROUTES};
+use super::views::{
+    CacheInvalidation, DelegatePage, ExecutionStatus, GovernanceAchievements, GovernanceBenefits, GovernanceEventPage, Health, Ready, Stats, Status,
+    WeightBreakdown,
+};
 use super::{ApiState, Req};
 use crate::config::HttpConfig;
 pub use crate::domain::schema::{Timestamp, Uint256, Uuid};
 use crate::domain::schema::{ADDRESS_IN, UINT256_IN};
-use crate::domain::{Address, ClockMode, HexBytes, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, UserVotingPower, Vote, B256};
+use crate::domain::{ClockMode, HistoryEntry, Proposal, ProposalStatus, UserVotingPower, Vote};
 use crate::store::VoteCounts;
 
 type Resp = Result<warp::reply::Response, Problem>;
@@ -179,21 +183,6 @@ impl ToSchema for VotingPowerView {
     }
 }
 
-/// The voter's weight at a proposal's snapshot, part by part.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct WeightBreakdown {
-    /// The voter's own balance, counted when it delegates to itself.
-    base_weight: Uint256,
-    /// Weight delegated to the voter by others.
-    delegated_weight: Uint256,
-    /// Bonus from achievement NFTs (zero for governors without one).
-    nft_bonus: Uint256,
-    /// What the governor counts: token votes plus the NFT bonus.
-    total_weight: Uint256,
-}
-
 /// A page of proposals.
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
@@ -217,250 +206,6 @@ struct VotePage {
     #[schema(pattern = "^[A-Za-z0-9_-]+$")]
     next_cursor: Option<String>,
 }
-
-/// An account ranked by the weight the governor counts now. Without `fields` every property is
-/// present; with `fields` only those named.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Delegate {
-    /// The account.
-    address: Address,
-    /// What the governor counts: token votes plus the NFT bonus.
-    total_weight: Uint256,
-    /// Token votes (`getVotes` of the token): own delegated balance plus others'.
-    votes: Uint256,
-    /// Bonus from achievement NFTs.
-    nft_bonus: Uint256,
-    /// Token balance.
-    balance: Uint256,
-    /// Other accounts delegating to this one.
-    delegators: u64,
-    /// The account delegates to itself.
-    self_delegated: bool,
-    /// The account's delegate, if any.
-    delegate: Option<Address>,
-}
-
-/// A page of delegates.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct DelegatePage {
-    /// The delegates of this page, by total weight then address, descending.
-    items: Vec<Delegate>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
-    next_cursor: Option<String>,
-}
-
-/// NFT weight bonus and special benefits of an account. Without `fields` every property is
-/// present; with `fields` only those named.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct GovernanceBenefits {
-    /// The account.
-    user: Address,
-    /// Governance-weight bonus from achievement NFTs.
-    nft_bonus: Uint256,
-    /// Proposal-fee discount in basis points.
-    fee_discount_bps: Uint256,
-    /// Priority boost.
-    priority_boost: Uint256,
-    /// The benefit executor, when the governor has one.
-    benefit_executor: Option<Address>,
-    /// Block the answer is for.
-    block_number: u64,
-    /// True while `blockNumber` is newer than the finalized block.
-    provisional: bool,
-}
-
-/// Where a proposal's execution stands.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub(crate) struct ExecutionStatus {
-    /// On-chain proposal id.
-    proposal_id: Uint256,
-    /// The proposal's status.
-    status: ProposalStatus,
-    /// The execution state derived from the status, the eta and the indexed time.
-    execution_state: ExecutionState,
-    /// Timelock eta, once queued.
-    eta: Option<Timestamp>,
-    /// When a queued operation expires (timelocks with a grace period).
-    expires_at: Option<Timestamp>,
-    /// The governor's timelock, if any.
-    timelock: Option<Address>,
-    /// Timelock operation id, once queued.
-    timelock_operation_id: Option<B256>,
-    /// The timelock operation, once scheduled.
-    operation: Option<TimelockOperation>,
-    /// Execution time, once executed.
-    executed_at: Option<Timestamp>,
-    /// Call targets.
-    targets: Vec<Address>,
-    /// Call data.
-    calldatas: Vec<HexBytes>,
-}
-
-/// Execution state of a proposal (an open set: new values may appear within `/v1`).
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-enum ExecutionState {
-    /// Executed.
-    Executed,
-    /// Canceled.
-    Canceled,
-    /// Queued but not executed within the grace period.
-    Expired,
-    /// Voting closed without quorum or majority.
-    Defeated,
-    /// Pending or active.
-    Voting,
-    /// Succeeded, not queued yet.
-    AwaitingQueue,
-    /// Queued and past its eta.
-    Ready,
-    /// Queued, eta not reached.
-    Waiting,
-}
-
-/// Governance-wide figures.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub(crate) struct Stats {
-    /// Proposals.
-    proposals: u64,
-    /// Proposals per status name.
-    by_status: std::collections::BTreeMap<String, u64>,
-    /// Proposals now Active.
-    active_proposals: u64,
-    /// Vote records.
-    votes: u64,
-    /// Distinct voters.
-    unique_voters: u64,
-    /// Accounts with token state.
-    accounts: u64,
-    /// Chain events applied.
-    events_indexed: u64,
-    /// Vote records per UTC day (`YYYY-MM-DD`), the 30 most recent days with votes.
-    votes_by_day: std::collections::BTreeMap<String, u64>,
-    /// Unique voters per account with token state.
-    #[schema(minimum = 0.0)]
-    voter_turnout: f64,
-    /// Vote records per proposal.
-    #[schema(minimum = 0.0)]
-    average_votes_per_proposal: f64,
-    /// Passed (Succeeded, Queued, Executed, Expired) per decided proposal (passed or Defeated).
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    pass_rate: f64,
-    /// Executed per passed proposal.
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    execution_rate: f64,
-}
-
-/// Where indexing stands, and what discovery found. The contract fields are null until the
-/// governor has been discovered.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub(crate) struct Status {
-    /// Chain id of the node.
-    chain_id: u64,
-    /// The governor.
-    governor: Option<Address>,
-    /// The governor's `name()`.
-    governor_name: Option<String>,
-    /// The governor's vote source (`token()`): the token or a voting manager.
-    vote_source: Option<Address>,
-    /// The ERC20Votes token.
-    token: Option<Address>,
-    /// CultureBridge benefit executor, if any.
-    benefit_executor: Option<Address>,
-    /// CultureBridge achievement NFT, if any.
-    achievement_nft: Option<Address>,
-    /// The timelock, if any.
-    timelock: Option<Address>,
-    /// `CLOCK_MODE()`.
-    clock_mode: Option<ClockMode>,
-    /// `COUNTING_MODE()`.
-    counting_mode: Option<String>,
-    /// `votingDelay()` at discovery, in clock units.
-    voting_delay: Option<u64>,
-    /// `votingPeriod()` at discovery, in clock units.
-    voting_period: Option<u64>,
-    /// `proposalThreshold()` at discovery.
-    proposal_threshold: Option<Uint256>,
-    /// First block indexed.
-    start_block: u64,
-    /// The node's head.
-    head_block: u64,
-    /// Last block whose effects are committed.
-    indexed_block: u64,
-    /// Last block deep enough to be final (`chain.confirmations`).
-    finalized_block: u64,
-    /// Confirmations configured.
-    confirmations: u64,
-    /// Head minus indexed.
-    lag_blocks: u64,
-    /// Backfill done; following the head.
-    caught_up: bool,
-    /// The last RPC request succeeded.
-    rpc_reachable: bool,
-    /// Reorgs rolled back since start-up.
-    reorgs_handled: u64,
-}
-
-/// An account's governance achievements.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub(crate) struct GovernanceAchievements {
-    /// The account.
-    user: Address,
-    /// Proposals the account created.
-    proposals_created: u64,
-    /// Vote records of the account.
-    votes_cast: u64,
-    /// First proposal, first vote, executed proposals, then participation streaks.
-    achievements: Vec<Achievement>,
-}
-
-/// One achievement and the event that earned it.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Achievement {
-    /// `firstProposal`, `firstVote`, `executedProposal` or `participationStreak<N>` (N in 3, 5,
-    /// 10, 20, 50, 100).
-    #[schema(pattern = "^(firstProposal|firstVote|executedProposal|participationStreak[0-9]+)$")]
-    achievement: String,
-    /// The event is final (published on the feed); false while a reorg may still undo it.
-    r#final: bool,
-    /// The governance event that earned it.
-    #[schema(value_type = Object)]
-    earned_by: GovernanceEventRef,
-}
-
-/// A page of the governance event feed.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct GovernanceEventPage {
-    /// Feed items after `after`, in order.
-    #[schema(value_type = Vec<Object>)]
-    items: Vec<GovernanceEventRef>,
-    /// The last `seq` of this page (`after` when empty): pass it as `after`.
-    next_after: u64,
-}
-
-/// Placeholder for the event schemas taken from `schema/` (see [`versioned_event_schemas`]).
-#[allow(dead_code)]
-struct GovernanceEventRef;
 
 /// A governance-related event another system sends (`POST /v1/events/governance`). Members
 /// may be absent or null when optional; any other member is refused (400).
@@ -526,36 +271,6 @@ struct InvalidParam {
     name: String,
     /// What is wrong with it.
     reason: String,
-}
-
-/// What the admin route invalidated.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct CacheInvalidation {
-    /// The cache tags invalidated: `p:<proposalId>`, `a:<address>`, `proposals`, `stats` or `*`.
-    invalidated: Vec<String>,
-    /// Other instances were told (through Redis).
-    propagated: bool,
-    /// This instance has a Redis level.
-    redis: bool,
-}
-
-/// `GET /healthz`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Health {
-    /// Always `ok`.
-    #[schema(pattern = "^ok$")]
-    status: String,
-}
-
-/// `GET /readyz` when ready.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Ready {
-    /// Always `ready`.
-    #[schema(pattern = "^ready$")]
-    status: String,
 }
 
 /// An error (RFC 9457 problem details), served as `application/problem+json`.

@@ -7,7 +7,7 @@
 use super::auth::Auth;
 use super::openapi::{self, Doc, Ok, K, P};
 use super::problem::Problem;
-use super::{api, cache, ingest, ApiState, Req};
+use super::{api, cache, ingest, views, ApiState, Req};
 
 /// A route's handler: the answer, or the problem to answer.
 pub type Handler = fn(&ApiState, &Req<'_>) -> Result<warp::reply::Response, Problem>;
@@ -108,7 +108,7 @@ pub const ROUTES: &[Route] = &[
         cached: true,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<openapi::Stats>),
+        projection: Projection::Generic(openapi::members::<views::Stats>),
         doc: Doc {
             id: "proposalStats",
             tag: "proposals",
@@ -172,7 +172,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<openapi::ExecutionStatus>),
+        projection: Projection::Generic(openapi::members::<views::ExecutionStatus>),
         doc: Doc {
             id: "getExecutionStatus",
             tag: "proposals",
@@ -252,7 +252,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<openapi::GovernanceAchievements>),
+        projection: Projection::Generic(openapi::members::<views::GovernanceAchievements>),
         doc: Doc {
             id: "getGovernanceAchievements",
             tag: "users",
@@ -328,7 +328,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::NoStore,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<openapi::Status>),
+        projection: Projection::Generic(openapi::members::<views::Status>),
         doc: Doc {
             id: "getStatus",
             tag: "operations",
@@ -446,7 +446,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::NoStore,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<openapi::Health>),
+        projection: Projection::Generic(openapi::members::<views::Health>),
         doc: Doc {
             id: "healthz",
             tag: "operations",
@@ -465,7 +465,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::NoStore,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<openapi::Ready>),
+        projection: Projection::Generic(openapi::members::<views::Ready>),
         doc: Doc {
             id: "readyz",
             tag: "operations",
