@@ -319,7 +319,7 @@ async fn every_route_is_documented_and_answers() {
     assert!(doc["info"]["description"].as_str().unwrap().contains("additive"), "the versioning note");
 
     let documented: BTreeSet<(String, String)> = operations(&doc).into_iter().map(|(m, p, _)| (m, p)).collect();
-    for (method, template) in govflow::http::ROUTES {
+    for govflow::http::Route { method, path: template, .. } in govflow::http::ROUTES {
         assert!(documented.contains(&(method.to_string(), template.to_string())), "{method} {template} is not in the document");
     }
 

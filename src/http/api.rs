@@ -1,5 +1,4 @@
-//! The `/v1` handlers: the reads, and `POST /v1/events/governance` (inbound governance events
-//! other systems send, published on the bus).
+//! The `/v1` read handlers, the probes and `/metrics` (inbound events are [`super::ingest`]).
 
 use std::sync::atomic::Ordering;
 
@@ -9,13 +8,15 @@ use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 
 use super::problem::Problem;
-use super::{json, ApiState, Body, Req};
+use super::views::{self, ExecutionState};
+use super::{json, ApiState, Req};
 use crate::domain::{parse_u256, Address, ClockMode, Proposal, ProposalStatus, UserVotingPower, Vote, U256};
 use crate::store::{ProposalQuery, ProposalSort, VoteQuery, VoteSort};
 
 type Resp = Result<warp::reply::Response, Problem>;
 
-const PROPOSAL_FIELDS: &[&str] = &[
+/// The members of a proposal `fields=` may name.
+pub(crate) const PROPOSAL_FIELDS: &[&str] = &[
     "id",
     "proposalId",
     "title",
@@ -48,7 +49,8 @@ const PROPOSAL_FIELDS: &[&str] = &[
     "history",
     "voteCounts",
 ];
-const VOTE_FIELDS: &[&str] = &[
+/// The members of a vote `fields=` may name.
+pub(crate) const VOTE_FIELDS: &[&str] = &[
     "id",
     "proposalId",
     "voter",
@@ -64,6 +66,26 @@ const VOTE_FIELDS: &[&str] = &[
     "provisional",
     "weightBreakdown",
 ];
+
+/// The members of voting power `fields=` may name.
+pub(crate) const VOTING_POWER_FIELDS: &[&str] = &[
+    "user",
+    "proposalId",
+    "baseWeight",
+    "nftBonus",
+    "delegatedWeight",
+    "totalWeight",
+    "balance",
+    "delegate",
+    "blockNumber",
+    "timepoint",
+    "timestamp",
+    "provisional",
+];
+/// The members of a delegate `fields=` may name.
+pub(crate) const DELEGATE_FIELDS: &[&str] = &["address", "totalWeight", "votes", "nftBonus", "balance", "delegators", "selfDelegated", "delegate"];
+/// The members of governance benefits `fields=` may name.
+pub(crate) const BENEFIT_FIELDS: &[&str] = &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"];
 
 fn limit(state: &ApiState, req: &Req<'_>) -> Result<usize, Problem> {
     match req.param("limit") {
@@ -130,6 +152,23 @@ fn project(v: Value, f: &Option<Vec<String>>) -> Value {
     }
 }
 
+/// A typed answer as served: serialized once to JSON (members in name order, as every answer has
+/// always been written), then the `fields` members kept.
+fn view<T: serde::Serialize>(v: &T, f: &Option<Vec<String>>) -> warp::reply::Response {
+    let v = serde_json::to_value(v).unwrap_or(Value::Null);
+    match (v, f) {
+        (Value::Object(mut o), Some(_)) if o.get("items").is_some_and(Value::is_array) => {
+            if let Some(Value::Array(items)) = o.get_mut("items") {
+                for i in items.iter_mut() {
+                    *i = project(std::mem::take(i), f);
+                }
+            }
+            json(&Value::Object(o))
+        }
+        (v, f) => json(&project(v, f)),
+    }
+}
+
 fn proposal_id(req: &Req<'_>) -> Result<U256, Problem> {
     let s = req.segments.get(2).copied().unwrap_or("");
     parse_u256(s).map_err(|e| Problem::bad_param("proposalId", format!("{s:?}: {e}")))
@@ -166,15 +205,13 @@ pub(crate) fn vote_json(state: &ApiState, v: &Vote, snapshot: Option<(u64, Clock
             }
             .unwrap_or_default();
             let vp = UserVotingPower::from_power(v.voter, &cp, cp.block_number, s);
-            o.insert(
-                "weightBreakdown".into(),
-                json!({
-                    "baseWeight": vp.base_weight.to_string(),
-                    "delegatedWeight": vp.delegated_weight.to_string(),
-                    "nftBonus": vp.nft_bonus.to_string(),
-                    "totalWeight": vp.total_weight.to_string(),
-                }),
-            );
+            let breakdown = views::WeightBreakdown {
+                base_weight: vp.base_weight.to_string(),
+                delegated_weight: vp.delegated_weight.to_string(),
+                nft_bonus: vp.nft_bonus.to_string(),
+                total_weight: vp.total_weight.to_string(),
+            };
+            o.insert("weightBreakdown".into(), serde_json::to_value(breakdown).unwrap_or(Value::Null));
         }
     }
     Ok(j)
@@ -313,23 +350,7 @@ pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
     if block.is_some() && pid.is_some() {
         return Err(Problem::bad_param("block", "give either block or proposalId, not both"));
     }
-    let f = fields(
-        req,
-        &[
-            "user",
-            "proposalId",
-            "baseWeight",
-            "nftBonus",
-            "delegatedWeight",
-            "totalWeight",
-            "balance",
-            "delegate",
-            "blockNumber",
-            "timepoint",
-            "timestamp",
-            "provisional",
-        ],
-    )?;
+    let f = fields(req, VOTING_POWER_FIELDS)?;
     let vp = if let Some(pid) = pid {
         let p = state.store.proposal(&pid)?.ok_or_else(|| Problem::not_found(format!("no proposal {pid}")))?;
         let s = p.start_block;
@@ -368,7 +389,7 @@ pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
     req.only(&["cursor", "limit", "fields"])?;
     let limit = limit(state, req)?;
     let after = decode_cursor(req, 0x60)?;
-    let f = fields(req, &["address", "totalWeight", "votes", "nftBonus", "balance", "delegators", "selfDelegated", "delegate"])?;
+    let f = fields(req, DELEGATE_FIELDS)?;
     let accounts = state.store.latest_accounts()?;
     let mut delegators: std::collections::HashMap<Address, u64> = std::collections::HashMap::new();
     for (a, p) in &accounts {
@@ -394,25 +415,20 @@ pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next = if more { rows.last().map(|(k, _, _)| encode_cursor(0x60, k)) } else { None };
-    let items: Vec<Value> = rows
+    let items = rows
         .iter()
-        .map(|(_, a, p)| {
-            project(
-                json!({
-                    "address": a,
-                    "totalWeight": p.votes.saturating_add(p.nft_bonus).to_string(),
-                    "votes": p.votes.to_string(),
-                    "nftBonus": p.nft_bonus.to_string(),
-                    "balance": p.balance.to_string(),
-                    "delegators": delegators.get(*a).copied().unwrap_or(0),
-                    "selfDelegated": p.delegate == Some(**a),
-                    "delegate": p.delegate,
-                }),
-                &f,
-            )
+        .map(|(_, a, p)| views::Delegate {
+            address: **a,
+            total_weight: p.votes.saturating_add(p.nft_bonus).to_string(),
+            votes: p.votes.to_string(),
+            nft_bonus: p.nft_bonus.to_string(),
+            balance: p.balance.to_string(),
+            delegators: delegators.get(*a).copied().unwrap_or(0),
+            self_delegated: p.delegate == Some(**a),
+            delegate: p.delegate,
         })
         .collect();
-    Ok(json(&json!({ "items": items, "nextCursor": next })))
+    Ok(view(&views::DelegatePage { items, next_cursor: next }, &f))
 }
 
 /// `GET /v1/events/governance`: the feed of governance events for the achievement system, in
@@ -424,7 +440,7 @@ pub fn governance_events(state: &ApiState, req: &Req<'_>) -> Resp {
     let limit = limit(state, req)?;
     let items = state.store.feed(after, limit)?;
     let last = items.last().map_or(after, |i| i.seq);
-    Ok(json(&json!({ "items": items, "nextAfter": last })))
+    Ok(view(&views::GovernanceEventPage { items, next_after: last }, &None))
 }
 
 /// `GET /v1/users/{address}/governance-achievements`: first proposal, first vote, executed
@@ -434,7 +450,11 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
     let a = address(req)?;
     let events = state.store.account_events(&a)?;
     let mut out = Vec::new();
-    let entry = |name: &str, e: &crate::domain::achievement::GovernanceEvent, fin: bool| json!({ "achievement": name, "final": fin, "earnedBy": e });
+    let entry = |name: &str, e: &crate::domain::achievement::GovernanceEvent, fin: bool| views::Achievement {
+        achievement: name.to_string(),
+        r#final: fin,
+        earned_by: e.clone(),
+    };
     use crate::domain::achievement::kind;
     if let Some((e, f)) = events.iter().find(|(e, _)| e.kind == kind::PROPOSAL_CREATED) {
         out.push(entry("firstProposal", e, *f));
@@ -451,7 +471,7 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
     }
     let proposals = events.iter().filter(|(e, _)| e.kind == kind::PROPOSAL_CREATED).count();
     let votes = state.store.voter_vote_count(&a)?;
-    Ok(json(&json!({ "user": a, "proposalsCreated": proposals, "votesCast": votes, "achievements": out })))
+    Ok(view(&views::GovernanceAchievements { user: a, proposals_created: proposals as u64, votes_cast: votes, achievements: out }, &None))
 }
 
 /// `GET /v1/users/{address}/governance-benefits`
@@ -460,7 +480,7 @@ pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
     let a = address(req)?;
     let indexed = state.status.indexed.load(Ordering::Relaxed);
     let block = u64_param(req, "block")?;
-    let f = fields(req, &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"])?;
+    let f = fields(req, BENEFIT_FIELDS)?;
     let cp = match block {
         Some(b) if b > indexed => return Err(Problem::bad_param("block", format!("block {b} is not indexed yet (indexed up to {indexed})"))),
         Some(b) => state.store.account_at_block(&a, b)?,
@@ -468,16 +488,16 @@ pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
     }
     .unwrap_or_default();
     let at = block.unwrap_or(indexed);
-    let v = json!({
-        "user": a,
-        "nftBonus": cp.nft_bonus.to_string(),
-        "feeDiscountBps": cp.fee_discount_bps.to_string(),
-        "priorityBoost": cp.priority_boost.to_string(),
-        "benefitExecutor": state.store.info()?.and_then(|i| i.benefit_executor),
-        "blockNumber": at,
-        "provisional": at > state.status.finalized(),
-    });
-    Ok(json(&project(v, &f)))
+    let v = views::GovernanceBenefits {
+        user: a,
+        nft_bonus: cp.nft_bonus.to_string(),
+        fee_discount_bps: cp.fee_discount_bps.to_string(),
+        priority_boost: cp.priority_boost.to_string(),
+        benefit_executor: state.store.info()?.and_then(|i| i.benefit_executor),
+        block_number: at,
+        provisional: at > state.status.finalized(),
+    };
+    Ok(view(&v, &f))
 }
 
 /// `GET /v1/proposals/{proposalId}/execution-status`
@@ -493,31 +513,35 @@ pub fn execution_status(state: &ApiState, req: &Req<'_>) -> Resp {
     let now = state.store.block(indexed)?.map(|b| b.timestamp);
     let grace = state.store.info()?.and_then(|i| i.grace_period_secs);
     let execution_state = match p.status {
-        ProposalStatus::Executed => "executed",
-        ProposalStatus::Canceled => "canceled",
-        ProposalStatus::Expired => "expired",
-        ProposalStatus::Defeated => "defeated",
-        ProposalStatus::Pending | ProposalStatus::Active => "voting",
-        ProposalStatus::Succeeded => "awaitingQueue",
+        ProposalStatus::Executed => ExecutionState::Executed,
+        ProposalStatus::Canceled => ExecutionState::Canceled,
+        ProposalStatus::Expired => ExecutionState::Expired,
+        ProposalStatus::Defeated => ExecutionState::Defeated,
+        ProposalStatus::Pending | ProposalStatus::Active => ExecutionState::Voting,
+        ProposalStatus::Succeeded => ExecutionState::AwaitingQueue,
         ProposalStatus::Queued => match (p.eta, now) {
-            (Some(eta), Some(now)) if now >= eta => "ready",
-            _ => "waiting",
+            (Some(eta), Some(now)) if now >= eta => ExecutionState::Ready,
+            _ => ExecutionState::Waiting,
         },
     };
     let timelock = state.store.info()?.and_then(|i| i.timelock);
-    Ok(json(&json!({
-        "proposalId": id.to_string(),
-        "status": p.status,
-        "executionState": execution_state,
-        "eta": p.eta.map(crate::domain::time::format),
-        "expiresAt": match (p.eta, grace) { (Some(e), Some(g)) => Some(crate::domain::time::format(e + g)), _ => None },
-        "timelock": timelock,
-        "timelockOperationId": p.timelock_operation_id,
-        "operation": op,
-        "executedAt": p.executed_at.map(crate::domain::time::format),
-        "targets": p.targets,
-        "calldatas": p.calldatas,
-    })))
+    let v = views::ExecutionStatus {
+        proposal_id: id.to_string(),
+        status: p.status,
+        execution_state,
+        eta: p.eta.map(crate::domain::time::format),
+        expires_at: match (p.eta, grace) {
+            (Some(e), Some(g)) => Some(crate::domain::time::format(e + g)),
+            _ => None,
+        },
+        timelock,
+        timelock_operation_id: p.timelock_operation_id,
+        operation: op,
+        executed_at: p.executed_at.map(crate::domain::time::format),
+        targets: p.targets,
+        calldatas: p.calldatas,
+    };
+    Ok(view(&v, &None))
 }
 
 /// `GET /v1/proposals/stats`
@@ -527,20 +551,21 @@ pub fn stats(state: &ApiState, req: &Req<'_>) -> Resp {
     let get = |k: &str| s.by_status.get(k).copied().unwrap_or(0);
     let passed = get("Succeeded") + get("Queued") + get("Executed") + get("Expired");
     let decided = passed + get("Defeated");
-    Ok(json(&json!({
-        "proposals": s.proposals,
-        "byStatus": s.by_status,
-        "activeProposals": get("Active"),
-        "votes": s.votes,
-        "uniqueVoters": s.unique_voters,
-        "accounts": s.accounts,
-        "eventsIndexed": s.events,
-        "votesByDay": s.votes_by_day,
-        "voterTurnout": if s.accounts > 0 { s.unique_voters as f64 / s.accounts as f64 } else { 0.0 },
-        "averageVotesPerProposal": if s.proposals > 0 { s.votes as f64 / s.proposals as f64 } else { 0.0 },
-        "passRate": if decided > 0 { passed as f64 / decided as f64 } else { 0.0 },
-        "executionRate": if passed > 0 { get("Executed") as f64 / passed as f64 } else { 0.0 },
-    })))
+    let v = views::Stats {
+        active_proposals: get("Active"),
+        voter_turnout: if s.accounts > 0 { s.unique_voters as f64 / s.accounts as f64 } else { 0.0 },
+        average_votes_per_proposal: if s.proposals > 0 { s.votes as f64 / s.proposals as f64 } else { 0.0 },
+        pass_rate: if decided > 0 { passed as f64 / decided as f64 } else { 0.0 },
+        execution_rate: if passed > 0 { get("Executed") as f64 / passed as f64 } else { 0.0 },
+        proposals: s.proposals,
+        by_status: s.by_status,
+        votes: s.votes,
+        unique_voters: s.unique_voters,
+        accounts: s.accounts,
+        events_indexed: s.events,
+        votes_by_day: s.votes_by_day,
+    };
+    Ok(view(&v, &None))
 }
 
 /// `GET /v1/status`
@@ -550,35 +575,36 @@ pub fn status(state: &ApiState, req: &Req<'_>) -> Resp {
     let info = state.store.info()?;
     let head = st.head.load(Ordering::Relaxed);
     let indexed = st.indexed.load(Ordering::Relaxed);
-    Ok(json(&json!({
-        "chainId": st.chain_id.load(Ordering::Relaxed),
-        "governor": info.as_ref().map(|i| i.governor),
-        "governorName": info.as_ref().map(|i| i.name.clone()),
-        "voteSource": info.as_ref().map(|i| i.vote_source),
-        "token": info.as_ref().map(|i| i.token),
-        "benefitExecutor": info.as_ref().and_then(|i| i.benefit_executor),
-        "achievementNft": info.as_ref().and_then(|i| i.achievement_nft),
-        "timelock": info.as_ref().and_then(|i| i.timelock),
-        "clockMode": info.as_ref().map(|i| i.clock_mode),
-        "countingMode": info.as_ref().map(|i| i.counting_mode.clone()),
-        "votingDelay": info.as_ref().map(|i| i.voting_delay),
-        "votingPeriod": info.as_ref().map(|i| i.voting_period),
-        "proposalThreshold": info.as_ref().map(|i| i.proposal_threshold.to_string()),
-        "startBlock": st.start_block.load(Ordering::Relaxed),
-        "headBlock": head,
-        "indexedBlock": indexed,
-        "finalizedBlock": st.finalized(),
-        "confirmations": st.confirmations.load(Ordering::Relaxed),
-        "lagBlocks": head.saturating_sub(indexed),
-        "caughtUp": st.caught_up.load(Ordering::Relaxed),
-        "rpcReachable": st.rpc_ok.load(Ordering::Relaxed),
-        "reorgsHandled": st.reorgs.load(Ordering::Relaxed),
-    })))
+    let v = views::Status {
+        chain_id: st.chain_id.load(Ordering::Relaxed),
+        governor: info.as_ref().map(|i| i.governor),
+        governor_name: info.as_ref().map(|i| i.name.clone()),
+        vote_source: info.as_ref().map(|i| i.vote_source),
+        token: info.as_ref().map(|i| i.token),
+        benefit_executor: info.as_ref().and_then(|i| i.benefit_executor),
+        achievement_nft: info.as_ref().and_then(|i| i.achievement_nft),
+        timelock: info.as_ref().and_then(|i| i.timelock),
+        clock_mode: info.as_ref().map(|i| i.clock_mode),
+        counting_mode: info.as_ref().map(|i| i.counting_mode.clone()),
+        voting_delay: info.as_ref().map(|i| i.voting_delay),
+        voting_period: info.as_ref().map(|i| i.voting_period),
+        proposal_threshold: info.as_ref().map(|i| i.proposal_threshold.to_string()),
+        start_block: st.start_block.load(Ordering::Relaxed),
+        head_block: head,
+        indexed_block: indexed,
+        finalized_block: st.finalized(),
+        confirmations: st.confirmations.load(Ordering::Relaxed),
+        lag_blocks: head.saturating_sub(indexed),
+        caught_up: st.caught_up.load(Ordering::Relaxed),
+        rpc_reachable: st.rpc_ok.load(Ordering::Relaxed),
+        reorgs_handled: st.reorgs.load(Ordering::Relaxed),
+    };
+    Ok(view(&v, &None))
 }
 
 /// `GET /healthz`: the process answers.
 pub fn healthz(_state: &ApiState, _req: &Req<'_>) -> Resp {
-    Ok(json(&json!({ "status": "ok" })))
+    Ok(view(&views::Health { status: "ok" }, &None))
 }
 
 /// `GET /readyz`: caught up with the head and the node reachable.
@@ -587,7 +613,7 @@ pub fn readyz(state: &ApiState, _req: &Req<'_>) -> Resp {
     let rpc = state.status.rpc_ok.load(Ordering::Relaxed);
     let bus = state.bus.healthy();
     if caught_up && rpc && bus {
-        Ok(json(&json!({ "status": "ready" })))
+        Ok(view(&views::Ready { status: "ready" }, &None))
     } else {
         let why = if !bus {
             "the bus (NATS) is unreachable"
@@ -608,621 +634,4 @@ pub fn metrics(state: &ApiState, _req: &Req<'_>) -> Resp {
     let mut r = warp::reply::Response::new(body.into());
     r.headers_mut().insert("content-type", warp::http::HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(r)
-}
-
-// ---------------------------------------------------------------------------------------------
-// `POST /v1/events/governance`: governance-related events other systems send in (the guide's
-// §4.3), validated and published on `govflow.<chainId>.inbound.<kind>` for the achievement
-// trigger system.
-
-/// Version of the inbound event payload published on the bus.
-pub const INBOUND_SCHEMA_VERSION: u32 = 1;
-/// Members of an inbound event (the request body).
-pub const INBOUND_MEMBERS: &[&str] = &["id", "kind", "account", "proposalId", "source", "occurredAt", "data"];
-/// Largest `data` of an inbound event, serialised.
-pub const INBOUND_DATA_MAX_BYTES: usize = 16 * 1024;
-/// Longest inbound `kind`.
-pub const INBOUND_KIND_MAX_CHARS: usize = 64;
-/// Longest inbound `id`.
-pub const INBOUND_ID_MAX_CHARS: usize = 128;
-/// Longest inbound `source`.
-pub const INBOUND_SOURCE_MAX_CHARS: usize = 64;
-/// Namespace of the ids derived from a body without `id` (UUID v5 of its canonical JSON).
-const INBOUND_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x3c8e_91d4_5a27_4f0b_9e6d_2b71_c4a8_f013);
-/// First time not accepted as `occurredAt` (10000-01-01T00:00:00Z).
-const YEAR_10000: i64 = 253_402_300_800;
-
-/// What `POST /v1/events/governance` answers: 202, the event is on the bus.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InboundAccepted {
-    /// The event's id, its `Nats-Msg-Id` on the bus: the `id` sent, or a UUID v5 of the event's
-    /// canonical JSON when none was sent (an identical retry gets the same id).
-    #[schema(pattern = "^[A-Za-z0-9:._-]{1,128}$", example = "forum-4711")]
-    pub id: String,
-    /// The bus subject it was published on: `govflow.<chainId>.inbound.<kind, dots as underscores>`.
-    #[schema(pattern = "^govflow\\.[0-9]+\\.inbound\\.[a-z][a-z0-9_]*$", example = "govflow.31337.inbound.forum_post_created")]
-    pub subject: String,
-    /// The bus had this id already (within its deduplication window): nothing was published
-    /// again; the event sent first stands.
-    pub duplicate: bool,
-    /// Position of the event in the inbound stream (in-process bus: a counter).
-    pub sequence: u64,
-    /// When govflow received this request (RFC 3339, UTC).
-    #[schema(value_type = String, format = DateTime, example = "2026-01-31T12:00:00.123Z")]
-    pub received_at: String,
-}
-
-/// An inbound event as published on the bus (`schemaVersion` 1).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InboundEvent {
-    /// [`INBOUND_SCHEMA_VERSION`].
-    pub schema_version: u32,
-    /// Identity (`Nats-Msg-Id`).
-    pub id: String,
-    /// Kind, e.g. `forum.post_created`.
-    pub kind: String,
-    /// Chain id govflow indexes.
-    pub chain_id: u64,
-    /// The account the event is about (lower-case hex).
-    pub account: Address,
-    /// The proposal it is about (decimal), if any.
-    pub proposal_id: Option<String>,
-    /// The sending system.
-    pub source: String,
-    /// When it happened (RFC 3339, UTC), if the sender said.
-    pub occurred_at: Option<String>,
-    /// When govflow received it (RFC 3339, UTC).
-    pub received_at: String,
-    /// Kind-specific data.
-    pub data: Value,
-}
-
-/// The members of a valid request body, normalised.
-#[derive(Debug)]
-struct Inbound {
-    id: Option<String>,
-    kind: String,
-    account: Address,
-    proposal_id: Option<String>,
-    source: String,
-    occurred_at: Option<String>,
-    data: Value,
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A client's string as quoted in a message (long ones cut).
-fn shown(s: &str) -> String {
-    if s.chars().count() <= 80 {
-        format!("{s:?}")
-    } else {
-        format!("{:?}…", s.chars().take(80).collect::<String>())
-    }
-}
-
-fn valid_kind(s: &str) -> bool {
-    let mut parts = 0;
-    for part in s.split('.') {
-        let mut b = part.bytes();
-        if !b.next().is_some_and(|c| c.is_ascii_lowercase()) || !b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') {
-            return false;
-        }
-        parts += 1;
-    }
-    parts >= 2
-}
-
-fn valid_id(s: &str) -> bool {
-    (1..=INBOUND_ID_MAX_CHARS).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'-'))
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses an RFC 3339 date-time (`T` or `t`, a fraction of any length, `Z`, `z` or a `±hh:mm`
-/// offset) into unix seconds and nanoseconds; `Err` says what is wrong. Leap seconds and times
-/// before 1970 or after 9999 are refused.
-pub(crate) fn parse_rfc3339(s: &str) -> Result<(u64, u32), String> {
-    const SHAPE: &str = "not an RFC 3339 date-time (YYYY-MM-DDThh:mm:ss[.fraction] then Z or ±hh:mm)";
-    let b = s.as_bytes();
-    let num = |from: usize, to: usize| -> Result<u32, String> {
-        let digits = b.get(from..to).ok_or(SHAPE)?;
-        if digits.iter().all(u8::is_ascii_digit) {
-            Ok(digits.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0')))
-        } else {
-            Err(SHAPE.to_string())
-        }
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
-        return Err(SHAPE.into());
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let mut i = 19;
-    let mut nanos = 0u32;
-    if b[i] == b'.' {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return Err(SHAPE.into());
-        }
-        let digits = &s[start..i];
-        let kept = &digits[..digits.len().min(9)];
-        nanos = kept.parse::<u32>().map_err(|_| SHAPE.to_string())? * 10u32.pow(9 - kept.len() as u32);
-    }
-    let offset: i64 = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (oh, om) = (num(i + 1, i + 3)?, num(i + 4, i + 6)?);
-            if oh > 23 || om > 59 {
-                return Err(format!("the offset {} is out of range", &s[i..]));
-            }
-            let o = i64::from(oh * 3600 + om * 60);
-            if *sign == b'-' {
-                -o
-            } else {
-                o
-            }
-        }
-        _ => return Err(SHAPE.into()),
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&month) {
-        return Err(format!("there is no month {month}"));
-    }
-    if day == 0 || day > month_days[month as usize - 1] {
-        return Err(format!("{year:04}-{month:02} has no day {day}"));
-    }
-    if hour > 23 || minute > 59 {
-        return Err(format!("there is no time {hour:02}:{minute:02}"));
-    }
-    if second > 59 {
-        return Err("leap seconds (:60) are not accepted".into());
-    }
-    let secs = days_from_civil(i64::from(year), month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset;
-    if secs < 0 {
-        return Err("times before 1970-01-01T00:00:00Z are not accepted".into());
-    }
-    if secs >= YEAR_10000 {
-        return Err("times after 9999-12-31T23:59:59Z are not accepted".into());
-    }
-    Ok((secs as u64, nanos))
-}
-
-/// RFC 3339 in UTC: whole seconds, or the fraction without trailing zeros.
-pub(crate) fn format_rfc3339(secs: u64, nanos: u32) -> String {
-    let mut s = crate::domain::time::format(secs);
-    if nanos > 0 {
-        s.pop();
-        s.push('.');
-        s.push_str(format!("{nanos:09}").trim_end_matches('0'));
-        s.push('Z');
-    }
-    s
-}
-
-/// The same JSON with every object's members sorted (whatever map serde_json was built with).
-fn canonical(v: &Value) -> Value {
-    match v {
-        Value::Object(o) => {
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&o[k]))).collect())
-        }
-        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Validates the members of an inbound event: the event, or every invalid member and why.
-fn validate_inbound(o: &Map<String, Value>) -> Result<Inbound, Vec<(&'static str, String)>> {
-    let mut errors: Vec<(&'static str, String)> = Vec::new();
-    let present = |k: &str| o.get(k).filter(|v| !v.is_null());
-
-    let id = match present("id") {
-        None => None,
-        Some(Value::String(s)) if valid_id(s) => Some(s.clone()),
-        Some(Value::String(s)) => {
-            errors.push(("id", format!("id must be 1 to {INBOUND_ID_MAX_CHARS} characters of A-Z a-z 0-9 : . _ -; {} is not", shown(s))));
-            None
-        }
-        Some(v) => {
-            errors.push(("id", format!("id must be a string, not {}", type_name(v))));
-            None
-        }
-    };
-    let kind = match present("kind") {
-        None => {
-            errors.push(("kind", "kind is required (e.g. \"forum.post_created\")".into()));
-            String::new()
-        }
-        Some(Value::String(s)) if s.chars().count() > INBOUND_KIND_MAX_CHARS => {
-            errors.push(("kind", format!("kind is {} characters long; at most {INBOUND_KIND_MAX_CHARS}", s.chars().count())));
-            String::new()
-        }
-        Some(Value::String(s)) if valid_kind(s) => s.clone(),
-        Some(Value::String(s)) => {
-            errors.push((
-                "kind",
-                format!(
-                    "kind must be two or more dot-separated lower-case names (^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$, e.g. \"forum.post_created\"); {} is not",
-                    shown(s)
-                ),
-            ));
-            String::new()
-        }
-        Some(v) => {
-            errors.push(("kind", format!("kind must be a string, not {}", type_name(v))));
-            String::new()
-        }
-    };
-    let account = match present("account") {
-        None => {
-            errors.push(("account", "account is required (a 0x-prefixed 20-byte hex address)".into()));
-            Address::ZERO
-        }
-        Some(Value::String(s)) => Address::parse(s).unwrap_or_else(|_| {
-            errors.push(("account", format!("account must be 0x and 40 hex digits (a 20-byte address, any case); {} is not", shown(s))));
-            Address::ZERO
-        }),
-        Some(v) => {
-            errors.push(("account", format!("account must be a string (0x and 40 hex digits), not {}", type_name(v))));
-            Address::ZERO
-        }
-    };
-    let proposal_id = match present("proposalId") {
-        None => None,
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 78 && s.bytes().all(|b| b.is_ascii_digit()) => match U256::from_dec_str(s) {
-            Ok(n) => Some(n.to_string()),
-            Err(_) => {
-                errors.push(("proposalId", format!("proposalId {} is above 2^256 - 1", shown(s))));
-                None
-            }
-        },
-        Some(Value::String(s)) => {
-            errors.push(("proposalId", format!("proposalId must be a decimal string of 1 to 78 digits (a uint256); {} is not", shown(s))));
-            None
-        }
-        Some(Value::Number(_)) => {
-            errors.push(("proposalId", "proposalId must be a decimal string, not a number (JSON numbers cannot hold every uint256)".into()));
-            None
-        }
-        Some(v) => {
-            errors.push(("proposalId", format!("proposalId must be a decimal string, not {}", type_name(v))));
-            None
-        }
-    };
-    let source = match present("source") {
-        None => {
-            errors.push(("source", "source is required (the name of the sending system)".into()));
-            String::new()
-        }
-        Some(Value::String(s)) if (1..=INBOUND_SOURCE_MAX_CHARS).contains(&s.chars().count()) => s.clone(),
-        Some(Value::String(s)) => {
-            errors.push(("source", format!("source must be 1 to {INBOUND_SOURCE_MAX_CHARS} characters; it has {}", s.chars().count())));
-            String::new()
-        }
-        Some(v) => {
-            errors.push(("source", format!("source must be a string, not {}", type_name(v))));
-            String::new()
-        }
-    };
-    let occurred_at = match present("occurredAt") {
-        None => None,
-        Some(Value::String(s)) => match parse_rfc3339(s) {
-            Ok((secs, nanos)) => Some(format_rfc3339(secs, nanos)),
-            Err(why) => {
-                errors.push(("occurredAt", format!("occurredAt {}: {why}", shown(s))));
-                None
-            }
-        },
-        Some(v) => {
-            errors.push(("occurredAt", format!("occurredAt must be an RFC 3339 date-time string, not {}", type_name(v))));
-            None
-        }
-    };
-    let data = match present("data") {
-        None => Value::Object(Map::new()),
-        Some(v @ Value::Object(_)) => {
-            let size = serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
-            if size > INBOUND_DATA_MAX_BYTES {
-                errors.push(("data", format!("data is {size} bytes serialised; at most {INBOUND_DATA_MAX_BYTES}")));
-            }
-            canonical(v)
-        }
-        Some(v) => {
-            errors.push(("data", format!("data must be a JSON object, not {}", type_name(v))));
-            Value::Null
-        }
-    };
-    if errors.is_empty() {
-        Ok(Inbound { id, kind, account, proposal_id, source, occurred_at, data })
-    } else {
-        Err(errors)
-    }
-}
-
-impl Inbound {
-    /// The id: the one sent, or a UUID v5 of the canonical JSON of the normalised event.
-    fn id(&self) -> String {
-        if let Some(id) = &self.id {
-            return id.clone();
-        }
-        let body = canonical(&json!({
-            "account": self.account,
-            "data": self.data,
-            "kind": self.kind,
-            "occurredAt": self.occurred_at,
-            "proposalId": self.proposal_id,
-            "source": self.source,
-        }));
-        uuid::Uuid::new_v5(&INBOUND_ID_NAMESPACE, &serde_json::to_vec(&body).unwrap_or_default()).to_string()
-    }
-}
-
-fn body_problem(status: u16, kind: &str, title: &'static str, detail: impl Into<String>, parameter: Option<&str>) -> Problem {
-    let mut p = super::conventions::problem(kind, title, status, detail);
-    p.parameter = parameter.map(str::to_string);
-    p
-}
-
-/// The 422 answer: every invalid member, as `invalidParams` (`name`, `reason`).
-fn invalid_event(req: &Req<'_>, errors: &[(&'static str, String)]) -> warp::reply::Response {
-    let names: Vec<&str> = errors.iter().map(|(n, _)| *n).collect();
-    let p = super::conventions::problem(
-        "invalid-event",
-        "Invalid event",
-        422,
-        format!("the event is invalid: {}", errors.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>().join("; ")),
-    )
-    .at(req.path);
-    let mut v = serde_json::to_value(&p).unwrap_or(Value::Null);
-    v["invalidParams"] = Value::Array(errors.iter().map(|(name, reason)| json!({ "name": name, "reason": reason })).collect());
-    tracing::debug!(target: "http", invalid = ?names, "inbound event refused");
-    let mut r = super::json_status(&v, StatusCode::UNPROCESSABLE_ENTITY);
-    r.headers_mut().insert("content-type", warp::http::HeaderValue::from_static("application/problem+json"));
-    r
-}
-
-/// The request body as a JSON object, or the 400/408/413/415 problem.
-fn inbound_body(state: &ApiState, req: &Req<'_>) -> Result<Map<String, Value>, Problem> {
-    let ct = req.headers.get(warp::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mut parts = ct.split(';').map(str::trim);
-    let essence = parts.next().unwrap_or("");
-    let charset_ok = parts.all(|p| match p.split_once('=') {
-        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"),
-        _ => true,
-    });
-    if !essence.eq_ignore_ascii_case("application/json") || !charset_ok {
-        let detail = if ct.is_empty() {
-            "no Content-Type: send the event as application/json".to_string()
-        } else {
-            format!("Content-Type {} is not accepted: send the event as application/json (UTF-8)", shown(ct))
-        };
-        return Err(body_problem(415, "unsupported-media-type", "Unsupported media type", detail, None));
-    }
-    let bytes = match req.body {
-        Body::Bytes(b) => b,
-        Body::Empty => return Err(body_problem(400, "invalid-body", "Invalid body", "the request has no body: send the event as a JSON object", Some("body"))),
-        Body::TooLarge => {
-            return Err(body_problem(
-                413,
-                "content-too-large",
-                "Content too large",
-                format!("the body is longer than {} bytes", super::MAX_BODY_BYTES),
-                Some("body"),
-            ))
-        }
-        Body::TimedOut => {
-            return Err(body_problem(
-                408,
-                "body-timeout",
-                "Request timeout",
-                format!("the body was not received within {} ms (http.request_timeout_ms)", state.http.request_timeout_ms),
-                Some("body"),
-            ))
-        }
-        Body::Failed(e) => return Err(body_problem(400, "invalid-body", "Invalid body", format!("the body could not be read: {e}"), Some("body"))),
-    };
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| body_problem(400, "invalid-body", "Invalid body", format!("the body is not valid JSON: {e}"), Some("body")))?;
-    let Value::Object(o) = v else {
-        return Err(body_problem(
-            400,
-            "invalid-body",
-            "Invalid body",
-            format!("the body must be a JSON object (the event), not {}", type_name(&v)),
-            Some("body"),
-        ));
-    };
-    let unknown: Vec<&str> = o.keys().map(String::as_str).filter(|k| !INBOUND_MEMBERS.contains(k)).collect();
-    if let Some(first) = unknown.first() {
-        let list = unknown.iter().map(|k| shown(k)).collect::<Vec<_>>().join(", ");
-        return Err(body_problem(
-            400,
-            "invalid-body",
-            "Invalid body",
-            format!("unknown member(s) {list}; an event has only: {}", INBOUND_MEMBERS.join(", ")),
-            Some(first),
-        ));
-    }
-    Ok(o)
-}
-
-/// `POST /v1/events/governance` (bearer `http.events_token`; 404 without one configured):
-/// validates an event another system sends and publishes it on
-/// `govflow.<chainId>.inbound.<kind>` with `Nats-Msg-Id` = its id, so a retried POST is
-/// deduplicated by the bus. 202 once the bus has it; 503 (`Retry-After`) when the bus is
-/// unreachable, 502 when it refuses: the client is told to retry, nothing is dropped silently.
-pub fn publish_governance_event(state: &ApiState, req: &Req<'_>) -> Resp {
-    let (outcome, resp) = match inbound(state, req) {
-        Ok((resp, duplicate)) => (if duplicate { "duplicate" } else { "accepted" }, Ok(resp)),
-        Err(failed) => *failed,
-    };
-    metrics::counter!(crate::metrics::BUS_INBOUND_EVENTS_TOTAL, "outcome" => outcome).increment(1);
-    resp
-}
-
-/// The answer and whether it was a duplicate, or the outcome label and the answer of a failure.
-type InboundResult = Result<(warp::reply::Response, bool), Box<(&'static str, Resp)>>;
-
-fn inbound(state: &ApiState, req: &Req<'_>) -> InboundResult {
-    let route = super::cache::BearerRoute {
-        token: state.http.events_token.as_deref(),
-        key: "http.events_token",
-        what: "POST /v1/events/governance",
-        challenge: "Bearer realm=\"govflow-events\"",
-    };
-    super::cache::check_bearer(&route, req).map_err(|r| Box::new(("unauthorized", Ok(*r))))?;
-    let invalid = |p: Problem| Box::new(("invalid", Err(p)));
-    req.only(&[]).map_err(invalid)?;
-    let body = inbound_body(state, req).map_err(invalid)?;
-    let event = validate_inbound(&body).map_err(|errors| Box::new(("invalid", Ok(invalid_event(req, &errors)))))?;
-    let chain_id = state.status.chain_id.load(Ordering::Relaxed);
-    let id = event.id();
-    let subject = crate::bus::Subjects::new(chain_id).inbound(&event.kind);
-    let received_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    let payload = InboundEvent {
-        schema_version: INBOUND_SCHEMA_VERSION,
-        id: id.clone(),
-        kind: event.kind,
-        chain_id,
-        account: event.account,
-        proposal_id: event.proposal_id,
-        source: event.source,
-        occurred_at: event.occurred_at,
-        received_at: received_at.clone(),
-        data: event.data,
-    };
-    let envelope = crate::bus::Envelope::json(subject.clone(), id.clone(), &payload);
-    let bus = state.bus.clone();
-    // Handlers run on the blocking pool ([`super::answer`]): waiting for the bus here is legal.
-    let published = match tokio::runtime::Handle::try_current() {
-        Ok(h) => h.block_on(async move { bus.publish(envelope).await }),
-        Err(_) => Err(crate::bus::BusError::Unavailable("no async runtime".into())),
-    };
-    match published {
-        Ok(ack) => {
-            tracing::info!(target: "http", id = %id, subject = %subject, duplicate = ack.duplicate, sequence = ack.sequence, "inbound governance event");
-            let accepted = InboundAccepted { id, subject, duplicate: ack.duplicate, sequence: ack.sequence, received_at };
-            let mut r = super::json_status(&accepted, StatusCode::ACCEPTED);
-            r.headers_mut().insert(warp::http::header::CACHE_CONTROL, warp::http::HeaderValue::from_static("no-store"));
-            Ok((r, ack.duplicate))
-        }
-        Err(e) if e.is_retryable() => {
-            tracing::warn!(target: "bus", id = %id, subject = %subject, error = %e, "inbound governance event not published: bus unavailable");
-            let mut r = Problem::unavailable(format!(
-                "the bus is unavailable, the event may not have been published: retry the same request (its id {id} is deduplicated)"
-            ))
-            .at(req.path)
-            .response();
-            r.headers_mut().insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from_static("1"));
-            Err(Box::new(("unavailable", Ok(r))))
-        }
-        Err(e) => {
-            tracing::error!(target: "bus", id = %id, subject = %subject, error = %e, "inbound governance event refused by the bus");
-            let p = super::conventions::problem(
-                "bus-error",
-                "Bad gateway",
-                502,
-                format!("the bus refused the event (the error is logged); it was not published: retry later with the same id {id}"),
-            );
-            Err(Box::new(("unavailable", Err(p))))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_times_are_parsed_strictly() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok((0, 0)));
-        assert_eq!(parse_rfc3339("2026-01-31T12:00:00Z"), Ok((1_769_860_800, 0)));
-        assert_eq!(parse_rfc3339("2026-01-31t13:30:00.5+01:30"), Ok((1_769_860_800, 500_000_000)));
-        assert_eq!(parse_rfc3339("2026-01-31T10:00:00-02:00"), Ok((1_769_860_800, 0)));
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00.1234567891z").map(|t| t.1), Ok(123_456_789));
-        for bad in [
-            "2026-01-31 12:00:00Z",
-            "2026-01-31T12:00:00",
-            "2026-01-31T12:00:00+0100",
-            "2026-01-31T12:00:00.Z",
-            "2026-02-29T00:00:00Z",
-            "2026-13-01T00:00:00Z",
-            "2026-01-31T24:00:00Z",
-            "2026-01-31T23:59:60Z",
-            "1969-12-31T23:59:59Z",
-            "1970-01-01T00:00:00+00:01",
-            "9999-12-31T23:59:59-00:01",
-            "2026-01-31T12:00:00Zjunk",
-            "２026-01-31T12:00:00Z",
-        ] {
-            assert!(parse_rfc3339(bad).is_err(), "{bad}");
-        }
-        assert_eq!(format_rfc3339(1_769_860_800, 0), "2026-01-31T12:00:00Z");
-        assert_eq!(format_rfc3339(1_769_860_800, 500_000_000), "2026-01-31T12:00:00.5Z");
-    }
-
-    #[test]
-    fn kinds_and_ids() {
-        for ok in ["forum.post_created", "proposal.discussed", "a.b.c", "a1_.b2"] {
-            assert!(valid_kind(ok), "{ok}");
-        }
-        for bad in ["forum", "Forum.post", "forum.", ".post", "forum..post", "forum.1post", "forum.post-created", "_a.b", "a.b*", ""] {
-            assert!(!valid_kind(bad), "{bad}");
-        }
-        assert!(valid_id("forum:4711_a.b-c"));
-        assert!(!valid_id(""));
-        assert!(!valid_id("has space"));
-        assert!(!valid_id(&"a".repeat(129)));
-    }
-
-    #[test]
-    fn derived_ids_follow_the_normalised_event() {
-        let parse = |s: &str| match serde_json::from_str::<Value>(s).unwrap() {
-            Value::Object(o) => validate_inbound(&o).map_err(|e| e.into_iter().map(|(n, _)| n).collect::<Vec<_>>()),
-            _ => unreachable!(),
-        };
-        let a = parse(
-            r#"{"kind":"forum.post_created","account":"0xABCDEFabcdefABCDEFabcdefABCDEFabcdefABCD","source":"forum","data":{"b":1,"a":[{"y":1,"x":2}]}}"#,
-        )
-        .unwrap();
-        let b = parse(r#"{"data":{"a":[{"x":2,"y":1}],"b":1},"source":"forum","account":"0xabcdefabcdefabcdefabcdefabcdefabcdefabcd","kind":"forum.post_created","proposalId":null,"occurredAt":null}"#).unwrap();
-        assert_eq!(a.id(), b.id());
-        assert!(uuid::Uuid::parse_str(&a.id()).is_ok());
-        let c = parse(
-            r#"{"kind":"forum.post_created","account":"0xabcdefabcdefabcdefabcdefabcdefabcdefabcd","source":"forum","data":{"b":2,"a":[{"y":1,"x":2}]}}"#,
-        )
-        .unwrap();
-        assert_ne!(a.id(), c.id());
-        let given = parse(r#"{"id":"x-1","kind":"a.b","account":"0xabcdefabcdefabcdefabcdefabcdefabcdefabcd","source":"s"}"#).unwrap();
-        assert_eq!(given.id(), "x-1");
-        assert_eq!(given.data, json!({}));
-        let bad = parse(r#"{"id":"","kind":"A","account":"0x12","proposalId":"0x1","source":"","occurredAt":"now","data":[]}"#).unwrap_err();
-        assert_eq!(bad, ["id", "kind", "account", "proposalId", "source", "occurredAt", "data"]);
-        assert_eq!(parse("{}").unwrap_err(), ["kind", "account", "source"]);
-    }
 }

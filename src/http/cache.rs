@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use warp::http::{HeaderName, HeaderValue, StatusCode};
 
@@ -72,9 +71,6 @@ const REDIS_BACKOFF: Duration = Duration::from_secs(1);
 const ALL: &str = "*";
 /// Response header telling where an answer came from: `l1-hit`, `l2-hit`, `miss`, `bypass`.
 pub const X_CACHE: &str = "x-cache";
-
-/// The routes the cache serves.
-pub const CACHED_ROUTES: &[&str] = &["/v1/proposals", "/v1/proposals/stats", "/v1/proposals/{proposalId}", "/v1/users/{address}/voting-power"];
 
 fn fnv1a(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -493,11 +489,12 @@ fn canonical_query(raw: &str) -> Option<String> {
 
 fn plan(path: &str, raw_query: &str) -> Option<Plan> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let (_, template) = super::find(&segments)?;
+    let route = super::find(&segments).filter(|r| r.cached)?;
+    let template = route.path;
     let query = canonical_query(raw_query)?;
     let mut tags = vec![ALL.to_string()];
     let mut per_block = false;
-    let path = match *template {
+    let path = match template {
         "/v1/proposals" => {
             tags.push("proposals".into());
             "/v1/proposals".to_string()
@@ -901,66 +898,11 @@ async fn warm_and_refresh(state: Arc<ApiState>) {
     }
 }
 
-fn admin_problem(kind: &str, title: &'static str, status: u16, detail: impl Into<String>) -> Problem {
-    Problem { kind: format!("tag:govflow,2026:problem/{kind}"), title, status, detail: detail.into(), parameter: None, instance: None }
-}
-
-/// Compares two secrets in time independent of where they differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A route protected by a bearer token: which token, and what to say when it is unset.
-pub(crate) struct BearerRoute<'a> {
-    /// The configured token (`None`: the route is disabled).
-    pub token: Option<&'a str>,
-    /// Its configuration key, for messages (`http.admin_token`).
-    pub key: &'static str,
-    /// What the token opens, for messages (`the admin routes`).
-    pub what: &'static str,
-    /// The `WWW-Authenticate` header of a 401.
-    pub challenge: &'static str,
-}
-
-/// Checks `Authorization: Bearer <token>`: 404 when the route is disabled (no token), 401
-/// (with `WWW-Authenticate`) without credentials, 403 with wrong ones. The answer is the
-/// problem's response, ready to send.
-pub(crate) fn check_bearer(route: &BearerRoute<'_>, req: &Req<'_>) -> Result<(), Box<warp::reply::Response>> {
-    let Some(token) = route.token else {
-        let detail = format!("{} {} disabled ({} is not set)", route.what, if route.what.ends_with('s') { "are" } else { "is" }, route.key);
-        return Err(Box::new(admin_problem("not-found", "Not found", 404, detail).at(req.path).response()));
-    };
-    let given = req.headers.get(warp::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-    });
-    let p = match given {
-        Some(t) if same_secret(t.as_bytes(), token.as_bytes()) => return Ok(()),
-        None => admin_problem("unauthorized", "Unauthorized", 401, format!("this route needs Authorization: Bearer <{}>", route.key)),
-        Some(_) => admin_problem("forbidden", "Forbidden", 403, format!("the bearer token is not {}", route.key)),
-    };
-    let status = p.status;
-    let mut r = p.at(req.path).response();
-    if status == 401 {
-        r.headers_mut().insert(warp::http::header::WWW_AUTHENTICATE, HeaderValue::from_static(route.challenge));
-    }
-    Err(Box::new(r))
-}
-
 /// `POST /v1/admin/cache/invalidate`: invalidates, in this instance and (through Redis) every
 /// other, the cached reads of `proposalId=` (comma list, decimal or hex), `account=` (comma
 /// list), or `scope=` `all`, `proposals` (the lists) or `stats`. For emergencies: the cache
-/// follows the chain by itself.
+/// follows the chain by itself. The router has checked the admin token ([`super::auth`]).
 pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    let admin = BearerRoute {
-        token: state.http.admin_token.as_deref(),
-        key: "http.admin_token",
-        what: "the admin routes",
-        challenge: "Bearer realm=\"govflow-admin\"",
-    };
-    if let Err(r) = check_bearer(&admin, req) {
-        return Ok(*r);
-    }
     req.only(&["proposalId", "account", "scope"])?;
     let mut tags = Vec::new();
     for (k, v) in &req.query {
@@ -990,12 +932,14 @@ pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Respon
         Err(_) => false,
     };
     tracing::warn!(target: "cache", tags = ?tags, propagated, "cache invalidated by the admin route");
-    Ok(super::json(&json!({ "invalidated": tags, "propagated": propagated, "redis": state.cache.redis.is_some() })))
+    let answer = super::views::CacheInvalidation { invalidated: tags, propagated, redis: state.cache.redis.is_some() };
+    Ok(super::json(&serde_json::to_value(answer).unwrap_or_default()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn plans_are_canonical() {

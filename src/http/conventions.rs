@@ -136,14 +136,11 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 }
 
 /// `Cache-Control` of a successful answer on `path`.
+/// (the route table's; `no-store` off the table). Answers the routes set themselves (the
+/// route's method's) win over this.
 pub fn cache_control(path: &str) -> &'static str {
-    let no_store =
-        path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/status" || path.starts_with("/v1/admin/") || !path.starts_with("/v1/");
-    if no_store {
-        "no-store"
-    } else {
-        "public, max-age=5"
-    }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    super::find(&segments).map_or("no-store", |r| r.cache_control.header())
 }
 
 /// One client's token bucket.
@@ -308,7 +305,7 @@ fn admit(conv: &Conventions, method: Method, path: String, headers: HeaderMap, r
             let segments: Vec<&str> = ctx.path.split('/').filter(|s| !s.is_empty()).collect();
             // Every method of the route (`/v1/events/governance` has GET and POST).
             let methods = match super::find(&segments) {
-                Some((_, template)) => super::allowed_methods(template),
+                Some(route) => super::allowed_methods(route.path),
                 None => "GET, HEAD, OPTIONS".to_string(),
             };
             let requested = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();

@@ -1,7 +1,7 @@
 //! The HTTP API (warp): `/v1` read routes, health, readiness and Prometheus metrics.
 //!
-//! Routing is one table in [`route`]: each route has a template used as the metrics label and
-//! a handler; unknown routes and methods answer problem+json like every other error. Around the
+//! Routing is one table, [`routes::ROUTES`]: each route has a template used as the metrics label,
+//! a handler, its cache policy, auth requirement, `fields=` projection and documentation; unknown routes and methods answer problem+json like every other error. Around the
 //! table: the read cache ([`cache`]: proposal list, proposal details, voting power, statistics)
 //! and the HTTP conventions ([`conventions`]: request ids, CORS, rate limits, ETags,
 //! Cache-Control, compression); [`answer`] runs the handlers off the async threads with the
@@ -30,10 +30,14 @@
 //!   [`DEPRECATIONS`].
 
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod conventions;
+pub mod ingest;
 pub mod openapi;
 pub mod problem;
+pub mod routes;
+pub mod views;
 pub mod ws;
 
 use std::convert::Infallible;
@@ -51,6 +55,8 @@ use crate::store::Store;
 use crate::streams::changes::ChangeHub;
 use crate::streams::listener::IndexerStatus;
 use problem::Problem;
+use routes::Projection;
+pub use routes::{route_of, Route, ROUTES};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -173,61 +179,6 @@ impl Req<'_> {
     }
 }
 
-type Handler = fn(&ApiState, &Req<'_>) -> Result<warp::reply::Response, Problem>;
-
-/// Route table: method, template, handler. Templates use `{name}` for path parameters.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/proposals"),
-    ("GET", "/v1/proposals/stats"),
-    ("GET", "/v1/proposals/{proposalId}"),
-    ("GET", "/v1/proposals/{proposalId}/votes"),
-    ("GET", "/v1/proposals/{proposalId}/execution-status"),
-    ("GET", "/v1/users/{address}/votes"),
-    ("GET", "/v1/users/{address}/voting-power"),
-    ("GET", "/v1/users/{address}/governance-benefits"),
-    ("GET", "/v1/users/{address}/governance-achievements"),
-    ("GET", "/v1/events/governance"),
-    ("POST", "/v1/events/governance"),
-    ("GET", "/v1/delegates"),
-    ("GET", "/v1/status"),
-    ("GET", "/v1/ws"),
-    ("GET", "/v1/openapi.json"),
-    ("GET", "/v1/docs"),
-    ("GET", "/v1/docs/{asset}"),
-    ("POST", "/v1/admin/cache/invalidate"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-];
-
-fn handler_for(method: &str, template: &str) -> Handler {
-    if (method, template) == ("POST", "/v1/events/governance") {
-        return api::publish_governance_event;
-    }
-    match template {
-        "/v1/proposals" => api::list_proposals,
-        "/v1/proposals/stats" => api::stats,
-        "/v1/proposals/{proposalId}" => api::proposal,
-        "/v1/proposals/{proposalId}/votes" => api::proposal_votes,
-        "/v1/proposals/{proposalId}/execution-status" => api::execution_status,
-        "/v1/users/{address}/votes" => api::user_votes,
-        "/v1/users/{address}/voting-power" => api::voting_power,
-        "/v1/users/{address}/governance-benefits" => api::governance_benefits,
-        "/v1/users/{address}/governance-achievements" => api::governance_achievements,
-        "/v1/events/governance" => api::governance_events,
-        "/v1/delegates" => api::delegates,
-        "/v1/status" => api::status,
-        "/v1/ws" => upgrade_required,
-        "/v1/openapi.json" => openapi::document,
-        "/v1/docs" => openapi::explorer,
-        "/v1/docs/{asset}" => openapi::asset,
-        "/v1/admin/cache/invalidate" => cache::invalidate,
-        "/healthz" => api::healthz,
-        "/readyz" => api::readyz,
-        _ => api::metrics,
-    }
-}
-
 fn matches(template: &str, segments: &[&str]) -> bool {
     let t: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
     t.len() == segments.len() && t.iter().zip(segments).all(|(a, b)| a.starts_with('{') || a == b)
@@ -237,9 +188,9 @@ fn matches(template: &str, segments: &[&str]) -> bool {
 /// `OPTIONS` always).
 pub(crate) fn allowed_methods(template: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
-    for (m, _) in ROUTES.iter().filter(|(_, t)| *t == template) {
-        out.push(m);
-        if *m == "GET" {
+    for r in ROUTES.iter().filter(|r| r.path == template) {
+        out.push(r.method);
+        if r.method == "GET" {
             out.push("HEAD");
         }
     }
@@ -249,25 +200,14 @@ pub(crate) fn allowed_methods(template: &str) -> String {
 
 /// Finds the route for a path (its first method when it has several); literal templates win
 /// over parameterised ones.
-pub(crate) fn find(segments: &[&str]) -> Option<&'static (&'static str, &'static str)> {
-    ROUTES.iter().filter(|(_, t)| matches(t, segments)).min_by_key(|(_, t)| t.matches('{').count())
+pub(crate) fn find(segments: &[&str]) -> Option<&'static Route> {
+    ROUTES.iter().filter(|r| matches(r.path, segments)).min_by_key(|r| r.path.matches('{').count())
 }
 
 /// Deprecated routes: template, `Deprecation` (RFC 9745, `@<unix time>`), `Sunset` (RFC 8594,
 /// HTTP date) and the successor's path (`Link: <...>; rel="successor-version"`). Empty: nothing
 /// in `/v1` is deprecated.
 pub const DEPRECATIONS: &[(&str, &str, &str, &str)] = &[];
-
-/// Routes whose handlers do not project `fields=` themselves: [`route`] projects their JSON.
-const GENERIC_FIELDS: &[&str] = &[
-    "/v1/proposals/stats",
-    "/v1/proposals/{proposalId}/execution-status",
-    "/v1/users/{address}/governance-achievements",
-    "/v1/events/governance",
-    "/v1/status",
-    "/healthz",
-    "/readyz",
-];
 
 /// Keeps the `fields` members of a JSON answer: of each `items[]` element when the answer is a
 /// list, else of the object itself. A field no member has is a 400 (in a list: no element has
@@ -315,15 +255,10 @@ fn project_fields(resp: warp::reply::Response, fields: &str) -> Result<warp::rep
     Ok(r)
 }
 
-/// `/v1/ws` without a websocket handshake (the upgrade itself is served by [`ws::route`]).
-fn upgrade_required(_state: &ApiState, _req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    Ok(ws::upgrade_required())
-}
-
 /// Answers one request.
 pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str, headers: &warp::http::HeaderMap, body: &Body) -> (String, warp::reply::Response) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let Some((_, template)) = find(&segments) else {
+    let Some(Route { path: template, .. }) = find(&segments) else {
         let detail = if segments.first() == Some(&"v1") || path == "/" {
             format!("no route {path}")
         } else {
@@ -339,7 +274,7 @@ pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str, hea
         return ((*template).into(), r);
     }
     let wanted = if method == Method::HEAD { "GET" } else { method.as_str() };
-    let Some((route_method, _)) = ROUTES.iter().find(|(m, t)| t == template && *m == wanted) else {
+    let Some(route) = route_of(wanted, template) else {
         // RFC 9110: a 405 says which methods the route has.
         let mut r = Problem::method_not_allowed(method.as_str()).at(path).response();
         r.headers_mut().insert(warp::http::header::ALLOW, allow());
@@ -349,7 +284,7 @@ pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str, hea
         Ok(q) => q,
         Err(e) => return ((*template).into(), Problem::bad_param("query", format!("malformed query string: {e}")).at(path).response()),
     };
-    let fields = if *route_method == "GET" && GENERIC_FIELDS.contains(template) {
+    let fields = if route.method == "GET" && matches!(route.projection, Projection::Generic(_)) {
         let f = query.iter().find(|(k, _)| k == "fields").map(|(_, v)| v.clone());
         query.retain(|(k, _)| k != "fields");
         f
@@ -357,10 +292,16 @@ pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str, hea
         None
     };
     let req = Req { segments, query, path, headers, body };
-    let mut resp = match handler_for(route_method, template)(state, &req) {
+    if let Err(refused) = route.auth.check(state, &req) {
+        return ((*template).into(), *refused);
+    }
+    let mut resp = match (route.handler)(state, &req) {
         Ok(r) => r,
         Err(p) => p.at(path).response(),
     };
+    if resp.status().is_success() && !resp.headers().contains_key(warp::http::header::CACHE_CONTROL) {
+        resp.headers_mut().insert(warp::http::header::CACHE_CONTROL, warp::http::HeaderValue::from_static(route.cache_control.header()));
+    }
     if let Some(f) = fields.filter(|_| resp.status() == StatusCode::OK) {
         resp = project_fields(resp, &f).unwrap_or_else(|p| p.at(path).response());
     }
@@ -468,7 +409,7 @@ async fn run(state: Arc<ApiState>, method: Method, path: String, q: String, head
         Ok(Err(e)) => ("unmatched".to_string(), Problem::internal(&e).at(&path).response()),
         Err(_) => {
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-            let template = find(&segments).map_or("unmatched", |r| r.1).to_string();
+            let template = find(&segments).map_or("unmatched", |r| r.path).to_string();
             metrics::counter!(m::HTTP_REQUEST_TIMEOUTS_TOTAL, "route" => template.clone()).increment(1);
             let mut r = conventions::problem("timeout", "Request timeout", 503, format!("the answer took longer than {} ms; retry later", timeout.as_millis()))
                 .at(&path)
@@ -508,8 +449,8 @@ mod tests {
 
     #[test]
     fn literal_routes_win() {
-        assert_eq!(find(&["v1", "proposals", "stats"]).unwrap().1, "/v1/proposals/stats");
-        assert_eq!(find(&["v1", "proposals", "12"]).unwrap().1, "/v1/proposals/{proposalId}");
+        assert_eq!(find(&["v1", "proposals", "stats"]).unwrap().path, "/v1/proposals/stats");
+        assert_eq!(find(&["v1", "proposals", "12"]).unwrap().path, "/v1/proposals/{proposalId}");
         assert!(find(&["v1", "nope"]).is_none());
     }
 

@@ -2,8 +2,8 @@
 //!
 //! The document is generated from the code: the domain types the handlers serialize carry
 //! `#[derive(utoipa::ToSchema)]`, the JSON the handlers assemble around them is described by the
-//! view types below, and the operations by [`OPERATIONS`], one entry per route of
-//! [`super::ROUTES`] (a unit test keeps the two in step; `tests/openapi.rs` checks the document
+//! view types below, and the operations by the route table ([`super::routes::ROUTES`]: each
+//! route's [`Doc`], projection and auth; `tests/openapi.rs` checks the document
 //! against a running govflow and fuzzes the API with it). Page sizes come from the running
 //! configuration, so `limit` is documented with the bounds the handlers enforce.
 //!
@@ -27,11 +27,16 @@ use utoipa::{PartialSchema, ToSchema};
 use warp::http::HeaderValue;
 
 use super::problem::Problem;
+use super::routes::{route_of, CacheControl, Projection, Route, ROUTES};
+use super::views::{
+    CacheInvalidation, DelegatePage, ExecutionStatus, GovernanceAchievements, GovernanceBenefits, GovernanceEventPage, Health, Ready, Stats, Status,
+    WeightBreakdown,
+};
 use super::{ApiState, Req};
 use crate::config::HttpConfig;
 pub use crate::domain::schema::{Timestamp, Uint256, Uuid};
 use crate::domain::schema::{ADDRESS_IN, UINT256_IN};
-use crate::domain::{Address, ClockMode, HexBytes, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, UserVotingPower, Vote, B256};
+use crate::domain::{ClockMode, HistoryEntry, Proposal, ProposalStatus, UserVotingPower, Vote};
 use crate::store::VoteCounts;
 
 type Resp = Result<warp::reply::Response, Problem>;
@@ -178,21 +183,6 @@ impl ToSchema for VotingPowerView {
     }
 }
 
-/// The voter's weight at a proposal's snapshot, part by part.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct WeightBreakdown {
-    /// The voter's own balance, counted when it delegates to itself.
-    base_weight: Uint256,
-    /// Weight delegated to the voter by others.
-    delegated_weight: Uint256,
-    /// Bonus from achievement NFTs (zero for governors without one).
-    nft_bonus: Uint256,
-    /// What the governor counts: token votes plus the NFT bonus.
-    total_weight: Uint256,
-}
-
 /// A page of proposals.
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
@@ -216,250 +206,6 @@ struct VotePage {
     #[schema(pattern = "^[A-Za-z0-9_-]+$")]
     next_cursor: Option<String>,
 }
-
-/// An account ranked by the weight the governor counts now. Without `fields` every property is
-/// present; with `fields` only those named.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Delegate {
-    /// The account.
-    address: Address,
-    /// What the governor counts: token votes plus the NFT bonus.
-    total_weight: Uint256,
-    /// Token votes (`getVotes` of the token): own delegated balance plus others'.
-    votes: Uint256,
-    /// Bonus from achievement NFTs.
-    nft_bonus: Uint256,
-    /// Token balance.
-    balance: Uint256,
-    /// Other accounts delegating to this one.
-    delegators: u64,
-    /// The account delegates to itself.
-    self_delegated: bool,
-    /// The account's delegate, if any.
-    delegate: Option<Address>,
-}
-
-/// A page of delegates.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct DelegatePage {
-    /// The delegates of this page, by total weight then address, descending.
-    items: Vec<Delegate>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
-    next_cursor: Option<String>,
-}
-
-/// NFT weight bonus and special benefits of an account. Without `fields` every property is
-/// present; with `fields` only those named.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct GovernanceBenefits {
-    /// The account.
-    user: Address,
-    /// Governance-weight bonus from achievement NFTs.
-    nft_bonus: Uint256,
-    /// Proposal-fee discount in basis points.
-    fee_discount_bps: Uint256,
-    /// Priority boost.
-    priority_boost: Uint256,
-    /// The benefit executor, when the governor has one.
-    benefit_executor: Option<Address>,
-    /// Block the answer is for.
-    block_number: u64,
-    /// True while `blockNumber` is newer than the finalized block.
-    provisional: bool,
-}
-
-/// Where a proposal's execution stands.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct ExecutionStatus {
-    /// On-chain proposal id.
-    proposal_id: Uint256,
-    /// The proposal's status.
-    status: ProposalStatus,
-    /// The execution state derived from the status, the eta and the indexed time.
-    execution_state: ExecutionState,
-    /// Timelock eta, once queued.
-    eta: Option<Timestamp>,
-    /// When a queued operation expires (timelocks with a grace period).
-    expires_at: Option<Timestamp>,
-    /// The governor's timelock, if any.
-    timelock: Option<Address>,
-    /// Timelock operation id, once queued.
-    timelock_operation_id: Option<B256>,
-    /// The timelock operation, once scheduled.
-    operation: Option<TimelockOperation>,
-    /// Execution time, once executed.
-    executed_at: Option<Timestamp>,
-    /// Call targets.
-    targets: Vec<Address>,
-    /// Call data.
-    calldatas: Vec<HexBytes>,
-}
-
-/// Execution state of a proposal (an open set: new values may appear within `/v1`).
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-enum ExecutionState {
-    /// Executed.
-    Executed,
-    /// Canceled.
-    Canceled,
-    /// Queued but not executed within the grace period.
-    Expired,
-    /// Voting closed without quorum or majority.
-    Defeated,
-    /// Pending or active.
-    Voting,
-    /// Succeeded, not queued yet.
-    AwaitingQueue,
-    /// Queued and past its eta.
-    Ready,
-    /// Queued, eta not reached.
-    Waiting,
-}
-
-/// Governance-wide figures.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Stats {
-    /// Proposals.
-    proposals: u64,
-    /// Proposals per status name.
-    by_status: std::collections::BTreeMap<String, u64>,
-    /// Proposals now Active.
-    active_proposals: u64,
-    /// Vote records.
-    votes: u64,
-    /// Distinct voters.
-    unique_voters: u64,
-    /// Accounts with token state.
-    accounts: u64,
-    /// Chain events applied.
-    events_indexed: u64,
-    /// Vote records per UTC day (`YYYY-MM-DD`), the 30 most recent days with votes.
-    votes_by_day: std::collections::BTreeMap<String, u64>,
-    /// Unique voters per account with token state.
-    #[schema(minimum = 0.0)]
-    voter_turnout: f64,
-    /// Vote records per proposal.
-    #[schema(minimum = 0.0)]
-    average_votes_per_proposal: f64,
-    /// Passed (Succeeded, Queued, Executed, Expired) per decided proposal (passed or Defeated).
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    pass_rate: f64,
-    /// Executed per passed proposal.
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    execution_rate: f64,
-}
-
-/// Where indexing stands, and what discovery found. The contract fields are null until the
-/// governor has been discovered.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Status {
-    /// Chain id of the node.
-    chain_id: u64,
-    /// The governor.
-    governor: Option<Address>,
-    /// The governor's `name()`.
-    governor_name: Option<String>,
-    /// The governor's vote source (`token()`): the token or a voting manager.
-    vote_source: Option<Address>,
-    /// The ERC20Votes token.
-    token: Option<Address>,
-    /// CultureBridge benefit executor, if any.
-    benefit_executor: Option<Address>,
-    /// CultureBridge achievement NFT, if any.
-    achievement_nft: Option<Address>,
-    /// The timelock, if any.
-    timelock: Option<Address>,
-    /// `CLOCK_MODE()`.
-    clock_mode: Option<ClockMode>,
-    /// `COUNTING_MODE()`.
-    counting_mode: Option<String>,
-    /// `votingDelay()` at discovery, in clock units.
-    voting_delay: Option<u64>,
-    /// `votingPeriod()` at discovery, in clock units.
-    voting_period: Option<u64>,
-    /// `proposalThreshold()` at discovery.
-    proposal_threshold: Option<Uint256>,
-    /// First block indexed.
-    start_block: u64,
-    /// The node's head.
-    head_block: u64,
-    /// Last block whose effects are committed.
-    indexed_block: u64,
-    /// Last block deep enough to be final (`chain.confirmations`).
-    finalized_block: u64,
-    /// Confirmations configured.
-    confirmations: u64,
-    /// Head minus indexed.
-    lag_blocks: u64,
-    /// Backfill done; following the head.
-    caught_up: bool,
-    /// The last RPC request succeeded.
-    rpc_reachable: bool,
-    /// Reorgs rolled back since start-up.
-    reorgs_handled: u64,
-}
-
-/// An account's governance achievements.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct GovernanceAchievements {
-    /// The account.
-    user: Address,
-    /// Proposals the account created.
-    proposals_created: u64,
-    /// Vote records of the account.
-    votes_cast: u64,
-    /// First proposal, first vote, executed proposals, then participation streaks.
-    achievements: Vec<Achievement>,
-}
-
-/// One achievement and the event that earned it.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Achievement {
-    /// `firstProposal`, `firstVote`, `executedProposal` or `participationStreak<N>` (N in 3, 5,
-    /// 10, 20, 50, 100).
-    #[schema(pattern = "^(firstProposal|firstVote|executedProposal|participationStreak[0-9]+)$")]
-    achievement: String,
-    /// The event is final (published on the feed); false while a reorg may still undo it.
-    r#final: bool,
-    /// The governance event that earned it.
-    #[schema(value_type = Object)]
-    earned_by: GovernanceEventRef,
-}
-
-/// A page of the governance event feed.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct GovernanceEventPage {
-    /// Feed items after `after`, in order.
-    #[schema(value_type = Vec<Object>)]
-    items: Vec<GovernanceEventRef>,
-    /// The last `seq` of this page (`after` when empty): pass it as `after`.
-    next_after: u64,
-}
-
-/// Placeholder for the event schemas taken from `schema/` (see [`versioned_event_schemas`]).
-#[allow(dead_code)]
-struct GovernanceEventRef;
 
 /// A governance-related event another system sends (`POST /v1/events/governance`). Members
 /// may be absent or null when optional; any other member is refused (400).
@@ -525,36 +271,6 @@ struct InvalidParam {
     name: String,
     /// What is wrong with it.
     reason: String,
-}
-
-/// What the admin route invalidated.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct CacheInvalidation {
-    /// The cache tags invalidated: `p:<proposalId>`, `a:<address>`, `proposals`, `stats` or `*`.
-    invalidated: Vec<String>,
-    /// Other instances were told (through Redis).
-    propagated: bool,
-    /// This instance has a Redis level.
-    redis: bool,
-}
-
-/// `GET /healthz`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct Health {
-    /// Always `ok`.
-    #[schema(pattern = "^ok$")]
-    status: String,
-}
-
-/// `GET /readyz` when ready.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct Ready {
-    /// Always `ready`.
-    #[schema(pattern = "^ready$")]
-    status: String,
 }
 
 /// An error (RFC 9457 problem details), served as `application/problem+json`.
@@ -635,7 +351,7 @@ const REQUESTS: &[&str] = &["InboundGovernanceEvent"];
 
 /// A parameter of an operation.
 #[derive(Clone, Copy)]
-enum P {
+pub enum P {
     /// `{proposalId}`.
     ProposalId,
     /// `{address}`.
@@ -659,7 +375,7 @@ enum P {
 
 /// The kind of a query parameter's value.
 #[derive(Clone, Copy)]
-enum K {
+pub enum K {
     /// A non-negative 64-bit integer.
     U64,
     /// A uint256, decimal or 0x hex.
@@ -682,7 +398,7 @@ enum K {
 
 /// What a route answers when it succeeds.
 #[derive(Clone, Copy)]
-enum Ok {
+pub enum Ok {
     /// 200 with a JSON body of this schema.
     Json(&'static str, &'static str),
     /// 200 with the Prometheus text format.
@@ -701,87 +417,25 @@ enum Ok {
     Inbound,
 }
 
-/// One documented operation.
-struct Op {
-    method: &'static str,
-    path: &'static str,
-    id: &'static str,
-    tag: &'static str,
-    summary: &'static str,
-    description: &'static str,
-    params: &'static [P],
-    ok: Ok,
+/// How a route is documented (its method, path, `fields` and security come from the route).
+pub struct Doc {
+    /// `operationId`.
+    pub id: &'static str,
+    /// The tag grouping it.
+    pub tag: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// What it does.
+    pub description: &'static str,
+    /// Its path and query parameters but `fields`.
+    pub params: &'static [P],
+    /// What it answers when it succeeds.
+    pub ok: Ok,
     /// When the route answers 404, if it can.
-    not_found: Option<&'static str>,
+    pub not_found: Option<&'static str>,
     /// The route rejects unknown query parameters with 400.
-    strict: bool,
+    pub strict: bool,
 }
-
-const PROPOSAL_FIELDS: &[&str] = &[
-    "id",
-    "proposalId",
-    "title",
-    "description",
-    "proposer",
-    "startBlock",
-    "endBlock",
-    "originalEndBlock",
-    "status",
-    "forVotes",
-    "againstVotes",
-    "abstainVotes",
-    "voteCount",
-    "quorum",
-    "targets",
-    "values",
-    "signatures",
-    "calldatas",
-    "eta",
-    "timelockOperationId",
-    "created",
-    "createdAt",
-    "updatedAt",
-    "updatedBlock",
-    "executedAt",
-    "metadataURI",
-    "totalVotes",
-    "provisional",
-    "clockMode",
-    "history",
-    "voteCounts",
-];
-const VOTE_FIELDS: &[&str] = &[
-    "id",
-    "proposalId",
-    "voter",
-    "support",
-    "weight",
-    "reason",
-    "params",
-    "blockNumber",
-    "blockHash",
-    "logIndex",
-    "transactionHash",
-    "timestamp",
-    "provisional",
-    "weightBreakdown",
-];
-const VOTING_POWER_FIELDS: &[&str] = &[
-    "user",
-    "proposalId",
-    "baseWeight",
-    "nftBonus",
-    "delegatedWeight",
-    "totalWeight",
-    "balance",
-    "delegate",
-    "blockNumber",
-    "timepoint",
-    "timestamp",
-    "provisional",
-];
-const DELEGATE_FIELDS: &[&str] = &["address", "totalWeight", "votes", "nftBonus", "balance", "delegators", "selfDelegated", "delegate"];
-const BENEFIT_FIELDS: &[&str] = &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"];
 
 /// Files of the explorer served as `{asset}`: those of Swagger UI's distribution the page uses.
 pub const EXPLORER_ASSETS: &[&str] = &[
@@ -796,294 +450,8 @@ pub const EXPLORER_ASSETS: &[&str] = &[
     "oauth2-redirect.html",
 ];
 
-/// Every documented operation; [`super::ROUTES`] and this table name the same routes (plus the
-/// websocket upgrade, which is served before the table).
-const OPERATIONS: &[Op] = &[
-    Op {
-        method: "GET",
-        path: "/v1/proposals",
-        id: "listProposals",
-        tag: "proposals",
-        summary: "List proposals",
-        description: "Proposals filtered by status, proposer, creation time and deadline, sorted and keyset-paginated (stable under concurrent writes).",
-        params: &[
-            P::Q("status", "Only these statuses (comma-separated, case-insensitive).", K::Statuses),
-            P::Q("proposer", "Only proposals of this proposer.", K::Address),
-            P::Q("createdFrom", "Created at or after this time: unix seconds or an RFC 3339 UTC time.", K::Time),
-            P::Q("createdTo", "Created at or before this time: unix seconds or an RFC 3339 UTC time.", K::Time),
-            P::Q("endFrom", "Deadline (`endBlock`) at or after this timepoint, in the governor's clock units.", K::U64),
-            P::Q("endTo", "Deadline (`endBlock`) at or before this timepoint, in the governor's clock units.", K::U64),
-            P::Q("sort", "Sort key (default `createdAt`: creation block).", K::Enum(&["createdAt", "startBlock", "endBlock", "forVotes", "totalVotes"])),
-            P::Order,
-            P::Cursor,
-            P::Limit,
-            P::Fields(PROPOSAL_FIELDS),
-        ],
-        ok: Ok::Json("ProposalPage", "A page of proposals."),
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/proposals/stats",
-        id: "proposalStats",
-        tag: "proposals",
-        summary: "Governance statistics",
-        description: "Proposals per status, votes, unique voters, votes per day (the last 30 days with votes), turnout, pass and execution rates.",
-        params: &[P::FieldsOf(members::<Stats>)],
-        ok: Ok::Json("Stats", "The figures."),
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/proposals/{proposalId}",
-        id: "getProposal",
-        tag: "proposals",
-        summary: "One proposal",
-        description: "The proposal (tallies, `quorum(snapshot)`, eta, calls, `title` from the description's first line, `metadataURI`) with its status `history` (status, block, time, transaction; none for clock-driven changes) and `voteCounts`.",
-        params: &[P::ProposalId, P::Fields(PROPOSAL_FIELDS)],
-        ok: Ok::Json("Proposal", "The proposal."),
-        not_found: Some("No such proposal."),
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/proposals/{proposalId}/votes",
-        id: "listProposalVotes",
-        tag: "proposals",
-        summary: "Votes on a proposal",
-        description: "The proposal's vote records, by block (default) or weight; each carries the voter's weight breakdown at the snapshot.",
-        params: &[
-            P::ProposalId,
-            P::Q("sort", "Sort key (default `block`: block and log index).", K::Enum(&["block", "weight"])),
-            P::Order,
-            P::Q("support", "Only votes with this support.", K::Enum(&["0", "1", "2", "against", "for", "abstain"])),
-            P::Cursor,
-            P::Limit,
-            P::Fields(VOTE_FIELDS),
-        ],
-        ok: Ok::Json("VotePage", "A page of votes."),
-        not_found: Some("No such proposal."),
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/proposals/{proposalId}/execution-status",
-        id: "getExecutionStatus",
-        tag: "proposals",
-        summary: "Execution status of a proposal",
-        description: "The timelock operation (scheduled, executed, cancelled), the eta and the execution state.",
-        params: &[P::ProposalId, P::FieldsOf(members::<ExecutionStatus>)],
-        ok: Ok::Json("ExecutionStatus", "The execution status."),
-        not_found: Some("No such proposal."),
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/users/{address}/votes",
-        id: "listUserVotes",
-        tag: "users",
-        summary: "Votes of an account",
-        description: "The account's vote records, newest first (by block), each with its weight breakdown at the proposal's snapshot.",
-        params: &[P::Account, P::Order, P::Cursor, P::Limit, P::Fields(VOTE_FIELDS)],
-        ok: Ok::Json("VotePage", "A page of votes."),
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/users/{address}/voting-power",
-        id: "getVotingPower",
-        tag: "users",
-        summary: "Voting power of an account",
-        description: "Own balance (`baseWeight`, when self-delegated), weight delegated by others, NFT bonus and the total the governor counts: now (the indexed block), after `block`, or at a proposal's snapshot (`proposalId`). `block` and `proposalId` exclude each other. Unknown accounts have zero power.",
-        params: &[
-            P::Account,
-            P::Q("block", "Answer as of this block (at most the indexed block).", K::U64),
-            P::Q("proposalId", "Answer at this proposal's snapshot (decimal or 0x hex).", K::Uint256),
-            P::Fields(VOTING_POWER_FIELDS),
-        ],
-        ok: Ok::Json("VotingPower", "The voting power."),
-        not_found: Some("No such proposal (`proposalId`)."),
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/users/{address}/governance-benefits",
-        id: "getGovernanceBenefits",
-        tag: "users",
-        summary: "Governance benefits of an account",
-        description: "NFT weight bonus and special benefits (fee discount, priority boost), now or as of `block`.",
-        params: &[P::Account, P::Q("block", "Answer as of this block (at most the indexed block).", K::U64), P::Fields(BENEFIT_FIELDS)],
-        ok: Ok::Json("GovernanceBenefits", "The benefits."),
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/users/{address}/governance-achievements",
-        id: "getGovernanceAchievements",
-        tag: "users",
-        summary: "Governance achievements of an account",
-        description: "First proposal, first vote, executed proposals and participation streaks (3, 5, 10, 20, 50, 100 consecutive proposals), each with the event that earned it and whether it is final.",
-        params: &[P::Account, P::FieldsOf(members::<GovernanceAchievements>)],
-        ok: Ok::Json("GovernanceAchievements", "The achievements."),
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/events/governance",
-        id: "listGovernanceEvents",
-        tag: "events",
-        summary: "Governance event feed",
-        description: "The feed of governance events for the achievement system (schema `GovernanceEvent`, version 1), in order: each event once it is final, exactly once; a `retraction` follows an event a deeper reorg removed. Poll with `after` = the last `nextAfter`.",
-        params: &[P::Q("after", "Items after this position (`seq`); 0 for the start.", K::U64), P::Limit, P::FieldsOf(feed_item_members)],
-        ok: Ok::Json("GovernanceEventPage", "Feed items."),
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "POST",
-        path: "/v1/events/governance",
-        id: "sendGovernanceEvent",
-        tag: "events",
-        summary: "Send a governance event",
-        description: "Another system sends a governance-related event (a forum post, a discussion, ...) to the achievement trigger system: govflow validates it and publishes it on the bus subject `govflow.<chainId>.inbound.<kind with . as _>` (stream `GOVFLOW_INBOUND_<chainId>`) as `{schemaVersion: 1, id, kind, chainId, account, proposalId, source, occurredAt, receivedAt, data}`, with `Nats-Msg-Id` = `id`. 202 once the bus has it. Retrying is safe: the same `id` (given, or derived from an identical body) is not published twice; the answer then says `duplicate: true`. On 503 (bus unavailable) or 502 retry with the same request: nothing is dropped silently. Needs the bearer token `http.events_token`; without a configured token the route is disabled and answers 404. The body is `application/json` (UTF-8), at most 64 KiB; unknown members are a 400, invalid members a 422 listing each (`invalidParams`).",
-        params: &[],
-        ok: Ok::Inbound,
-        not_found: Some("The route is disabled (no `http.events_token` is configured)."),
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/delegates",
-        id: "listDelegates",
-        tag: "delegates",
-        summary: "Delegates",
-        description: "Accounts ranked by the weight the governor counts now (token votes plus NFT bonus), with the number of other accounts delegating to them.",
-        params: &[P::Cursor, P::Limit, P::Fields(DELEGATE_FIELDS)],
-        ok: Ok::Json("DelegatePage", "A page of delegates."),
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/status",
-        id: "getStatus",
-        tag: "operations",
-        summary: "Indexer status",
-        description: "Chain id, discovered contracts and modes, head, indexed and finalized blocks, lag.",
-        params: &[P::FieldsOf(members::<Status>)],
-        ok: Ok::Json("Status", "The status."),
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/openapi.json",
-        id: "getOpenApiDocument",
-        tag: "documentation",
-        summary: "This document",
-        description: "The OpenAPI 3.1 document of this API, generated from govflow's code.",
-        params: &[],
-        ok: Ok::Document,
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/docs",
-        id: "getExplorer",
-        tag: "documentation",
-        summary: "API explorer",
-        description: "An interactive explorer of this document (Swagger UI, served by govflow itself: its files are built into the binary, nothing is loaded from elsewhere).",
-        params: &[],
-        ok: Ok::Explorer,
-        not_found: None,
-        strict: true,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/docs/{asset}",
-        id: "getExplorerAsset",
-        tag: "documentation",
-        summary: "API explorer file",
-        description: "A file of the explorer (scripts, styles, icons).",
-        params: &[P::Asset],
-        ok: Ok::Asset,
-        not_found: Some("No such file."),
-        strict: true,
-    },
-    Op {
-        method: "POST",
-        path: "/v1/admin/cache/invalidate",
-        id: "invalidateCache",
-        tag: "admin",
-        summary: "Invalidate the read cache",
-        description: "Invalidates the cached reads of proposals, accounts or a scope, in this instance and (through Redis) every other; for emergencies, since the cache follows the chain by itself. Name at least one of `proposalId`, `account`, `scope`. Needs the admin bearer token (`http.admin_token`); without a configured token the admin routes are disabled and answer 404.",
-        params: &[
-            P::Q("proposalId", "These proposals (comma-separated, decimal or 0x hex).", K::Uint256s),
-            P::Q("account", "These accounts (comma-separated).", K::Addresses),
-            P::Q("scope", "`all`, `proposals` (the lists) or `stats` (comma-separated).", K::Enums(&["all", "proposals", "stats"])),
-        ],
-        ok: Ok::Admin,
-        not_found: Some("The admin routes are disabled (no `http.admin_token`)."),
-        strict: false,
-    },
-    Op {
-        method: "GET",
-        path: "/v1/ws",
-        id: "openWebsocket",
-        tag: "websocket",
-        summary: "Live updates (websocket)",
-        description: "Upgrades to a websocket (RFC 6455) pushing live updates as commits land. The client sends JSON commands (text frames, each may carry an `id` echoed in the answer): `{\"op\":\"subscribe\",\"topic\":T}` (optionally with `since`: the last `seq` seen, to replay what was missed), `{\"op\":\"unsubscribe\",\"topic\":T}`, `{\"op\":\"ping\"}`. Topics: `proposals`, `proposal:<id>`, `account:<address>`, `status`. Topic messages are `{type, topic, seq, provisional, data}` with `data` in the REST shape of the same object (`proposal.updated`, `proposal.removed`, `vote.cast`, `power.changed`, `status`, `rollback`, `resync`); `subscribed`, `unsubscribed`, `pong`, `heartbeat` and `error` carry no `seq`. A request that is not a websocket upgrade answers 426; past `websocket.max_connections`, 503.",
-        params: &[],
-        ok: Ok::Websocket,
-        not_found: None,
-        strict: false,
-    },
-    Op {
-        method: "GET",
-        path: "/healthz",
-        id: "healthz",
-        tag: "operations",
-        summary: "Liveness",
-        description: "The process answers.",
-        params: &[P::FieldsOf(members::<Health>)],
-        ok: Ok::Json("Health", "Alive."),
-        not_found: None,
-        strict: false,
-    },
-    Op {
-        method: "GET",
-        path: "/readyz",
-        id: "readyz",
-        tag: "operations",
-        summary: "Readiness",
-        description: "Ready when caught up with the head and the chain node is reachable; 503 otherwise.",
-        params: &[P::FieldsOf(members::<Ready>)],
-        ok: Ok::Json("Ready", "Ready."),
-        not_found: None,
-        strict: false,
-    },
-    Op {
-        method: "GET",
-        path: "/metrics",
-        id: "metrics",
-        tag: "operations",
-        summary: "Prometheus metrics",
-        description: "Metrics in the Prometheus text format (`govflow_*`).",
-        params: &[],
-        ok: Ok::Metrics,
-        not_found: None,
-        strict: false,
-    },
-];
-
 /// The property names of a derived object schema (the members `fields=` may name).
-fn members<T: PartialSchema>() -> Vec<String> {
+pub(crate) fn members<T: PartialSchema>() -> Vec<String> {
     match T::schema() {
         RefOr::T(Schema::Object(o)) => o.properties.keys().cloned().collect(),
         _ => Vec::new(),
@@ -1091,7 +459,7 @@ fn members<T: PartialSchema>() -> Vec<String> {
 }
 
 /// The members of a feed item (`schema/governance-feed-item.v1.json`).
-fn feed_item_members() -> Vec<String> {
+pub(crate) fn feed_item_members() -> Vec<String> {
     feed_item_schema()["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
 }
 
@@ -1209,10 +577,22 @@ fn response_ref(name: &str) -> RefOr<Response> {
     RefOr::Ref(Ref::from_response_name(name))
 }
 
-fn operation(op: &Op, http: &HttpConfig) -> Operation {
+fn operation(route: &Route, http: &HttpConfig) -> Operation {
+    let op = &route.doc;
     let mut b = OperationBuilder::new().operation_id(Some(op.id)).tag(op.tag).summary(Some(op.summary)).description(Some(op.description));
     for p in op.params {
         b = b.parameter(parameter(*p, http));
+    }
+    match route.projection {
+        Projection::None => {}
+        Projection::Members(names) => b = b.parameter(parameter(P::Fields(names), http)),
+        Projection::Generic(members) => b = b.parameter(parameter(P::FieldsOf(members), http)),
+    }
+    if let Some(scheme) = route.auth.scheme() {
+        b = b
+            .response("401", response_ref("Unauthorized"))
+            .response("403", response_ref("Forbidden"))
+            .security(SecurityRequirement::new(scheme, Vec::<String>::new()));
     }
     b = match op.ok {
         Ok::Json(schema, description) => b.response("200", json_response(description, schema)),
@@ -1260,11 +640,7 @@ fn operation(op: &Op, http: &HttpConfig) -> Operation {
         Ok::Websocket => b
             .response("101", ResponseBuilder::new().description("Switching Protocols: the connection is now a websocket.").build())
             .response("426", problem_response("Upgrade Required: not a websocket upgrade request.")),
-        Ok::Admin => b
-            .response("200", json_response("The cached reads were invalidated.", "CacheInvalidation"))
-            .response("401", response_ref("Unauthorized"))
-            .response("403", response_ref("Forbidden"))
-            .security(SecurityRequirement::new("adminToken", Vec::<String>::new())),
+        Ok::Admin => b.response("200", json_response("The cached reads were invalidated.", "CacheInvalidation")),
         Ok::Inbound => b
             .request_body(Some(
                 RequestBodyBuilder::new()
@@ -1273,15 +649,12 @@ fn operation(op: &Op, http: &HttpConfig) -> Operation {
                     .content("application/json", ContentBuilder::new().schema(Some(reference("InboundGovernanceEvent"))).build())
                     .build(),
             ))
-            .response("401", response_ref("Unauthorized"))
-            .response("403", response_ref("Forbidden"))
-            .security(SecurityRequirement::new("eventsToken", Vec::<String>::new()))
             .response("202", json_response("Accepted: the event is on the bus (or was already: `duplicate`).", "InboundAccepted")),
     };
-    if revalidated(op) {
+    if revalidated(route) {
         b = b.response("304", response_ref("NotModified"));
     }
-    if op.strict || !op.params.is_empty() {
+    if op.strict || !op.params.is_empty() || !matches!(route.projection, Projection::None) {
         b = b.response("400", response_ref("BadRequest"));
     }
     if let Some(d) = op.not_found {
@@ -1312,8 +685,8 @@ fn operation(op: &Op, http: &HttpConfig) -> Operation {
 
 /// Reads that carry an `ETag` and answer 304 to a matching `If-None-Match` (the HTTP
 /// conventions: every successful `/v1` read but the status and the websocket).
-fn revalidated(op: &Op) -> bool {
-    op.method == "GET" && op.path.starts_with("/v1/") && op.path != "/v1/status" && !matches!(op.ok, Ok::Websocket)
+fn revalidated(route: &Route) -> bool {
+    route.method == "GET" && route.cache_control == CacheControl::Public && !matches!(route.doc.ok, Ok::Websocket)
 }
 
 /// Content types of [`EXPLORER_ASSETS`], as the asset route sends them.
@@ -1362,9 +735,9 @@ This document describes this release exactly: its objects list every member serv
 /// The OpenAPI document for a server with these HTTP settings.
 pub fn openapi(http: &HttpConfig) -> OpenApi {
     let mut paths = PathsBuilder::new();
-    for op in OPERATIONS {
-        let method = if op.method == "POST" { HttpMethod::Post } else { HttpMethod::Get };
-        paths = paths.path(op.path, PathItem::new(method, operation(op, http)));
+    for route in ROUTES {
+        let method = if route.method == "POST" { HttpMethod::Post } else { HttpMethod::Get };
+        paths = paths.path(route.path, PathItem::new(method, operation(route, http)));
     }
     let mut schemas = Vec::new();
     push::<ProposalPage>(&mut schemas);
@@ -1384,7 +757,7 @@ pub fn openapi(http: &HttpConfig) -> OpenApi {
     push::<ProposalStatus>(&mut schemas);
     push::<CacheInvalidation>(&mut schemas);
     push::<InboundGovernanceEvent>(&mut schemas);
-    push::<super::api::InboundAccepted>(&mut schemas);
+    push::<super::ingest::InboundAccepted>(&mut schemas);
     push::<ValidationProblem>(&mut schemas);
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
@@ -1511,7 +884,7 @@ fn document_headers(doc: &mut Value) {
         for (path, item) in paths.iter_mut() {
             let Value::Object(ops) = item else { continue };
             for (method, op) in ops.iter_mut() {
-                let cached = method == "get" && path.starts_with("/v1/") && path != "/v1/status" && path != "/v1/ws";
+                let cached = route_of(&method.to_uppercase(), path).is_some_and(revalidated);
                 let Some(Value::Object(responses)) = op.get_mut("responses") else { continue };
                 for (status, r) in responses.iter_mut() {
                     add(r, "X-Request-Id", &request_id);
@@ -1678,12 +1051,11 @@ mod tests {
                 documented.push((method.to_uppercase(), path.clone()));
             }
         }
-        for (method, template) in super::super::ROUTES {
-            assert!(documented.contains(&(method.to_string(), template.to_string())), "{method} {template} is not documented");
+        for r in ROUTES {
+            assert!(documented.contains(&(r.method.to_string(), r.path.to_string())), "{} {} is not documented", r.method, r.path);
         }
         for (method, path) in &documented {
-            let routed = super::super::ROUTES.iter().any(|(m, t)| m == method && t == path);
-            assert!(routed || path == "/v1/ws", "{method} {path} is documented but not routed");
+            assert!(route_of(method, path).is_some(), "{method} {path} is documented but not routed");
         }
     }
 
