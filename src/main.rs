@@ -143,8 +143,15 @@ fn store_command(args: &RunArgs, reconcile: bool) -> ExitCode {
 
 fn init_logging(cfg: &govflow::config::Config) {
     use tracing_subscriber::EnvFilter;
-    // The CQL driver's per-connection notices stay out of the way unless asked for.
-    let level = if cfg.log.level.contains("scylla") { cfg.log.level.clone() } else { format!("{},scylla=warn", cfg.log.level) };
+    // The CQL driver's per-connection notices stay out of the way unless asked for, and so do
+    // warp's own lines around each request (govflow logs one line per request in its span).
+    let mut level = cfg.log.level.clone();
+    if !level.contains("scylla") {
+        level.push_str(",scylla=warn");
+    }
+    if !level.contains("warp") {
+        level.push_str(",warp::filters::trace=off");
+    }
     let filter = EnvFilter::try_from_env("GOVFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(&level));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cfg.log.format == govflow::config::LogFormat::Json {

@@ -285,6 +285,7 @@ fn admit(conv: &Conventions, method: Method, path: String, headers: HeaderMap, r
         .filter(|v| sane_request_id(v))
         .and_then(|v| HeaderValue::from_str(v).ok())
         .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("-")));
+    tracing::Span::current().record("request_id", request_id.to_str().unwrap_or("-"));
     let origin = conv.allow_origin(headers.get(header::ORIGIN));
     let mut ctx = Ctx {
         method,

@@ -336,7 +336,10 @@ pub fn filter(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
                 Ok::<_, Infallible>(answer(st, method, path.as_str().to_string(), q, headers, body).await)
             }
         });
-    conventions::wrap(state.clone(), ws::route(state).or(api).unify())
+    // One span per request; the conventions record its id (the client's X-Request-Id, or a new
+    // one) as soon as they have it, so every log line of the request carries it.
+    let span = warp::trace(|info| tracing::info_span!("request", method = %info.method(), path = %info.path(), request_id = tracing::field::Empty));
+    conventions::wrap(state.clone(), ws::route(state).or(api).unify()).with(span).map(warp::Reply::into_response)
 }
 
 type BodyStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, warp::Error>>;
