@@ -86,6 +86,12 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("in-memory bincode serialization cannot fail for these types")
 }
 
+/// JSON of a row (the outbox and the feed hold events exactly as the schema defines them); a
+/// value that cannot be written fails the commit rather than storing an empty row.
+fn json_enc<T: Serialize + ?Sized>(table: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Backend(format!("{table}: value not serialisable as JSON: {e}")))
+}
+
 fn dec<T: DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
     bincode::deserialize(b).map_err(|e| StoreError::Corrupt { table, message: e.to_string() })
 }
@@ -237,7 +243,7 @@ impl<'t> Writer<'t> {
                     st.put(T_OUTBOX_BY_ACCOUNT, cat(&[&e.account.0, &k]), vec![]);
                 }
                 // JSON: the outbox holds the event exactly as the schema defines it.
-                st.put(T_OUTBOX, k, serde_json::to_vec(e.as_ref()).unwrap_or_default());
+                st.put(T_OUTBOX, k, json_enc("outbox", e.as_ref())?);
             }
             Mutation::Streak { voter, streak } => {
                 st.put(T_STREAKS, voter.0.to_vec(), enc(streak));
@@ -916,7 +922,7 @@ fn retract_orphans(tx: &WriteTransaction, w: &mut Writer<'_>, target: u64) -> Re
             serde_json::from_slice(&event_json).map_err(|e| StoreError::Corrupt { table: "governance_events_published", message: e.to_string() })?;
         seq += 1;
         let item = FeedItem { seq, item_type: "retraction".into(), event };
-        feed.insert(seq.to_be_bytes().as_slice(), serde_json::to_vec(&item).unwrap_or_default().as_slice()).map_err(be)?;
+        feed.insert(seq.to_be_bytes().as_slice(), json_enc("governance_feed", &item)?.as_slice()).map_err(be)?;
         published.remove(k.as_slice()).map_err(be)?;
     }
     // Feed bookkeeping is not journaled: written directly, not through the undo log.

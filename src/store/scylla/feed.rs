@@ -2,7 +2,7 @@
 //! retracting what a rollback removed, and reading both.
 
 use super::session::Inner;
-use super::tables::{b, i, json_dec, Val, T_OUTBOX};
+use super::tables::{b, i, json_dec, json_enc, Val, T_OUTBOX};
 use crate::domain::achievement::{FeedItem, GovernanceEvent};
 use crate::store::StoreError;
 
@@ -58,7 +58,7 @@ impl Inner {
                 let event: GovernanceEvent = json_dec("outbox", &body)?;
                 seq += 1;
                 let item = FeedItem { seq, item_type: "event".into(), event };
-                self.exec(&self.st.feed_put, (i(seq / FEED_BUCKET), i(seq), serde_json::to_string(&item).unwrap_or_default())).await?;
+                self.exec(&self.st.feed_put, (i(seq / FEED_BUCKET), i(seq), json_enc("governance_feed", &item)?)).await?;
                 self.exec(&self.st.published_put, (outbox_bucket(event_block(&k)), k, body)).await?;
                 out.push(item);
             }
@@ -87,7 +87,7 @@ impl Inner {
                 let event: GovernanceEvent = json_dec("published_events", &body)?;
                 seq += 1;
                 let item = FeedItem { seq, item_type: "retraction".into(), event };
-                self.exec(&self.st.feed_put, (i(seq / FEED_BUCKET), i(seq), serde_json::to_string(&item).unwrap_or_default())).await?;
+                self.exec(&self.st.feed_put, (i(seq / FEED_BUCKET), i(seq), json_enc("governance_feed", &item)?)).await?;
                 self.exec(&self.st.published_delete, (bucket, k)).await?;
             }
         }

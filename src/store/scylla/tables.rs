@@ -101,6 +101,11 @@ pub(super) fn dec<T: DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<
 }
 
 /// A JSON column of `table` as a value.
+/// JSON of a row; a value that cannot be written fails the commit rather than storing an empty row.
+pub(super) fn json_enc<T: serde::Serialize + ?Sized>(table: &'static str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("{table}: value not serialisable as JSON: {e}")))
+}
+
 pub(super) fn json_dec<T: DeserializeOwned>(table: &'static str, s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt { table, message: e.to_string() })
 }
