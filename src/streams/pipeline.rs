@@ -301,6 +301,114 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// `ProposalCreated`: the proposal, its first history entry, its clock thresholds, the
+    /// achievement event, and its actor. A proposal already known is left alone (a replay).
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        ev: GovEvent,
+        bp: BlockPoint,
+        point: ChainPoint,
+        origin: &Origin,
+        tx_hash: B256,
+        known: &Known,
+        x: &mut Routed,
+        out: &mut RangeOutcome,
+    ) {
+        let GovEvent::ProposalCreated { proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description } = ev else { return };
+        if self.live.contains_key(&proposal_id) || known.proposal(&proposal_id).is_some() {
+            return;
+        }
+        let id = ids::proposal(self.info.chain_id, &self.info.governor, &proposal_id);
+        let creation_index = self.proposal_count;
+        self.proposal_count += 1;
+        x.batch_proposals.insert(proposal_id, (creation_index, proposer));
+        if self.achievements {
+            x.outbox
+                .push((GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, origin, proposer, &proposal_id, ach::created_data(&title_of(&description))), true));
+        }
+        let p = Proposal {
+            id,
+            creation_index,
+            proposal_id,
+            title: title_of(&description),
+            metadata_uri: metadata_uri_of(&description),
+            description,
+            proposer,
+            start_block: vote_start,
+            end_block: vote_end,
+            original_end_block: vote_end,
+            status: ProposalStatus::Pending,
+            for_votes: U256::zero(),
+            against_votes: U256::zero(),
+            abstain_votes: U256::zero(),
+            vote_count: 0,
+            quorum: None,
+            targets,
+            values,
+            signatures,
+            calldatas: calldatas.into_iter().map(HexBytes).collect(),
+            eta: None,
+            timelock_operation_id: None,
+            created: point,
+            created_at: bp.timestamp,
+            updated_at: bp.timestamp,
+            updated_block: bp.number,
+            executed_at: None,
+        };
+        x.created.push(Mutation::History(HistoryEntry {
+            id: ids::history(&id, ProposalStatus::Pending, bp.number),
+            proposal_id,
+            status: ProposalStatus::Pending,
+            timestamp: bp.timestamp,
+            block_number: bp.number,
+            transaction_hash: Some(tx_hash),
+        }));
+        x.created.push(Mutation::Proposal(Box::new(p.clone())));
+        x.thresholds.entry(proposal_id).or_default().extend([vote_start, vote_end]);
+        out.status_changes += 1;
+        self.spawn(p);
+        metrics::counter!(m::PIPELINE_PROPOSALS_CREATED_TOTAL).increment(1);
+    }
+
+    /// A timelock call scheduled: the operation gains a call (created on its first).
+    fn schedule(x: &mut Routed, known: &Known, id: B256, delay: u64, point: ChainPoint, tx_hash: B256) {
+        x.scheduled_in_tx.insert(tx_hash, id);
+        let mut op = match x.ops.remove(&id) {
+            Some(op) => op,
+            None => known.ops.get(&id).cloned().flatten().unwrap_or(TimelockOperation {
+                id,
+                proposal_id: None,
+                calls: 0,
+                delay,
+                scheduled: point,
+                executed: None,
+                cancelled: None,
+            }),
+        };
+        op.calls += 1;
+        x.ops.insert(id, op);
+    }
+
+    /// A timelock operation executed or cancelled (first time only): the proposal it belongs
+    /// to, if any, with what happened to it.
+    fn settle(x: &mut Routed, known: &Known, id: B256, executed: bool, point: ChainPoint, at: EventAt) -> Option<(U256, ProposalInput)> {
+        let mut op = match x.ops.remove(&id) {
+            Some(op) => op,
+            None => known.ops.get(&id).cloned().flatten()?,
+        };
+        let mut input = None;
+        if executed && op.executed.is_none() {
+            op.executed = Some(point);
+            input = op.proposal_id.map(|pid| (pid, ProposalInput::Executed { at }));
+        } else if !executed && op.cancelled.is_none() {
+            op.cancelled = Some(point);
+            input = op.proposal_id.map(|pid| (pid, ProposalInput::Canceled { at }));
+        }
+        x.ops.insert(id, op);
+        input
+    }
+
     /// Routes one decoded event: proposal inputs, power inputs, timelock operations, settings,
     /// and the achievement events it derives.
     fn route(
@@ -336,63 +444,7 @@ impl Pipeline {
             x.inputs.entry(pid).or_default().push((bp.number, meta.log_index + 1, input));
         };
         match ev {
-            GovEvent::ProposalCreated { proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description } if from_governor => {
-                if self.live.contains_key(&proposal_id) || known.proposal(&proposal_id).is_some() {
-                    return Ok(());
-                }
-                let id = ids::proposal(self.info.chain_id, &self.info.governor, &proposal_id);
-                let creation_index = self.proposal_count;
-                self.proposal_count += 1;
-                x.batch_proposals.insert(proposal_id, (creation_index, proposer));
-                if self.achievements {
-                    x.outbox.push((
-                        GovernanceEvent::new(ach::kind::PROPOSAL_CREATED, &origin, proposer, &proposal_id, ach::created_data(&title_of(&description))),
-                        true,
-                    ));
-                }
-                let p = Proposal {
-                    id,
-                    creation_index,
-                    proposal_id,
-                    title: title_of(&description),
-                    metadata_uri: metadata_uri_of(&description),
-                    description,
-                    proposer,
-                    start_block: vote_start,
-                    end_block: vote_end,
-                    original_end_block: vote_end,
-                    status: ProposalStatus::Pending,
-                    for_votes: U256::zero(),
-                    against_votes: U256::zero(),
-                    abstain_votes: U256::zero(),
-                    vote_count: 0,
-                    quorum: None,
-                    targets,
-                    values,
-                    signatures,
-                    calldatas: calldatas.into_iter().map(HexBytes).collect(),
-                    eta: None,
-                    timelock_operation_id: None,
-                    created: point,
-                    created_at: bp.timestamp,
-                    updated_at: bp.timestamp,
-                    updated_block: bp.number,
-                    executed_at: None,
-                };
-                x.created.push(Mutation::History(HistoryEntry {
-                    id: ids::history(&id, ProposalStatus::Pending, bp.number),
-                    proposal_id,
-                    status: ProposalStatus::Pending,
-                    timestamp: bp.timestamp,
-                    block_number: bp.number,
-                    transaction_hash: Some(meta.tx_hash),
-                }));
-                x.created.push(Mutation::Proposal(Box::new(p.clone())));
-                x.thresholds.entry(proposal_id).or_default().extend([vote_start, vote_end]);
-                out.status_changes += 1;
-                self.spawn(p);
-                metrics::counter!(m::PIPELINE_PROPOSALS_CREATED_TOTAL).increment(1);
-            }
+            ev @ GovEvent::ProposalCreated { .. } if from_governor => self.create(ev, bp, point, &origin, meta.tx_hash, known, x, out),
             GovEvent::VoteCast { voter, proposal_id, support, weight, reason, params } if from_governor => {
                 metrics::counter!(m::PIPELINE_VOTES_TOTAL).increment(1);
                 if self.achievements {
@@ -443,43 +495,12 @@ impl Pipeline {
                 out.timelock_changed = Some(new);
                 x.info_changed = true;
             }
-            GovEvent::CallScheduled { id, delay, .. } if from_timelock => {
-                x.scheduled_in_tx.insert(meta.tx_hash, id);
-                let op = match x.ops.remove(&id) {
-                    Some(op) => op,
-                    None => known.ops.get(&id).cloned().flatten().unwrap_or(TimelockOperation {
-                        id,
-                        proposal_id: None,
-                        calls: 0,
-                        delay,
-                        scheduled: point,
-                        executed: None,
-                        cancelled: None,
-                    }),
-                };
-                let mut op = op;
-                op.calls += 1;
-                x.ops.insert(id, op);
-            }
+            GovEvent::CallScheduled { id, delay, .. } if from_timelock => Self::schedule(x, known, id, delay, point, meta.tx_hash),
             GovEvent::CallExecuted { id, .. } | GovEvent::Cancelled { id } if from_timelock => {
                 let executed = matches!(ev, GovEvent::CallExecuted { .. });
-                let op = match x.ops.remove(&id) {
-                    Some(op) => Some(op),
-                    None => known.ops.get(&id).cloned().flatten(),
-                };
-                let Some(mut op) = op else { return Ok(()) };
-                if executed && op.executed.is_none() {
-                    op.executed = Some(point);
-                    if let Some(pid) = op.proposal_id {
-                        push(pid, ProposalInput::Executed { at });
-                    }
-                } else if !executed && op.cancelled.is_none() {
-                    op.cancelled = Some(point);
-                    if let Some(pid) = op.proposal_id {
-                        push(pid, ProposalInput::Canceled { at });
-                    }
+                if let Some((pid, input)) = Self::settle(x, known, id, executed, point, at) {
+                    x.inputs.entry(pid).or_default().push((bp.number, meta.log_index + 1, input));
                 }
-                x.ops.insert(id, op);
             }
             GovEvent::CallSalt { .. } if from_timelock => {}
             GovEvent::Transfer { from, to, value } if from_token => {

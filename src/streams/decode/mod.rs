@@ -473,7 +473,11 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
         }
         Kind::SpecialBenefitsChanged => {
             let e: BenefitExecutor::SpecialBenefitsChanged = binding(log, name)?;
-            GovEvent::BenefitsChanged { account: topic_address(&log.topics[1], name)?, fee_discount_bps: u256(e.feeDiscountBps), priority_boost: u256(e.priorityBoost) }
+            GovEvent::BenefitsChanged {
+                account: topic_address(&log.topics[1], name)?,
+                fee_discount_bps: u256(e.feeDiscountBps),
+                priority_boost: u256(e.priorityBoost),
+            }
         }
     };
     Ok((ev, EventMeta { address: log.address, block_number: log.block_number, block_hash: log.block_hash, tx_hash: log.tx_hash, log_index: log.log_index }))
@@ -547,8 +551,22 @@ mod tests {
         let id = alloy_primitives::B256::from([7; 32]);
         let cases: Vec<(RawLog, GovEvent)> = vec![
             (
-                emitted(&Governor::VoteCastWithParams { voter: a(9), proposalId: n(5), support: 2, weight: n(40), reason: "r".into(), params: vec![1, 2].into() }),
-                GovEvent::VoteCast { voter: Address([9; 20]), proposal_id: U256::from(5), support: 2, weight: U256::from(40), reason: "r".into(), params: Some(vec![1, 2]) },
+                emitted(&Governor::VoteCastWithParams {
+                    voter: a(9),
+                    proposalId: n(5),
+                    support: 2,
+                    weight: n(40),
+                    reason: "r".into(),
+                    params: vec![1, 2].into(),
+                }),
+                GovEvent::VoteCast {
+                    voter: Address([9; 20]),
+                    proposal_id: U256::from(5),
+                    support: 2,
+                    weight: U256::from(40),
+                    reason: "r".into(),
+                    params: Some(vec![1, 2]),
+                },
             ),
             (emitted(&Governor::ProposalCanceled { proposalId: n(5) }), GovEvent::ProposalCanceled { proposal_id: U256::from(5) }),
             (emitted(&Governor::ProposalExecuted { proposalId: n(5) }), GovEvent::ProposalExecuted { proposal_id: U256::from(5) }),
