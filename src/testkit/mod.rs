@@ -9,6 +9,7 @@
 pub mod anvil;
 pub mod artifacts;
 pub mod chain;
+pub mod deploy;
 
 use std::sync::OnceLock;
 
