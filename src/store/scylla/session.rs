@@ -36,7 +36,7 @@ use ::scylla::value::{CqlValue, Row};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::statements::Sts;
-use crate::config::ScyllaConfig;
+use crate::config::{self, ScyllaConfig};
 use crate::store::{migrate, StoreError};
 
 /// A driver error as a store error.
