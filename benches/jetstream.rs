@@ -95,7 +95,7 @@ fn vote_event(run: u64, i: u64) -> Envelope {
         transaction_hash: tx_hash,
         log_index,
     };
-    Envelope::json(Subjects::new(CHAIN_ID).event("vote_cast"), EventMessage::id(CHAIN_ID, &block_hash, log_index), &msg)
+    Envelope::json(Subjects::new(CHAIN_ID).event("vote_cast"), EventMessage::id(CHAIN_ID, &block_hash, log_index), &msg).expect("an event message is JSON")
 }
 
 struct Pass {

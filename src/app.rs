@@ -155,7 +155,7 @@ fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
         crate::config::StoreBackend::Scylla => {
             let s = ScyllaStore::connect(&cfg.scylla, cfg.scylla.migrate_on_start)
                 .with_context(|| format!("opening the ScyllaDB store (keyspace {} on {})", cfg.scylla.keyspace, cfg.scylla.nodes))?;
-            tracing::info!(target: "app", nodes = %cfg.scylla.nodes, keyspace = %cfg.scylla.keyspace, consistency = %cfg.scylla.consistency, "ScyllaDB store connected");
+            tracing::info!(target: "app", nodes = %cfg.scylla.nodes, keyspace = %cfg.scylla.keyspace, consistency = ?cfg.scylla.consistency, "ScyllaDB store connected");
             Arc::new(s)
         }
         crate::config::StoreBackend::Embedded => {

@@ -56,6 +56,55 @@ pub enum BusStorage {
     Memory,
 }
 
+/// `scylla.consistency`: the consistency of reads and writes (lower or upper case).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Consistency {
+    #[serde(alias = "ANY")]
+    Any,
+    #[serde(alias = "ONE")]
+    One,
+    #[serde(alias = "TWO")]
+    Two,
+    #[serde(alias = "THREE")]
+    Three,
+    #[serde(alias = "QUORUM")]
+    Quorum,
+    #[serde(alias = "ALL")]
+    All,
+    #[default]
+    #[serde(alias = "LOCAL_QUORUM")]
+    LocalQuorum,
+    #[serde(alias = "EACH_QUORUM")]
+    EachQuorum,
+    #[serde(alias = "LOCAL_ONE")]
+    LocalOne,
+}
+
+/// `scylla.serial_consistency`: the consistency of the Paxos phase of lightweight transactions.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum SerialConsistency {
+    #[serde(alias = "SERIAL")]
+    Serial,
+    #[default]
+    #[serde(alias = "LOCAL_SERIAL")]
+    LocalSerial,
+}
+
+/// `scylla.retry_policy`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPolicy {
+    /// Retry what is safe to retry (idempotent statements).
+    #[default]
+    Default,
+    /// Never retry.
+    None,
+}
+
 /// `store.backend`.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -157,9 +206,9 @@ pub struct ScyllaConfig {
     /// Apply pending schema migrations at start-up.
     pub migrate_on_start: bool,
     /// Consistency of reads and writes: `local_quorum`, `quorum`, `local_one`, `one`, `all`, ...
-    pub consistency: String,
+    pub consistency: Consistency,
     /// Consistency of the Paxos phase of lightweight transactions: `local_serial` or `serial`.
-    pub serial_consistency: String,
+    pub serial_consistency: SerialConsistency,
     /// Preferred datacenter for token-aware routing (unset: any).
     pub local_datacenter: Option<String>,
     /// Client-side timeout of one request, in milliseconds.
@@ -173,7 +222,7 @@ pub struct ScyllaConfig {
     /// Delay before each speculative execution, in milliseconds.
     pub speculative_delay_ms: u64,
     /// Retry policy: `default` (retry what is safe to retry) or `none`.
-    pub retry_policy: String,
+    pub retry_policy: RetryPolicy,
     /// Rows per page when the store scans a partition or a table.
     pub page_size: i32,
     /// Requests in flight per batch commit.
@@ -205,15 +254,15 @@ impl Default for ScyllaConfig {
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
             keyspace_options: String::new(),
             migrate_on_start: true,
-            consistency: "local_quorum".into(),
-            serial_consistency: "local_serial".into(),
+            consistency: Consistency::LocalQuorum,
+            serial_consistency: SerialConsistency::LocalSerial,
             local_datacenter: None,
             request_timeout_ms: 10_000,
             connect_timeout_ms: 5_000,
             connections_per_node: 1,
             speculative_retries: 0,
             speculative_delay_ms: 100,
-            retry_policy: "default".into(),
+            retry_policy: RetryPolicy::Default,
             page_size: 1_000,
             write_concurrency: 256,
             username: None,
@@ -606,13 +655,36 @@ fn load_with(
             other => issues.push(ConfigIssue { path: other.into(), message: format!("unknown section; expected one of {}", SECTIONS.join(", ")) }),
         }
     }
-    if !issues.is_empty() {
-        return Err(ConfigErrors(issues));
+    // Report every problem at once: the values that did not parse fall back to their defaults so
+    // that the checks of everything else still run.
+    for i in &issues {
+        match i.path.split_once('.') {
+            Some((section, key)) => {
+                if let Some(t) = doc.get_mut(section).and_then(toml::Value::as_table_mut) {
+                    t.remove(key);
+                }
+            }
+            None => {
+                doc.remove(&i.path);
+            }
+        }
     }
-    let cfg: Config =
-        toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| ConfigErrors(vec![ConfigIssue { path: "config".into(), message: e.to_string() }]))?;
-    cfg.validate_with(require_governor)?;
-    Ok(cfg)
+    let cfg: Config = match toml::Value::Table(doc).try_into() {
+        Ok(c) => c,
+        Err(e) => {
+            let e: toml::de::Error = e;
+            issues.push(ConfigIssue { path: "config".into(), message: e.to_string() });
+            return Err(ConfigErrors(issues));
+        }
+    };
+    if let Err(ConfigErrors(more)) = cfg.validate_with(require_governor) {
+        issues.extend(more.into_iter().filter(|m| !issues.iter().any(|i| i.path == m.path)).collect::<Vec<_>>());
+    }
+    if issues.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(issues))
+    }
 }
 
 impl Config {
@@ -766,15 +838,6 @@ impl ScyllaConfig {
         if !(c.replication.trim_start().starts_with('{') && c.replication.trim_end().ends_with('}')) {
             bad("replication", "must be a CQL map, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}".into());
         }
-        if !CONSISTENCY_LEVELS.contains(&c.consistency.to_ascii_lowercase().as_str()) {
-            bad("consistency", format!("{:?} is not a consistency level (one, quorum, local_quorum, all, ...)", c.consistency));
-        }
-        if !SERIAL_CONSISTENCY_LEVELS.contains(&c.serial_consistency.to_ascii_lowercase().as_str()) {
-            bad("serial_consistency", format!("{:?}: expected serial or local_serial", c.serial_consistency));
-        }
-        if !matches!(c.retry_policy.as_str(), "default" | "none") {
-            bad("retry_policy", format!("{:?}: expected default or none", c.retry_policy));
-        }
         if c.request_timeout_ms == 0 {
             bad("request_timeout_ms", "must be at least 1".into());
         }
@@ -797,10 +860,6 @@ impl ScyllaConfig {
     }
 }
 
-/// The consistency levels `scylla.consistency` accepts.
-pub const CONSISTENCY_LEVELS: &[&str] = &["any", "one", "two", "three", "quorum", "all", "local_quorum", "each_quorum", "local_one"];
-/// The serial consistency levels `scylla.serial_consistency` accepts.
-pub const SERIAL_CONSISTENCY_LEVELS: &[&str] = &["serial", "local_serial"];
 
 /// A URL safe to log (RPC, NATS, Redis): scheme, host and port only (paths, queries and credentials often
 /// carry API keys).
@@ -902,7 +961,8 @@ mod tests {
         )
         .unwrap_err();
         let paths: Vec<&str> = e.0.iter().map(|i| i.path.as_str()).collect();
-        assert_eq!(paths, ["scylla.nodes", "scylla.keyspace", "scylla.consistency", "scylla.username"], "{e}");
+        assert_eq!(paths, ["scylla.consistency", "scylla.nodes", "scylla.keyspace", "scylla.username"], "{e}");
+        assert!(e.to_string().contains("local_quorum"), "the valid levels are listed: {e}");
         let c = load(
             None,
             env(&[
@@ -918,6 +978,20 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let e = load(None, env(&[("GOVFLOW_STORE_BACKEND", "postgres")]), &[("chain.governor", GOV.into())]).unwrap_err();
         assert_eq!(e.0[0].path, "store.backend");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_does_not_hide_the_other_problems() {
+        let env = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let e = load(
+            None,
+            env(&[("GOVFLOW_BUS_KIND", "kafka"), ("GOVFLOW_CHAIN_RPC_URL", "ftp://node"), ("GOVFLOW_SCYLLA_RETRY_POLICY", "always")]),
+            &[("chain.governor", "0x12".into())],
+        )
+        .unwrap_err();
+        let mut paths: Vec<&str> = e.0.iter().map(|i| i.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["bus.kind", "chain.governor", "chain.rpc_url", "scylla.retry_policy"], "{e}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn subjects() -> Subjects {
 }
 
 fn msg(subject: String, id: &str, n: u64) -> Envelope {
-    Envelope::json(subject, id, &serde_json::json!({ "n": n, "id": id }))
+    Envelope::json(subject, id, &serde_json::json!({ "n": n, "id": id })).expect("a JSON value is always written")
 }
 
 async fn acks_in_order(b: Backend) {

@@ -99,10 +99,10 @@ mod tests {
     async fn dedupes_and_filters() {
         let bus = InProcessBus::new(64, Duration::from_secs(60));
         let mut sub = bus.subscribe("govflow.1.achievements.>").await.unwrap();
-        let a = bus.publish(Envelope::json("govflow.1.achievements.vote_cast", "x", &1)).await.unwrap();
-        let b = bus.publish(Envelope::json("govflow.1.achievements.vote_cast", "x", &1)).await.unwrap();
-        bus.publish(Envelope::json("govflow.1.inbound.vote_cast", "y", &2)).await.unwrap();
-        bus.publish(Envelope::json("govflow.1.achievements.vote_cast", "z", &3)).await.unwrap();
+        let a = bus.publish(Envelope::json("govflow.1.achievements.vote_cast", "x", &1).unwrap()).await.unwrap();
+        let b = bus.publish(Envelope::json("govflow.1.achievements.vote_cast", "x", &1).unwrap()).await.unwrap();
+        bus.publish(Envelope::json("govflow.1.inbound.vote_cast", "y", &2).unwrap()).await.unwrap();
+        bus.publish(Envelope::json("govflow.1.achievements.vote_cast", "z", &3).unwrap()).await.unwrap();
         assert!(!a.duplicate && b.duplicate);
         assert_eq!(sub.next().await.unwrap().id, "x");
         assert_eq!(sub.next().await.unwrap().id, "z");

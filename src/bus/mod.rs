@@ -43,13 +43,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// A message with JSON `payload`.
-    pub fn json<T: serde::Serialize>(subject: impl Into<String>, id: impl Into<String>, payload: &T) -> Envelope {
-        Envelope {
-            subject: subject.into(),
-            id: id.into(),
-            headers: Vec::new(),
-            payload: Bytes::from(serde_json::to_vec(payload).expect("serialisable payload")),
+    /// A message with JSON `payload`; a payload that cannot be written as JSON is an error,
+    /// never an empty message.
+    pub fn json<T: serde::Serialize>(subject: impl Into<String>, id: impl Into<String>, payload: &T) -> Result<Envelope, BusError> {
+        let subject = subject.into();
+        match serde_json::to_vec(payload) {
+            Ok(body) => Ok(Envelope { subject, id: id.into(), headers: Vec::new(), payload: Bytes::from(body) }),
+            Err(e) => Err(BusError::Unencodable { subject, message: e.to_string() }),
         }
     }
 
@@ -83,6 +83,14 @@ pub enum BusError {
     /// The bus refused the request (configuration or protocol).
     #[error("bus refused: {0}")]
     Rejected(String),
+    /// A message could not be written (its payload is not JSON-serialisable): nothing was sent.
+    #[error("cannot encode a message for {subject}: {message}")]
+    Unencodable {
+        /// Subject.
+        subject: String,
+        /// Why.
+        message: String,
+    },
     /// A message could not be decoded.
     #[error("undecodable message on {subject}: {message}")]
     Undecodable {

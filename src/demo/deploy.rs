@@ -13,7 +13,8 @@ use ethers::utils::keccak256;
 
 use super::DemoError;
 use crate::testkit::artifacts::{self, artifact};
-use crate::testkit::{dev_wallets, event_topic, DevChain, Receipt};
+use crate::testkit::deploy::{CbVoting, Governance, GovernorParams};
+use crate::testkit::{self, dev_wallets, event_topic, DevChain, Receipt};
 pub use crate::testkit::{role, tokens};
 
 /// Governance parameters of the demo DAO (block-number clock: durations in blocks, the
@@ -207,57 +208,25 @@ pub async fn deploy_with(rpc_url: &str, params: GovernanceParams, types: Vec<Ach
     };
     let encode = |c: &BaseContract, method: &str, args: Vec<Token>| encode_with(c, method, args.as_slice());
 
-    // Token, executor, NFT bound to the executor (both ways), voting manager.
+    // Token, then the voting half (executor, NFT bound to it, voting manager) and the
+    // governance half (timelock, governor, Target, roles) as the tests deploy them.
     let (token, r) = chain
         .deploy(&deployer, artifacts::GOV_TOKEN, &[Token::String(params.token_name.clone()), Token::String(params.token_symbol.clone()), Token::Address(me)])
         .await?;
     let deployment_block = r.block_number;
-    let (executor, _) = chain.deploy(&deployer, artifacts::CB_BENEFIT_EXECUTOR, &[Token::Address(me)]).await?;
-    let (nft, _) = chain
-        .deploy(
-            &deployer,
-            artifacts::CB_ACHIEVEMENT_NFT,
-            &[Token::String(params.nft_name.clone()), Token::String(params.nft_symbol.clone()), Token::Address(me), Token::Address(executor)],
-        )
-        .await?;
-    chain.send(&deployer, executor, encode(&abi.executor, "setAchievementNFT", vec![Token::Address(nft)])?).await?;
-    let (voting_manager, _) = chain.deploy(&deployer, artifacts::CB_VOTING_MANAGER, &[Token::Address(token), Token::Address(executor)]).await?;
-
-    // Timelock (admin: the deployer, until the roles are set), governor, target.
-    let (timelock, _) = chain
-        .deploy(
-            &deployer,
-            artifacts::CB_TIMELOCK,
-            &[Token::Uint(params.timelock_min_delay.into()), Token::Array(vec![]), Token::Array(vec![]), Token::Address(me)],
-        )
-        .await?;
-    let (governor, r) = chain
-        .deploy(
-            &deployer,
-            artifacts::CB_GOVERNOR_CORE,
-            &[
-                Token::String(params.governor_name.clone()),
-                Token::Address(voting_manager),
-                Token::Address(timelock),
-                Token::Uint(params.voting_delay.into()),
-                Token::Uint(params.voting_period.into()),
-                Token::Uint(params.proposal_threshold),
-                Token::Uint(params.quorum_numerator.into()),
-                Token::Uint(params.vote_extension.into()),
-            ],
-        )
-        .await?;
-    let governor_block = r.block_number;
-    let (target, _) = chain.deploy(&deployer, artifacts::TARGET, &[]).await?;
-
-    // Timelock roles: the governor proposes and cancels, anyone executes; the deployer
-    // renounces its admin role.
-    for (name, who) in [("PROPOSER_ROLE", governor), ("CANCELLER_ROLE", governor), ("EXECUTOR_ROLE", Address::zero())] {
-        let data = encode(&abi.timelock, "grantRole", vec![Token::FixedBytes(role(name).0.to_vec()), Token::Address(who)])?;
-        chain.send(&deployer, timelock, data).await?;
-    }
-    let data = encode(&abi.timelock, "renounceRole", vec![Token::FixedBytes(role("DEFAULT_ADMIN_ROLE").0.to_vec()), Token::Address(me)])?;
-    let mut last = chain.send(&deployer, timelock, data).await?;
+    let CbVoting { executor, nft, voting_manager } = testkit::deploy::cb_voting(&chain, &deployer, token, &params.nft_name, &params.nft_symbol).await?;
+    let governor_params = GovernorParams {
+        name: params.governor_name.clone(),
+        voting_delay: params.voting_delay,
+        voting_period: params.voting_period,
+        proposal_threshold: params.proposal_threshold,
+        quorum_numerator: params.quorum_numerator,
+        vote_extension: params.vote_extension,
+        timelock_min_delay: params.timelock_min_delay,
+    };
+    let Governance { timelock, governor, target, governor_block, last } =
+        testkit::deploy::governance(&chain, &deployer, artifacts::CB_TIMELOCK, artifacts::CB_GOVERNOR_CORE, voting_manager, &governor_params).await?;
+    let mut last = last;
 
     // Achievement types: bonuses and special benefits.
     for t in &types {

@@ -493,7 +493,7 @@ fn inbound(state: &ApiState, req: &Req<'_>) -> InboundResult {
         received_at: received_at.clone(),
         data: event.data,
     };
-    let envelope = crate::bus::Envelope::json(subject.clone(), id.clone(), &payload);
+    let envelope = crate::bus::Envelope::json(subject.clone(), id.clone(), &payload).map_err(|e| Box::new(("error", Err(Problem::internal(&e)))))?;
     let bus = state.bus.clone();
     // Handlers run on the blocking pool ([`super::answer`]): waiting for the bus here is legal.
     let published = match tokio::runtime::Handle::try_current() {

@@ -65,7 +65,11 @@ impl Publisher {
             if let Some((bus, subjects)) = &self.subjects_bus {
                 use futures::FutureExt;
                 // The in-process bus answers at once; the feed stays the durable copy whatever it says.
-                if let Some(Err(e)) = bus.publish(crate::streams::relay::achievement_envelope(subjects, i)).now_or_never() {
+                let sent = match crate::streams::relay::achievement_envelope(subjects, i) {
+                    Ok(envelope) => bus.publish(envelope).now_or_never(),
+                    Err(e) => Some(Err(e)),
+                };
+                if let Some(Err(e)) = sent {
                     tracing::debug!(target: "achievements", seq = i.seq, error = %e, "feed item not published on the in-process bus");
                 }
             }

@@ -78,7 +78,7 @@ impl ListenerError {
             ListenerError::Chain(e) => e.is_retryable() || matches!(e, ChainError::Exhausted { .. }),
             ListenerError::Pipeline(e) => e.is_retryable(),
             ListenerError::Store(e) => e.is_retryable(),
-            ListenerError::Bus(e) => !matches!(e, crate::bus::BusError::Rejected(_)),
+            ListenerError::Bus(e) => !matches!(e, crate::bus::BusError::Rejected(_) | crate::bus::BusError::Unencodable { .. }),
             ListenerError::Unsplittable(..) | ListenerError::ReorgTooDeep { .. } => false,
         }
     }

@@ -322,7 +322,7 @@ impl EventLog {
                 let subject = self.subjects.event(&snake(&msg.event));
                 Envelope::json(subject, EventMessage::id(self.chain_id, &l.block_hash, l.log_index), &msg)
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         // Events first, all acknowledged, so the range message is always behind its events on
         // the stream even when a batch has to be published again.
         for chunk in events.chunks(4096) {
@@ -330,7 +330,7 @@ impl EventLog {
         }
         for msg in range_messages(r, head, MAX_HEADERS_PER_RANGE_MESSAGE) {
             let id = format!("range:{}:{}:{}", msg.from, msg.to, msg.to_hash);
-            self.bus.publish(Envelope::json(self.subjects.range(), id, &msg)).await?;
+            self.bus.publish(Envelope::json(self.subjects.range(), id, &msg)?).await?;
         }
         let to_hash = r.headers.get(&r.to).map(|h| h.hash).unwrap_or_default();
         for h in r.headers.values() {
@@ -346,7 +346,7 @@ impl EventLog {
     pub async fn publish_rollback(&mut self, ancestor: u64, ancestor_hash: B256, depth: u64, orphaned_tip: B256) -> Result<(), BusError> {
         let msg = RollbackMessage { ancestor, depth, orphaned_tip, ancestor_hash: Some(ancestor_hash) };
         let id = format!("rollback:{ancestor}:{orphaned_tip}");
-        self.bus.publish(Envelope::json(self.subjects.rollback(), id, &msg)).await?;
+        self.bus.publish(Envelope::json(self.subjects.rollback(), id, &msg)?).await?;
         self.recent.retain(|n, _| *n <= ancestor);
         self.published = Some((ancestor, ancestor_hash));
         Ok(())
@@ -402,7 +402,7 @@ impl IndexerError {
     /// True for errors a restart may cure.
     pub fn is_retryable(&self) -> bool {
         match self {
-            IndexerError::Bus(e) => !matches!(e, BusError::Rejected(_)),
+            IndexerError::Bus(e) => !matches!(e, BusError::Rejected(_) | BusError::Unencodable { .. }),
             IndexerError::Pipeline(e) => e.is_retryable(),
             IndexerError::Store(e) => e.is_retryable(),
             IndexerError::Missing { .. } => true,
@@ -433,7 +433,7 @@ impl AchievementRelay {
     }
 
     /// The envelope of a feed item.
-    pub fn envelope(&self, item: &FeedItem) -> Envelope {
+    pub fn envelope(&self, item: &FeedItem) -> Result<Envelope, BusError> {
         achievement_envelope(&self.subjects, item)
     }
 
@@ -445,7 +445,7 @@ impl AchievementRelay {
             let after = self.sent;
             let page = tokio::task::spawn_blocking(move || st.feed(after, 1000)).await.map_err(|e| StoreError::Backend(format!("feed task: {e}")))??;
             let Some(last) = page.last().map(|i| i.seq) else { break };
-            let envelopes: Vec<Envelope> = page.iter().map(|i| self.envelope(i)).collect();
+            let envelopes = page.iter().map(|i| self.envelope(i)).collect::<Result<Vec<_>, _>>()?;
             self.bus.publish_all(envelopes).await?;
             n += page.len();
             self.sent = last;
@@ -457,11 +457,11 @@ impl AchievementRelay {
 /// The message of a feed item on `govflow.<chain>.achievements.<kind>`: the feed item's JSON,
 /// id = the event's identity (`:retraction` appended for a retraction), the feed position in
 /// the `Govflow-Feed-Seq` header.
-pub fn achievement_envelope(subjects: &Subjects, item: &FeedItem) -> Envelope {
+pub fn achievement_envelope(subjects: &Subjects, item: &FeedItem) -> Result<Envelope, BusError> {
     let id = if item.item_type == "retraction" { format!("{}:retraction", item.event.id) } else { item.event.id.clone() };
-    Envelope::json(subjects.achievement(&item.event.kind), id, item)
+    Ok(Envelope::json(subjects.achievement(&item.event.kind), id, item)?
         .with_header(FEED_SEQ_HEADER, item.seq.to_string())
-        .with_header("Govflow-Item-Type", item.item_type.clone())
+        .with_header("Govflow-Item-Type", item.item_type.clone()))
 }
 
 /// The indexer role: consumes the events stream into the store.

@@ -1,6 +1,7 @@
 //! The dev-chain kit shared by `govflow demo` and the integration tests: anvil as a child
-//! process ([`anvil`]), the compiled contracts and their revert decoding ([`artifacts`]) and a
-//! JSON-RPC client with anvil's test methods ([`chain`]).
+//! process ([`anvil`]), the compiled contracts and their revert decoding ([`artifacts`]), a
+//! JSON-RPC client with anvil's test methods ([`chain`]) and the deployment sequences of the
+//! governance contracts ([`deploy`]), so the demo and the tests wire them the same way.
 //!
 //! It knows nothing of govflow's indexing code (it names no other room of the crate), so tests
 //! that drive a chain with it and compare govflow's answers with the contracts' own views stay
@@ -9,6 +10,7 @@
 pub mod anvil;
 pub mod artifacts;
 pub mod chain;
+pub mod deploy;
 
 use std::sync::OnceLock;
 

@@ -212,20 +212,13 @@ impl CbDao {
         assert_eq!(opts.dao.clock, ClockMode::BlockNumber, "the CultureBridge executor checkpoints on block numbers: use ClockMode::BlockNumber");
         let chain = anvil.chain();
         let deployer = Dao::deployer_wallet(anvil, &opts.dao);
-        let me = deployer.address();
 
         let (token, deployment_block) = Dao::deploy_token(chain, &deployer, &opts.dao).await;
-        let (executor, _) = ok(chain.deploy(&deployer, CB_BENEFIT_EXECUTOR, &[Token::Address(me)]).await);
-        let (nft, _) = ok(chain
-            .deploy(
-                &deployer,
-                CB_ACHIEVEMENT_NFT,
-                &[Token::String(opts.nft_name.clone()), Token::String(opts.nft_symbol.clone()), Token::Address(me), Token::Address(executor)],
-            )
-            .await);
+        let voting = govflow::testkit::deploy::cb_voting(chain.kit(), &deployer, token, &opts.nft_name, &opts.nft_symbol)
+            .await
+            .unwrap_or_else(|e| panic!("deploy the CultureBridge voting contracts: {e}"));
+        let (executor, nft, voting_manager) = (voting.executor, voting.nft, voting.voting_manager);
         let executor_abi = artifact(CB_BENEFIT_EXECUTOR).base();
-        ok(chain.send(&deployer, executor, executor_abi.encode("setAchievementNFT", nft).unwrap()).await);
-        let (voting_manager, _) = ok(chain.deploy(&deployer, CB_VOTING_MANAGER, &[Token::Address(token), Token::Address(executor)]).await);
 
         let dao = Dao::deploy_governance(chain, deployer, opts.dao.clone(), token, deployment_block, voting_manager, CB_STACK).await;
         let mut cb = CbDao {

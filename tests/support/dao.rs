@@ -14,6 +14,7 @@ use ethers::utils::keccak256;
 use super::anvil::Anvil;
 use super::artifacts::{self, artifact};
 use super::chain::{Chain, Receipt, TxError};
+use govflow::testkit::deploy::GovernorParams;
 
 /// Which ERC-6372 clock the token (and so the governor) uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,45 +365,24 @@ impl Dao {
         stack: StackArtifacts,
     ) -> Dao {
         let chain = chain.clone();
-        let me = deployer.address();
-        let (timelock, _) = ok(chain
-            .deploy(&deployer, stack.timelock, &[Token::Uint(opts.timelock_min_delay.into()), Token::Array(vec![]), Token::Array(vec![]), Token::Address(me)])
-            .await);
-
         assert!(opts.voting_delay < (1 << 48), "voting_delay must fit uint48");
         assert!(opts.voting_period <= u32::MAX as u64, "voting_period must fit uint32");
         assert!(opts.vote_extension < (1 << 48), "vote_extension must fit uint48");
-        let (governor, r) = ok(chain
-            .deploy(
-                &deployer,
-                stack.governor,
-                &[
-                    Token::String(opts.governor_name.clone()),
-                    Token::Address(votes),
-                    Token::Address(timelock),
-                    Token::Uint(opts.voting_delay.into()),
-                    Token::Uint(opts.voting_period.into()),
-                    Token::Uint(opts.proposal_threshold),
-                    Token::Uint(opts.quorum_numerator.into()),
-                    Token::Uint(opts.vote_extension.into()),
-                ],
-            )
-            .await);
-        let governor_deployment_block = r.block_number;
-
-        let (target, _) = ok(chain.deploy(&deployer, artifacts::TARGET, &[]).await);
-
-        let addresses = DaoAddresses { token, timelock, governor, target };
-        let mut dao = Dao::assemble(&chain, deployer.clone(), opts, addresses, deployment_block, governor_deployment_block, stack);
-
-        // Timelock roles.
-        for (r, who) in [("PROPOSER_ROLE", governor), ("CANCELLER_ROLE", governor), ("EXECUTOR_ROLE", Address::zero())] {
-            let data = dao.timelock_abi.encode("grantRole", (role(r), who)).unwrap();
-            ok(dao.chain.send(&deployer, timelock, data).await);
-        }
-        let data = dao.timelock_abi.encode("renounceRole", (role("DEFAULT_ADMIN_ROLE"), me)).unwrap();
-        let last = ok(dao.chain.send(&deployer, timelock, data).await);
-
+        let params = GovernorParams {
+            name: opts.governor_name.clone(),
+            voting_delay: opts.voting_delay,
+            voting_period: opts.voting_period,
+            proposal_threshold: opts.proposal_threshold,
+            quorum_numerator: opts.quorum_numerator,
+            vote_extension: opts.vote_extension,
+            timelock_min_delay: opts.timelock_min_delay,
+        };
+        let g = govflow::testkit::deploy::governance(chain.kit(), &deployer, stack.timelock, stack.governor, votes, &params)
+            .await
+            .unwrap_or_else(|e| panic!("deploy the governance contracts: {e}"));
+        let addresses = DaoAddresses { token, timelock: g.timelock, governor: g.governor, target: g.target };
+        let mut dao = Dao::assemble(&chain, deployer.clone(), opts, addresses, deployment_block, g.governor_block, stack);
+        let last = g.last;
         let last = dao.setup_voters().await.unwrap_or(last);
         dao.setup_block = last.block_number;
         dao

@@ -36,7 +36,7 @@ use ::scylla::value::{CqlValue, Row};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::statements::Sts;
-use crate::config::ScyllaConfig;
+use crate::config::{self, ScyllaConfig};
 use crate::store::{migrate, StoreError};
 
 /// A driver error as a store error.
@@ -81,44 +81,40 @@ pub(super) fn check_config(cfg: &ScyllaConfig) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn parse_consistency(s: &str) -> Option<Consistency> {
-    Some(match s.to_ascii_lowercase().as_str() {
-        "any" => Consistency::Any,
-        "one" => Consistency::One,
-        "two" => Consistency::Two,
-        "three" => Consistency::Three,
-        "quorum" => Consistency::Quorum,
-        "all" => Consistency::All,
-        "local_quorum" => Consistency::LocalQuorum,
-        "each_quorum" => Consistency::EachQuorum,
-        "local_one" => Consistency::LocalOne,
-        _ => return None,
-    })
+fn consistency(c: config::Consistency) -> Consistency {
+    match c {
+        config::Consistency::Any => Consistency::Any,
+        config::Consistency::One => Consistency::One,
+        config::Consistency::Two => Consistency::Two,
+        config::Consistency::Three => Consistency::Three,
+        config::Consistency::Quorum => Consistency::Quorum,
+        config::Consistency::All => Consistency::All,
+        config::Consistency::LocalQuorum => Consistency::LocalQuorum,
+        config::Consistency::EachQuorum => Consistency::EachQuorum,
+        config::Consistency::LocalOne => Consistency::LocalOne,
+    }
 }
 
-fn parse_serial(s: &str) -> Option<SerialConsistency> {
-    Some(match s.to_ascii_lowercase().as_str() {
-        "serial" => SerialConsistency::Serial,
-        "local_serial" => SerialConsistency::LocalSerial,
-        _ => return None,
-    })
+fn serial(c: config::SerialConsistency) -> SerialConsistency {
+    match c {
+        config::SerialConsistency::Serial => SerialConsistency::Serial,
+        config::SerialConsistency::LocalSerial => SerialConsistency::LocalSerial,
+    }
 }
 
 /// The default execution profile: consistencies, timeout, routing, retries, speculation.
 fn execution_profile(cfg: &ScyllaConfig) -> ExecutionProfile {
-    let consistency = parse_consistency(&cfg.consistency).unwrap_or(Consistency::LocalQuorum);
-    let serial = parse_serial(&cfg.serial_consistency).unwrap_or(SerialConsistency::LocalSerial);
     let mut lb = DefaultPolicy::builder().token_aware(true).permit_dc_failover(false);
     if let Some(dc) = &cfg.local_datacenter {
         lb = lb.prefer_datacenter(dc.clone());
     }
-    let retry: Arc<dyn RetryPolicy> = match cfg.retry_policy.as_str() {
-        "none" => Arc::new(FallthroughRetryPolicy::new()),
-        _ => Arc::new(DefaultRetryPolicy::new()),
+    let retry: Arc<dyn RetryPolicy> = match cfg.retry_policy {
+        config::RetryPolicy::None => Arc::new(FallthroughRetryPolicy::new()),
+        config::RetryPolicy::Default => Arc::new(DefaultRetryPolicy::new()),
     };
     let mut profile = ExecutionProfile::builder()
-        .consistency(consistency)
-        .serial_consistency(Some(serial))
+        .consistency(consistency(cfg.consistency))
+        .serial_consistency(Some(serial(cfg.serial_consistency)))
         .request_timeout(Some(Duration::from_millis(cfg.request_timeout_ms)))
         .load_balancing_policy(lb.build())
         .retry_policy(retry);
