@@ -860,7 +860,6 @@ impl ScyllaConfig {
     }
 }
 
-
 /// A URL safe to log (RPC, NATS, Redis): scheme, host and port only (paths, queries and credentials often
 /// carry API keys).
 pub fn redact_url(url: &str) -> String {

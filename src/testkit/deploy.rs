@@ -59,8 +59,9 @@ pub async fn governance(
     p: &GovernorParams,
 ) -> Result<Governance, TestkitError> {
     let me = deployer.address();
-    let (timelock, _) =
-        chain.deploy(deployer, timelock_artifact, &[Token::Uint(p.timelock_min_delay.into()), Token::Array(vec![]), Token::Array(vec![]), Token::Address(me)]).await?;
+    let (timelock, _) = chain
+        .deploy(deployer, timelock_artifact, &[Token::Uint(p.timelock_min_delay.into()), Token::Array(vec![]), Token::Array(vec![]), Token::Address(me)])
+        .await?;
     let (governor, r) = chain
         .deploy(
             deployer,
@@ -108,7 +109,11 @@ pub async fn cb_voting(chain: &DevChain, deployer: &LocalWallet, token: Address,
     let me = deployer.address();
     let (executor, _) = chain.deploy(deployer, artifacts::CB_BENEFIT_EXECUTOR, &[Token::Address(me)]).await?;
     let (nft, _) = chain
-        .deploy(deployer, artifacts::CB_ACHIEVEMENT_NFT, &[Token::String(nft_name.into()), Token::String(nft_symbol.into()), Token::Address(me), Token::Address(executor)])
+        .deploy(
+            deployer,
+            artifacts::CB_ACHIEVEMENT_NFT,
+            &[Token::String(nft_name.into()), Token::String(nft_symbol.into()), Token::Address(me), Token::Address(executor)],
+        )
         .await?;
     let data = artifact(artifacts::CB_BENEFIT_EXECUTOR)?
         .base()
