@@ -36,11 +36,10 @@ impl CacheControl {
 pub enum Projection {
     /// None: `fields` is an unknown parameter.
     None,
-    /// These top-level members (of each `items[]` element for a list), checked by the handler.
-    Members(&'static [&'static str]),
-    /// The members of the answer (of each `items[]` element for a list), projected by the
-    /// router ([`super::route`]).
-    Generic(fn() -> Vec<String>),
+    /// The members of the answer's view type (of each `items[]` element for a list), as its
+    /// schema names them ([`openapi::members`]): checked by the router ([`super::route`]),
+    /// kept by [`super::view`], enumerated in the document.
+    Fields(fn() -> Vec<String>),
 }
 
 /// One route.
@@ -78,7 +77,7 @@ pub const ROUTES: &[Route] = &[
         cached: true,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Members(api::PROPOSAL_FIELDS),
+        projection: Projection::Fields(openapi::members::<views::ProposalView>),
         doc: Doc {
             id: "listProposals",
             tag: "proposals",
@@ -108,7 +107,7 @@ pub const ROUTES: &[Route] = &[
         cached: true,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<views::Stats>),
+        projection: Projection::Fields(openapi::members::<views::Stats>),
         doc: Doc {
             id: "proposalStats",
             tag: "proposals",
@@ -127,7 +126,7 @@ pub const ROUTES: &[Route] = &[
         cached: true,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Members(api::PROPOSAL_FIELDS),
+        projection: Projection::Fields(openapi::members::<views::ProposalDetailView>),
         doc: Doc {
             id: "getProposal",
             tag: "proposals",
@@ -146,7 +145,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Members(api::VOTE_FIELDS),
+        projection: Projection::Fields(openapi::members::<views::VoteView>),
         doc: Doc {
             id: "listProposalVotes",
             tag: "proposals",
@@ -172,7 +171,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<views::ExecutionStatus>),
+        projection: Projection::Fields(openapi::members::<views::ExecutionStatus>),
         doc: Doc {
             id: "getExecutionStatus",
             tag: "proposals",
@@ -191,7 +190,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Members(api::VOTE_FIELDS),
+        projection: Projection::Fields(openapi::members::<views::VoteView>),
         doc: Doc {
             id: "listUserVotes",
             tag: "users",
@@ -210,7 +209,7 @@ pub const ROUTES: &[Route] = &[
         cached: true,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Members(api::VOTING_POWER_FIELDS),
+        projection: Projection::Fields(openapi::members::<views::VotingPowerView>),
         doc: Doc {
             id: "getVotingPower",
             tag: "users",
@@ -233,7 +232,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Members(api::BENEFIT_FIELDS),
+        projection: Projection::Fields(openapi::members::<views::GovernanceBenefits>),
         doc: Doc {
             id: "getGovernanceBenefits",
             tag: "users",
@@ -252,7 +251,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<views::GovernanceAchievements>),
+        projection: Projection::Fields(openapi::members::<views::GovernanceAchievements>),
         doc: Doc {
             id: "getGovernanceAchievements",
             tag: "users",
@@ -271,7 +270,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::feed_item_members),
+        projection: Projection::Fields(openapi::feed_item_members),
         doc: Doc {
             id: "listGovernanceEvents",
             tag: "events",
@@ -309,7 +308,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Members(api::DELEGATE_FIELDS),
+        projection: Projection::Fields(openapi::members::<views::Delegate>),
         doc: Doc {
             id: "listDelegates",
             tag: "delegates",
@@ -328,7 +327,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::NoStore,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<views::Status>),
+        projection: Projection::Fields(openapi::members::<views::Status>),
         doc: Doc {
             id: "getStatus",
             tag: "operations",
@@ -446,7 +445,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::NoStore,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<views::Health>),
+        projection: Projection::Fields(openapi::members::<views::Health>),
         doc: Doc {
             id: "healthz",
             tag: "operations",
@@ -465,7 +464,7 @@ pub const ROUTES: &[Route] = &[
         cached: false,
         cache_control: CacheControl::NoStore,
         auth: Auth::None,
-        projection: Projection::Generic(openapi::members::<views::Ready>),
+        projection: Projection::Fields(openapi::members::<views::Ready>),
         doc: Doc {
             id: "readyz",
             tag: "operations",
