@@ -8,7 +8,7 @@ use warp::http::StatusCode;
 
 use super::problem::Problem;
 use super::views::{self, ExecutionState};
-use super::{view, ApiState, Req};
+use super::{params, view, ApiState, Req};
 use crate::domain::{parse_u256, Address, ClockMode, Proposal, ProposalStatus, UserVotingPower, Vote, U256};
 use crate::store::{ProposalQuery, ProposalSort, VoteQuery, VoteSort};
 
@@ -103,7 +103,7 @@ fn time_param(req: &Req<'_>, name: &str) -> Result<Option<u64>, Problem> {
 
 /// `GET /v1/proposals`
 pub fn list_proposals(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["status", "proposer", "createdFrom", "createdTo", "endFrom", "endTo", "sort", "order", "cursor", "limit", "fields"])?;
+    req.accept::<params::ListProposalsQuery>()?;
     let statuses = match req.param("status") {
         None => vec![],
         Some(s) => s
@@ -177,7 +177,7 @@ fn vote_query(state: &ApiState, req: &Req<'_>, route: u8) -> Result<(VoteQuery, 
 
 /// `GET /v1/proposals/{proposalId}/votes`
 pub fn proposal_votes(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["sort", "order", "support", "cursor", "limit"])?;
+    req.accept::<params::ProposalVotesQuery>()?;
     let id = proposal_id(req)?;
     let (q, tag) = vote_query(state, req, 0x20)?;
     let mode = clock_mode(state)?;
@@ -192,7 +192,7 @@ pub fn proposal_votes(state: &ApiState, req: &Req<'_>) -> Resp {
 
 /// `GET /v1/users/{address}/votes`
 pub fn user_votes(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["order", "cursor", "limit"])?;
+    req.accept::<params::UserVotesQuery>()?;
     let a = address(req)?;
     let (q, tag) = vote_query(state, req, 0x40)?;
     let page = state.store.voter_votes(&a, &q)?;
@@ -204,7 +204,7 @@ pub fn user_votes(state: &ApiState, req: &Req<'_>) -> Resp {
 
 /// `GET /v1/users/{address}/voting-power`
 pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["block", "proposalId"])?;
+    req.accept::<params::VotingPowerQuery>()?;
     let a = address(req)?;
     let indexed = state.status.indexed.load(Ordering::Relaxed);
     let mode = clock_mode(state)?;
@@ -245,7 +245,7 @@ pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
 /// `GET /v1/delegates`: accounts by the weight the governor counts now (token votes plus NFT
 /// bonus), with the number of other accounts delegating to them.
 pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["cursor", "limit"])?;
+    req.accept::<params::DelegatesQuery>()?;
     let limit = limit(state, req)?;
     let after = decode_cursor(req, 0x60)?;
     let accounts = state.store.latest_accounts()?;
@@ -293,7 +293,7 @@ pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
 /// order; each event appears once it is final, and a retraction follows an event a deeper reorg
 /// removed. `after` is the last `seq` seen.
 pub fn governance_events(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["after", "limit"])?;
+    req.accept::<params::GovernanceEventsQuery>()?;
     let after = u64_param(req, "after")?.unwrap_or(0);
     let limit = limit(state, req)?;
     let items = state.store.feed(after, limit)?;
@@ -334,7 +334,7 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
 
 /// `GET /v1/users/{address}/governance-benefits`
 pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["block"])?;
+    req.accept::<params::BenefitsQuery>()?;
     let a = address(req)?;
     let indexed = state.status.indexed.load(Ordering::Relaxed);
     let block = u64_param(req, "block")?;

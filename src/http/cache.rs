@@ -905,7 +905,7 @@ async fn warm_and_refresh(state: Arc<ApiState>) {
 /// list), or `scope=` `all`, `proposals` (the lists) or `stats`. For emergencies: the cache
 /// follows the chain by itself. The router has checked the admin token ([`super::auth`]).
 pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    req.only(&["proposalId", "account", "scope"])?;
+    req.accept::<super::params::InvalidateQuery>()?;
     let mut tags = Vec::new();
     for (k, v) in &req.query {
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {

@@ -35,6 +35,7 @@ pub mod cache;
 pub mod conventions;
 pub mod ingest;
 pub mod openapi;
+pub mod params;
 pub mod problem;
 pub mod routes;
 pub mod views;
@@ -94,6 +95,8 @@ pub struct Req<'a> {
     /// The members `fields=` keeps (validated by the router against the route's
     /// [`routes::Projection`]; applied by [`view`]); `None` keeps every member.
     pub fields: Option<Vec<String>>,
+    /// The route takes `fields=` (taken off [`Req::query`] by the router).
+    pub takes_fields: bool,
 }
 
 /// Largest request body read (`POST`): a longer one is [`Body::TooLarge`].
@@ -170,11 +173,18 @@ impl Req<'_> {
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
-    /// Rejects parameters outside `allowed`.
+    /// Rejects parameters other than those `T` declares ([`params`]) and `fields` when the route
+    /// takes it.
+    pub fn accept<T: utoipa::IntoParams>(&self) -> Result<(), Problem> {
+        let names = params::names::<T>();
+        self.only(&names.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+    /// Rejects parameters outside `allowed` (and `fields`, when the route takes it).
     pub fn only(&self, allowed: &[&str]) -> Result<(), Problem> {
         for (k, _) in &self.query {
             if !allowed.contains(&k.as_str()) {
-                let list = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
+                let accepted: Vec<&str> = allowed.iter().copied().chain(self.takes_fields.then_some("fields")).collect();
+                let list = if accepted.is_empty() { "none".to_string() } else { accepted.join(", ") };
                 return Err(Problem::bad_param(k, format!("unknown query parameter {k:?}; this route accepts: {list}")));
             }
         }
@@ -300,7 +310,8 @@ pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str, hea
         }
         Projection::None => None,
     };
-    let req = Req { segments, query, path, headers, body, fields };
+    let takes_fields = matches!(route.projection, Projection::Fields(_));
+    let req = Req { segments, query, path, headers, body, fields, takes_fields };
     if let Err(refused) = route.auth.check(state, &req) {
         return ((*template).into(), *refused);
     }

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{json, Map, Value};
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, ParameterStyle, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
@@ -45,9 +45,6 @@ type Resp = Result<warp::reply::Response, Problem>;
 pub const DOCUMENT_PATH: &str = "/v1/openapi.json";
 /// Where the explorer is served.
 pub const EXPLORER_PATH: &str = "/v1/docs";
-
-const CURSOR: &str = "^[A-Za-z0-9_-]+$";
-const RFC3339_IN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|\\+00:00)$";
 
 // ---------------------------------------------------------------------------------------------
 // Schemas.
@@ -137,7 +134,8 @@ const REQUESTS: &[&str] = &["InboundGovernanceEvent"];
 // ---------------------------------------------------------------------------------------------
 // Operations.
 
-/// A parameter of an operation.
+/// A path parameter of an operation, or one the document fills in itself (the query
+/// parameters are declared by the `IntoParams` structs of [`super::params`]).
 #[derive(Clone, Copy)]
 pub enum P {
     /// `{proposalId}`.
@@ -146,39 +144,10 @@ pub enum P {
     Account,
     /// `{asset}`.
     Asset,
-    /// `limit`.
+    /// `limit`, with the running configuration's bounds.
     Limit,
-    /// `cursor`.
-    Cursor,
-    /// `order`.
-    Order,
     /// `fields`: these members of the answer, or of each `items[]` element of a list.
     Fields(fn() -> Vec<String>),
-    /// Another query parameter.
-    Q(&'static str, &'static str, K),
-}
-
-/// The kind of a query parameter's value.
-#[derive(Clone, Copy)]
-pub enum K {
-    /// A non-negative 64-bit integer.
-    U64,
-    /// A uint256, decimal or 0x hex.
-    Uint256,
-    /// An address.
-    Address,
-    /// Unix seconds or an RFC 3339 UTC time.
-    Time,
-    /// One of these strings.
-    Enum(&'static [&'static str]),
-    /// A comma-separated list of statuses.
-    Statuses,
-    /// A comma-separated list of uint256 (decimal or 0x hex).
-    Uint256s,
-    /// A comma-separated list of addresses.
-    Addresses,
-    /// A comma-separated list of these strings.
-    Enums(&'static [&'static str]),
 }
 
 /// What a route answers when it succeeds.
@@ -212,8 +181,10 @@ pub struct Doc {
     pub summary: &'static str,
     /// What it does.
     pub description: &'static str,
-    /// Its path and query parameters but `fields`.
+    /// Its path parameters.
     pub params: &'static [P],
+    /// Its query parameters but `fields` ([`super::params`]).
+    pub query: fn() -> Vec<Parameter>,
     /// What it answers when it succeeds.
     pub ok: Ok,
     /// When the route answers 404, if it can.
@@ -253,14 +224,6 @@ fn str_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
-fn u64_schema() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
-        .minimum(Some(0))
-        .maximum(Some(u64::MAX as usize))
-}
-
 fn comma_list(items: RefOr<Schema>) -> ArrayBuilder {
     ArrayBuilder::new().items(items).min_items(Some(1))
 }
@@ -290,20 +253,6 @@ fn parameter(p: P, http: &HttpConfig) -> Parameter {
                 .into(),
             false,
         ),
-        P::Cursor => (
-            "cursor",
-            ParameterIn::Query,
-            "`nextCursor` of the previous page, with the same sort and order (opaque).".into(),
-            str_schema().pattern(Some(CURSOR)).into(),
-            false,
-        ),
-        P::Order => (
-            "order",
-            ParameterIn::Query,
-            "Direction (default `desc`).".into(),
-            str_schema().enum_values(Some(["desc", "asc"])).default(Some(json!("desc"))).into(),
-            false,
-        ),
         P::Fields(members) => (
             "fields",
             ParameterIn::Query,
@@ -311,23 +260,6 @@ fn parameter(p: P, http: &HttpConfig) -> Parameter {
             comma_list(str_schema().enum_values(Some(members())).into()).into(),
             true,
         ),
-        P::Q(name, description, kind) => {
-            let (schema, list): (RefOr<Schema>, bool) = match kind {
-                K::U64 => (u64_schema().into(), false),
-                K::Uint256 => (str_schema().pattern(Some(UINT256_IN)).into(), false),
-                K::Address => (str_schema().pattern(Some(ADDRESS_IN)).into(), false),
-                K::Time => (
-                    AnyOfBuilder::new().item(u64_schema()).item(str_schema().pattern(Some(RFC3339_IN)).examples([json!("2026-01-31T12:00:00Z")])).into(),
-                    false,
-                ),
-                K::Enum(values) => (str_schema().enum_values(Some(values.iter().copied())).into(), false),
-                K::Statuses => (comma_list(reference("ProposalStatus")).into(), true),
-                K::Uint256s => (comma_list(str_schema().pattern(Some(UINT256_IN)).into()).into(), true),
-                K::Addresses => (comma_list(str_schema().pattern(Some(ADDRESS_IN)).into()).into(), true),
-                K::Enums(values) => (comma_list(str_schema().enum_values(Some(values.iter().copied())).into()).into(), true),
-            };
-            (name, ParameterIn::Query, description.to_string(), schema, list)
-        }
     };
     let mut b = ParameterBuilder::new()
         .name(name)
@@ -361,6 +293,11 @@ fn operation(route: &Route, http: &HttpConfig) -> Operation {
     let mut b = OperationBuilder::new().operation_id(Some(op.id)).tag(op.tag).summary(Some(op.summary)).description(Some(op.description));
     for p in op.params {
         b = b.parameter(parameter(*p, http));
+    }
+    let query = (op.query)();
+    for q in &query {
+        // The page size's bounds and default are the running configuration's.
+        b = b.parameter(if q.name == "limit" { parameter(P::Limit, http) } else { q.clone() });
     }
     if let Projection::Fields(members) = route.projection {
         b = b.parameter(parameter(P::Fields(members), http));
@@ -431,7 +368,7 @@ fn operation(route: &Route, http: &HttpConfig) -> Operation {
     if revalidated(route) {
         b = b.response("304", response_ref("NotModified"));
     }
-    if op.strict || !op.params.is_empty() || !matches!(route.projection, Projection::None) {
+    if op.strict || !op.params.is_empty() || !query.is_empty() || !matches!(route.projection, Projection::None) {
         b = b.response("400", response_ref("BadRequest"));
     }
     if let Some(d) = op.not_found {
