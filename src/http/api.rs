@@ -4,88 +4,15 @@ use std::sync::atomic::Ordering;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 
 use super::problem::Problem;
 use super::views::{self, ExecutionState};
-use super::{json, ApiState, Req};
+use super::{params, view, ApiState, Req};
 use crate::domain::{parse_u256, Address, ClockMode, Proposal, ProposalStatus, UserVotingPower, Vote, U256};
 use crate::store::{ProposalQuery, ProposalSort, VoteQuery, VoteSort};
 
 type Resp = Result<warp::reply::Response, Problem>;
-
-/// The members of a proposal `fields=` may name.
-pub(crate) const PROPOSAL_FIELDS: &[&str] = &[
-    "id",
-    "proposalId",
-    "title",
-    "description",
-    "proposer",
-    "startBlock",
-    "endBlock",
-    "originalEndBlock",
-    "status",
-    "forVotes",
-    "againstVotes",
-    "abstainVotes",
-    "voteCount",
-    "quorum",
-    "targets",
-    "values",
-    "signatures",
-    "calldatas",
-    "eta",
-    "timelockOperationId",
-    "created",
-    "createdAt",
-    "updatedAt",
-    "updatedBlock",
-    "executedAt",
-    "metadataURI",
-    "totalVotes",
-    "provisional",
-    "clockMode",
-    "history",
-    "voteCounts",
-];
-/// The members of a vote `fields=` may name.
-pub(crate) const VOTE_FIELDS: &[&str] = &[
-    "id",
-    "proposalId",
-    "voter",
-    "support",
-    "weight",
-    "reason",
-    "params",
-    "blockNumber",
-    "blockHash",
-    "logIndex",
-    "transactionHash",
-    "timestamp",
-    "provisional",
-    "weightBreakdown",
-];
-
-/// The members of voting power `fields=` may name.
-pub(crate) const VOTING_POWER_FIELDS: &[&str] = &[
-    "user",
-    "proposalId",
-    "baseWeight",
-    "nftBonus",
-    "delegatedWeight",
-    "totalWeight",
-    "balance",
-    "delegate",
-    "blockNumber",
-    "timepoint",
-    "timestamp",
-    "provisional",
-];
-/// The members of a delegate `fields=` may name.
-pub(crate) const DELEGATE_FIELDS: &[&str] = &["address", "totalWeight", "votes", "nftBonus", "balance", "delegators", "selfDelegated", "delegate"];
-/// The members of governance benefits `fields=` may name.
-pub(crate) const BENEFIT_FIELDS: &[&str] = &["user", "nftBonus", "feeDiscountBps", "priorityBoost", "benefitExecutor", "blockNumber", "provisional"];
 
 fn limit(state: &ApiState, req: &Req<'_>) -> Result<usize, Problem> {
     match req.param("limit") {
@@ -123,52 +50,6 @@ fn decode_cursor(req: &Req<'_>, tag: u8) -> Result<Option<Vec<u8>>, Problem> {
     }
 }
 
-fn fields(req: &Req<'_>, allowed: &[&str]) -> Result<Option<Vec<String>>, Problem> {
-    let Some(f) = req.param("fields") else { return Ok(None) };
-    let list: Vec<String> = f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    if list.is_empty() {
-        return Err(Problem::bad_param("fields", "fields must name at least one field"));
-    }
-    for name in &list {
-        if !allowed.contains(&name.as_str()) {
-            return Err(Problem::bad_param("fields", format!("unknown field {name:?}; known: {}", allowed.join(", "))));
-        }
-    }
-    Ok(Some(list))
-}
-
-fn project(v: Value, f: &Option<Vec<String>>) -> Value {
-    match (v, f) {
-        (Value::Object(o), Some(f)) => {
-            let mut out = Map::new();
-            for k in f {
-                if let Some(x) = o.get(k) {
-                    out.insert(k.clone(), x.clone());
-                }
-            }
-            Value::Object(out)
-        }
-        (v, _) => v,
-    }
-}
-
-/// A typed answer as served: serialized once to JSON (members in name order, as every answer has
-/// always been written), then the `fields` members kept.
-fn view<T: serde::Serialize>(v: &T, f: &Option<Vec<String>>) -> warp::reply::Response {
-    let v = serde_json::to_value(v).unwrap_or(Value::Null);
-    match (v, f) {
-        (Value::Object(mut o), Some(_)) if o.get("items").is_some_and(Value::is_array) => {
-            if let Some(Value::Array(items)) = o.get_mut("items") {
-                for i in items.iter_mut() {
-                    *i = project(std::mem::take(i), f);
-                }
-            }
-            json(&Value::Object(o))
-        }
-        (v, f) => json(&project(v, f)),
-    }
-}
-
 fn proposal_id(req: &Req<'_>) -> Result<U256, Problem> {
     let s = req.segments.get(2).copied().unwrap_or("");
     parse_u256(s).map_err(|e| Problem::bad_param("proposalId", format!("{s:?}: {e}")))
@@ -183,38 +64,27 @@ fn clock_mode(state: &ApiState) -> Result<ClockMode, Problem> {
     Ok(state.store.info()?.map_or(ClockMode::BlockNumber, |i| i.clock_mode))
 }
 
-pub(crate) fn proposal_json(state: &ApiState, p: &Proposal, mode: ClockMode) -> Value {
-    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-    if let Value::Object(o) = &mut v {
-        o.insert("totalVotes".into(), Value::String(p.total_votes().to_string()));
-        o.insert("provisional".into(), Value::Bool(p.updated_block > state.status.finalized()));
-        o.insert("clockMode".into(), serde_json::to_value(mode).unwrap_or(Value::Null));
-    }
-    v
+/// A proposal as served; `fin` is the finalized block as the caller read it.
+pub(crate) fn proposal_view(p: Proposal, mode: ClockMode, fin: u64) -> views::ProposalView {
+    let provisional = p.updated_block > fin;
+    views::ProposalView::new(p, mode, provisional)
 }
 
-/// A vote as served: the record plus the voter's weight breakdown at the proposal's snapshot.
-pub(crate) fn vote_json(state: &ApiState, v: &Vote, snapshot: Option<(u64, ClockMode)>) -> Result<Value, Problem> {
-    let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
-    if let Value::Object(o) = &mut j {
-        o.insert("provisional".into(), Value::Bool(v.block_number > state.status.finalized()));
-        if let Some((s, mode)) = snapshot {
+/// A vote as served: the record plus the voter's weight breakdown at the proposal's snapshot;
+/// `fin` is the finalized block as the caller read it.
+pub(crate) fn vote_view(state: &ApiState, v: &Vote, snapshot: Option<(u64, ClockMode)>, fin: u64) -> Result<views::VoteView, Problem> {
+    let weight_breakdown = match snapshot {
+        Some((s, mode)) => {
             let cp = match mode {
                 ClockMode::BlockNumber => state.store.account_at_block(&v.voter, s)?,
                 ClockMode::Timestamp => state.store.account_at_time(&v.voter, s)?,
             }
             .unwrap_or_default();
-            let vp = UserVotingPower::from_power(v.voter, &cp, cp.block_number, s);
-            let breakdown = views::WeightBreakdown {
-                base_weight: vp.base_weight.to_string(),
-                delegated_weight: vp.delegated_weight.to_string(),
-                nft_bonus: vp.nft_bonus.to_string(),
-                total_weight: vp.total_weight.to_string(),
-            };
-            o.insert("weightBreakdown".into(), serde_json::to_value(breakdown).unwrap_or(Value::Null));
+            Some(views::WeightBreakdown::from(&UserVotingPower::from_power(v.voter, &cp, cp.block_number, s)))
         }
-    }
-    Ok(j)
+        None => None,
+    };
+    Ok(views::VoteView { vote: v.clone(), provisional: v.block_number > fin, weight_breakdown })
 }
 
 fn snapshot_of(state: &ApiState, id: &U256, mode: ClockMode) -> Result<Option<(u64, ClockMode)>, Problem> {
@@ -233,7 +103,7 @@ fn time_param(req: &Req<'_>, name: &str) -> Result<Option<u64>, Problem> {
 
 /// `GET /v1/proposals`
 pub fn list_proposals(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["status", "proposer", "createdFrom", "createdTo", "endFrom", "endTo", "sort", "order", "cursor", "limit", "fields"])?;
+    req.accept::<params::ListProposalsQuery>()?;
     let statuses = match req.param("status") {
         None => vec![],
         Some(s) => s
@@ -269,26 +139,20 @@ pub fn list_proposals(state: &ApiState, req: &Req<'_>) -> Resp {
         after: decode_cursor(req, tag)?,
         limit: limit(state, req)?,
     };
-    let f = fields(req, PROPOSAL_FIELDS)?;
     let page = state.store.list_proposals(&q)?;
     let mode = clock_mode(state)?;
-    let items: Vec<Value> = page.items.iter().map(|p| project(proposal_json(state, p, mode), &f)).collect();
-    Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
+    let fin = state.status.finalized();
+    let items = page.items.into_iter().map(|p| proposal_view(p, mode, fin)).collect();
+    view(req, &views::ProposalPage { items, next_cursor: page.next.map(|k| encode_cursor(tag, &k)) })
 }
 
 /// `GET /v1/proposals/{proposalId}`
 pub fn proposal(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["fields"])?;
+    req.only(&[])?;
     let id = proposal_id(req)?;
-    let f = fields(req, PROPOSAL_FIELDS)?;
     let p = state.store.proposal(&id)?.ok_or_else(|| Problem::not_found(format!("no proposal {id}")))?;
-    let mut v = proposal_json(state, &p, clock_mode(state)?);
-    if let Value::Object(o) = &mut v {
-        o.insert("history".into(), serde_json::to_value(state.store.history(&id)?).unwrap_or(Value::Null));
-        let c = state.store.vote_counts(&id)?;
-        o.insert("voteCounts".into(), json!({ "total": c.total, "against": c.against, "for": c.for_, "abstain": c.abstain, "fractional": c.fractional }));
-    }
-    Ok(json(&project(v, &f)))
+    let summary = proposal_view(p, clock_mode(state)?, state.status.finalized());
+    view(req, &views::ProposalDetailView { summary, history: state.store.history(&id)?, vote_counts: state.store.vote_counts(&id)? })
 }
 
 fn vote_query(state: &ApiState, req: &Req<'_>, route: u8) -> Result<(VoteQuery, u8), Problem> {
@@ -313,35 +177,34 @@ fn vote_query(state: &ApiState, req: &Req<'_>, route: u8) -> Result<(VoteQuery, 
 
 /// `GET /v1/proposals/{proposalId}/votes`
 pub fn proposal_votes(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["sort", "order", "support", "cursor", "limit", "fields"])?;
+    req.accept::<params::ProposalVotesQuery>()?;
     let id = proposal_id(req)?;
     let (q, tag) = vote_query(state, req, 0x20)?;
-    let f = fields(req, VOTE_FIELDS)?;
     let mode = clock_mode(state)?;
     let Some(snapshot) = snapshot_of(state, &id, mode)? else {
         return Err(Problem::not_found(format!("no proposal {id}")));
     };
     let page = state.store.proposal_votes(&id, &q)?;
-    let items = page.items.iter().map(|v| Ok(project(vote_json(state, v, Some(snapshot))?, &f))).collect::<Result<Vec<Value>, Problem>>()?;
-    Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
+    let fin = state.status.finalized();
+    let items = page.items.iter().map(|v| vote_view(state, v, Some(snapshot), fin)).collect::<Result<_, Problem>>()?;
+    view(req, &views::VotePage { items, next_cursor: page.next.map(|k| encode_cursor(tag, &k)) })
 }
 
 /// `GET /v1/users/{address}/votes`
 pub fn user_votes(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["order", "cursor", "limit", "fields"])?;
+    req.accept::<params::UserVotesQuery>()?;
     let a = address(req)?;
     let (q, tag) = vote_query(state, req, 0x40)?;
-    let f = fields(req, VOTE_FIELDS)?;
     let page = state.store.voter_votes(&a, &q)?;
     let mode = clock_mode(state)?;
-    let items =
-        page.items.iter().map(|v| Ok(project(vote_json(state, v, snapshot_of(state, &v.proposal_id, mode)?)?, &f))).collect::<Result<Vec<Value>, Problem>>()?;
-    Ok(json(&json!({ "items": items, "nextCursor": page.next.map(|k| encode_cursor(tag, &k)) })))
+    let fin = state.status.finalized();
+    let items = page.items.iter().map(|v| vote_view(state, v, snapshot_of(state, &v.proposal_id, mode)?, fin)).collect::<Result<_, Problem>>()?;
+    view(req, &views::VotePage { items, next_cursor: page.next.map(|k| encode_cursor(tag, &k)) })
 }
 
 /// `GET /v1/users/{address}/voting-power`
 pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["block", "proposalId", "fields"])?;
+    req.accept::<params::VotingPowerQuery>()?;
     let a = address(req)?;
     let indexed = state.status.indexed.load(Ordering::Relaxed);
     let mode = clock_mode(state)?;
@@ -350,7 +213,6 @@ pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
     if block.is_some() && pid.is_some() {
         return Err(Problem::bad_param("block", "give either block or proposalId, not both"));
     }
-    let f = fields(req, VOTING_POWER_FIELDS)?;
     let vp = if let Some(pid) = pid {
         let p = state.store.proposal(&pid)?.ok_or_else(|| Problem::not_found(format!("no proposal {pid}")))?;
         let s = p.start_block;
@@ -376,20 +238,16 @@ pub fn voting_power(state: &ApiState, req: &Req<'_>) -> Resp {
         let tp = if mode == ClockMode::BlockNumber { indexed } else { ts };
         UserVotingPower::from_power(a, &cp, indexed, tp)
     };
-    let mut v = serde_json::to_value(&vp).unwrap_or(Value::Null);
-    if let Value::Object(o) = &mut v {
-        o.insert("provisional".into(), Value::Bool(vp.block_number > state.status.finalized()));
-    }
-    Ok(json(&project(v, &f)))
+    let provisional = vp.block_number > state.status.finalized();
+    view(req, &views::VotingPowerView { power: vp, provisional })
 }
 
 /// `GET /v1/delegates`: accounts by the weight the governor counts now (token votes plus NFT
 /// bonus), with the number of other accounts delegating to them.
 pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["cursor", "limit", "fields"])?;
+    req.accept::<params::DelegatesQuery>()?;
     let limit = limit(state, req)?;
     let after = decode_cursor(req, 0x60)?;
-    let f = fields(req, DELEGATE_FIELDS)?;
     let accounts = state.store.latest_accounts()?;
     let mut delegators: std::collections::HashMap<Address, u64> = std::collections::HashMap::new();
     for (a, p) in &accounts {
@@ -428,19 +286,19 @@ pub fn delegates(state: &ApiState, req: &Req<'_>) -> Resp {
             delegate: p.delegate,
         })
         .collect();
-    Ok(view(&views::DelegatePage { items, next_cursor: next }, &f))
+    view(req, &views::DelegatePage { items, next_cursor: next })
 }
 
 /// `GET /v1/events/governance`: the feed of governance events for the achievement system, in
 /// order; each event appears once it is final, and a retraction follows an event a deeper reorg
 /// removed. `after` is the last `seq` seen.
 pub fn governance_events(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["after", "limit"])?;
+    req.accept::<params::GovernanceEventsQuery>()?;
     let after = u64_param(req, "after")?.unwrap_or(0);
     let limit = limit(state, req)?;
     let items = state.store.feed(after, limit)?;
     let last = items.last().map_or(after, |i| i.seq);
-    Ok(view(&views::GovernanceEventPage { items, next_after: last }, &None))
+    view(req, &views::GovernanceEventPage { items, next_after: last })
 }
 
 /// `GET /v1/users/{address}/governance-achievements`: first proposal, first vote, executed
@@ -471,16 +329,15 @@ pub fn governance_achievements(state: &ApiState, req: &Req<'_>) -> Resp {
     }
     let proposals = events.iter().filter(|(e, _)| e.kind == kind::PROPOSAL_CREATED).count();
     let votes = state.store.voter_vote_count(&a)?;
-    Ok(view(&views::GovernanceAchievements { user: a, proposals_created: proposals as u64, votes_cast: votes, achievements: out }, &None))
+    view(req, &views::GovernanceAchievements { user: a, proposals_created: proposals as u64, votes_cast: votes, achievements: out })
 }
 
 /// `GET /v1/users/{address}/governance-benefits`
 pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
-    req.only(&["block", "fields"])?;
+    req.accept::<params::BenefitsQuery>()?;
     let a = address(req)?;
     let indexed = state.status.indexed.load(Ordering::Relaxed);
     let block = u64_param(req, "block")?;
-    let f = fields(req, BENEFIT_FIELDS)?;
     let cp = match block {
         Some(b) if b > indexed => return Err(Problem::bad_param("block", format!("block {b} is not indexed yet (indexed up to {indexed})"))),
         Some(b) => state.store.account_at_block(&a, b)?,
@@ -497,7 +354,7 @@ pub fn governance_benefits(state: &ApiState, req: &Req<'_>) -> Resp {
         block_number: at,
         provisional: at > state.status.finalized(),
     };
-    Ok(view(&v, &f))
+    view(req, &v)
 }
 
 /// `GET /v1/proposals/{proposalId}/execution-status`
@@ -541,7 +398,7 @@ pub fn execution_status(state: &ApiState, req: &Req<'_>) -> Resp {
         targets: p.targets,
         calldatas: p.calldatas,
     };
-    Ok(view(&v, &None))
+    view(req, &v)
 }
 
 /// `GET /v1/proposals/stats`
@@ -565,7 +422,7 @@ pub fn stats(state: &ApiState, req: &Req<'_>) -> Resp {
         events_indexed: s.events,
         votes_by_day: s.votes_by_day,
     };
-    Ok(view(&v, &None))
+    view(req, &v)
 }
 
 /// `GET /v1/status`
@@ -599,21 +456,21 @@ pub fn status(state: &ApiState, req: &Req<'_>) -> Resp {
         rpc_reachable: st.rpc_ok.load(Ordering::Relaxed),
         reorgs_handled: st.reorgs.load(Ordering::Relaxed),
     };
-    Ok(view(&v, &None))
+    view(req, &v)
 }
 
 /// `GET /healthz`: the process answers.
-pub fn healthz(_state: &ApiState, _req: &Req<'_>) -> Resp {
-    Ok(view(&views::Health { status: "ok" }, &None))
+pub fn healthz(_state: &ApiState, req: &Req<'_>) -> Resp {
+    view(req, &views::Health { status: "ok" })
 }
 
 /// `GET /readyz`: caught up with the head and the node reachable.
-pub fn readyz(state: &ApiState, _req: &Req<'_>) -> Resp {
+pub fn readyz(state: &ApiState, req: &Req<'_>) -> Resp {
     let caught_up = state.status.caught_up.load(Ordering::Relaxed);
     let rpc = state.status.rpc_ok.load(Ordering::Relaxed);
     let bus = state.bus.healthy();
     if caught_up && rpc && bus {
-        Ok(view(&views::Ready { status: "ready" }, &None))
+        view(req, &views::Ready { status: "ready" })
     } else {
         let why = if !bus {
             "the bus (NATS) is unreachable"

@@ -676,7 +676,9 @@ impl Redis {
         if self.prefix.get().is_none() {
             return false;
         }
-        let msg = serde_json::to_string(&Message { from: instance.to_string(), slots: slots.to_vec(), all }).unwrap_or_default();
+        // A string, integers and a boolean: writing them cannot fail.
+        let msg =
+            serde_json::to_string(&Message { from: instance.to_string(), slots: slots.to_vec(), all }).expect("an invalidation message is always written");
         let mut p = redis::pipe();
         for s in slots {
             p.cmd("INCR").arg(self.version_key(*s)).ignore();
@@ -903,7 +905,7 @@ async fn warm_and_refresh(state: Arc<ApiState>) {
 /// list), or `scope=` `all`, `proposals` (the lists) or `stats`. For emergencies: the cache
 /// follows the chain by itself. The router has checked the admin token ([`super::auth`]).
 pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Response, Problem> {
-    req.only(&["proposalId", "account", "scope"])?;
+    req.accept::<super::params::InvalidateQuery>()?;
     let mut tags = Vec::new();
     for (k, v) in &req.query {
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -933,7 +935,7 @@ pub fn invalidate(state: &ApiState, req: &Req<'_>) -> Result<warp::reply::Respon
     };
     tracing::warn!(target: "cache", tags = ?tags, propagated, "cache invalidated by the admin route");
     let answer = super::views::CacheInvalidation { invalidated: tags, propagated, redis: state.cache.redis.is_some() };
-    Ok(super::json(&serde_json::to_value(answer).unwrap_or_default()))
+    Ok(super::json(&super::to_json(&answer)?))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 
-use super::problem::Problem;
+use super::problem::{InvalidParam, Problem, ValidationProblem};
 use super::{ApiState, Body, Req};
 use crate::domain::{Address, U256};
 
@@ -75,6 +75,42 @@ pub struct InboundEvent {
     pub received_at: String,
     /// Kind-specific data.
     pub data: Value,
+}
+
+// The request body as deserialized: each member as the client sent it (null and absent alike
+// are `None`), so that `validate_inbound` can report every invalid member at once with its own
+// message; the schema documents what a valid member is.
+/// A governance-related event another system sends (`POST /v1/events/governance`). Members
+/// may be absent or null when optional; any other member is refused (400).
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundGovernanceEvent {
+    /// Idempotency key, the event's `Nats-Msg-Id` on the bus: a second event with the same id
+    /// (within the bus's deduplication window) is not published again. Without it, the id is a
+    /// UUID v5 of the event's canonical JSON, so an identical retry gets the same id (and two
+    /// identical events without `id` or `occurredAt` count once).
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9:._-]{1,128}$", min_length = 1, max_length = 128, example = "forum-4711")]
+    pub id: Option<Value>,
+    /// What happened: two or more dot-separated lower-case names (an open set), e.g.
+    /// `forum.post_created`, `proposal.discussed`. Published on
+    /// `govflow.<chainId>.inbound.<kind with . as _>`.
+    #[schema(value_type = String, pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$", max_length = 64, example = "forum.post_created")]
+    pub kind: Option<Value>,
+    /// The account the event is about: 0x and 40 hex digits, any case (published in lower case).
+    #[schema(value_type = String, pattern = "^0[xX][0-9a-fA-F]{40}$", example = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8")]
+    pub account: Option<Value>,
+    /// The proposal the event is about, if any: a uint256 as a decimal string.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{1,78}$", example = "42")]
+    pub proposal_id: Option<Value>,
+    /// The sending system.
+    #[schema(value_type = String, min_length = 1, max_length = 64, example = "forum")]
+    pub source: Option<Value>,
+    /// When it happened, RFC 3339 (any offset; published in UTC). 1970 to 9999, no leap seconds.
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-01-31T12:00:00Z")]
+    pub occurred_at: Option<Value>,
+    /// Kind-specific data: a JSON object of at most 16 KiB serialised (default `{}`).
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
 }
 
 /// The members of a valid request body, normalised.
@@ -220,11 +256,10 @@ fn canonical(v: &Value) -> Value {
 }
 
 /// Validates the members of an inbound event: the event, or every invalid member and why.
-fn validate_inbound(o: &Map<String, Value>) -> Result<Inbound, Vec<(&'static str, String)>> {
+fn validate_inbound(e: &InboundGovernanceEvent) -> Result<Inbound, Vec<(&'static str, String)>> {
     let mut errors: Vec<(&'static str, String)> = Vec::new();
-    let present = |k: &str| o.get(k).filter(|v| !v.is_null());
 
-    let id = match present("id") {
+    let id = match &e.id {
         None => None,
         Some(Value::String(s)) if valid_id(s) => Some(s.clone()),
         Some(Value::String(s)) => {
@@ -236,7 +271,7 @@ fn validate_inbound(o: &Map<String, Value>) -> Result<Inbound, Vec<(&'static str
             None
         }
     };
-    let kind = match present("kind") {
+    let kind = match &e.kind {
         None => {
             errors.push(("kind", "kind is required (e.g. \"forum.post_created\")".into()));
             String::new()
@@ -261,7 +296,7 @@ fn validate_inbound(o: &Map<String, Value>) -> Result<Inbound, Vec<(&'static str
             String::new()
         }
     };
-    let account = match present("account") {
+    let account = match &e.account {
         None => {
             errors.push(("account", "account is required (a 0x-prefixed 20-byte hex address)".into()));
             Address::ZERO
@@ -275,7 +310,7 @@ fn validate_inbound(o: &Map<String, Value>) -> Result<Inbound, Vec<(&'static str
             Address::ZERO
         }
     };
-    let proposal_id = match present("proposalId") {
+    let proposal_id = match &e.proposal_id {
         None => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 78 && s.bytes().all(|b| b.is_ascii_digit()) => match U256::from_dec_str(s) {
             Ok(n) => Some(n.to_string()),
@@ -297,7 +332,7 @@ fn validate_inbound(o: &Map<String, Value>) -> Result<Inbound, Vec<(&'static str
             None
         }
     };
-    let source = match present("source") {
+    let source = match &e.source {
         None => {
             errors.push(("source", "source is required (the name of the sending system)".into()));
             String::new()
@@ -312,7 +347,7 @@ fn validate_inbound(o: &Map<String, Value>) -> Result<Inbound, Vec<(&'static str
             String::new()
         }
     };
-    let occurred_at = match present("occurredAt") {
+    let occurred_at = match &e.occurred_at {
         None => None,
         Some(Value::String(s)) => match parse_rfc3339(s) {
             Ok((secs, nanos)) => Some(format_rfc3339(secs, nanos)),
@@ -326,7 +361,7 @@ fn validate_inbound(o: &Map<String, Value>) -> Result<Inbound, Vec<(&'static str
             None
         }
     };
-    let data = match present("data") {
+    let data = match &e.data {
         None => Value::Object(Map::new()),
         Some(v @ Value::Object(_)) => {
             let size = serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
@@ -361,7 +396,8 @@ impl Inbound {
             "proposalId": self.proposal_id,
             "source": self.source,
         }));
-        uuid::Uuid::new_v5(&INBOUND_ID_NAMESPACE, &serde_json::to_vec(&body).unwrap_or_default()).to_string()
+        // A `Value` (string keys only) is always written.
+        uuid::Uuid::new_v5(&INBOUND_ID_NAMESPACE, &serde_json::to_vec(&body).expect("a JSON value is always written")).to_string()
     }
 }
 
@@ -381,16 +417,13 @@ fn invalid_event(req: &Req<'_>, errors: &[(&'static str, String)]) -> warp::repl
         format!("the event is invalid: {}", errors.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>().join("; ")),
     )
     .at(req.path);
-    let mut v = serde_json::to_value(&p).unwrap_or(Value::Null);
-    v["invalidParams"] = Value::Array(errors.iter().map(|(name, reason)| json!({ "name": name, "reason": reason })).collect());
+    let invalid = errors.iter().map(|(name, reason)| InvalidParam { name: name.to_string(), reason: reason.clone() }).collect();
     tracing::debug!(target: "http", invalid = ?names, "inbound event refused");
-    let mut r = super::json_status(&v, StatusCode::UNPROCESSABLE_ENTITY);
-    r.headers_mut().insert("content-type", warp::http::HeaderValue::from_static("application/problem+json"));
-    r
+    ValidationProblem::new(p, invalid).response()
 }
 
-/// The request body as a JSON object, or the 400/408/413/415 problem.
-fn inbound_body(state: &ApiState, req: &Req<'_>) -> Result<Map<String, Value>, Problem> {
+/// The request body as an event's members, or the 400/408/413/415 problem.
+fn inbound_body(state: &ApiState, req: &Req<'_>) -> Result<InboundGovernanceEvent, Problem> {
     let ct = req.headers.get(warp::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut parts = ct.split(';').map(str::trim);
     let essence = parts.next().unwrap_or("");
@@ -451,7 +484,9 @@ fn inbound_body(state: &ApiState, req: &Req<'_>) -> Result<Map<String, Value>, P
             Some(first),
         ));
     }
-    Ok(o)
+    // Every member is a JSON value (null as `None`) and unknown ones were refused above: this
+    // cannot fail, but if it did it would be a 500, not a silently empty event.
+    serde_json::from_value(Value::Object(o)).map_err(|e| Problem::internal(&e))
 }
 
 /// `POST /v1/events/governance` (bearer `http.events_token`, checked by the router; 404 without
@@ -505,7 +540,10 @@ fn inbound(state: &ApiState, req: &Req<'_>) -> InboundResult {
             tracing::info!(target: "http", id = %id, subject = %subject, duplicate = ack.duplicate, sequence = ack.sequence, "inbound governance event");
             let accepted = InboundAccepted { id, subject, duplicate: ack.duplicate, sequence: ack.sequence, received_at };
             // `Cache-Control: no-store` comes from the route table.
-            Ok((super::json_status(&accepted, StatusCode::ACCEPTED), ack.duplicate))
+            match super::to_json(&accepted) {
+                Ok(v) => Ok((super::json_status(&v, StatusCode::ACCEPTED), ack.duplicate)),
+                Err(p) => Err(Box::new(("accepted", Err(p)))),
+            }
         }
         Err(e) if e.is_retryable() => {
             tracing::warn!(target: "bus", id = %id, subject = %subject, error = %e, "inbound governance event not published: bus unavailable");
@@ -578,9 +616,8 @@ mod tests {
 
     #[test]
     fn derived_ids_follow_the_normalised_event() {
-        let parse = |s: &str| match serde_json::from_str::<Value>(s).unwrap() {
-            Value::Object(o) => validate_inbound(&o).map_err(|e| e.into_iter().map(|(n, _)| n).collect::<Vec<_>>()),
-            _ => unreachable!(),
+        let parse = |s: &str| {
+            validate_inbound(&serde_json::from_str::<InboundGovernanceEvent>(s).unwrap()).map_err(|e| e.into_iter().map(|(n, _)| n).collect::<Vec<_>>())
         };
         let a = parse(
             r#"{"kind":"forum.post_created","account":"0xABCDEFabcdefABCDEFabcdefABCDEFabcdefABCD","source":"forum","data":{"b":1,"a":[{"y":1,"x":2}]}}"#,

@@ -35,6 +35,7 @@ pub mod cache;
 pub mod conventions;
 pub mod ingest;
 pub mod openapi;
+pub mod params;
 pub mod problem;
 pub mod routes;
 pub mod views;
@@ -91,6 +92,11 @@ pub struct Req<'a> {
     pub headers: &'a warp::http::HeaderMap,
     /// The body (read for POST only).
     pub body: &'a Body,
+    /// The members `fields=` keeps (validated by the router against the route's
+    /// [`routes::Projection`]; applied by [`view`]); `None` keeps every member.
+    pub fields: Option<Vec<String>>,
+    /// The route takes `fields=` (taken off [`Req::query`] by the router).
+    pub takes_fields: bool,
 }
 
 /// Largest request body read (`POST`): a longer one is [`Body::TooLarge`].
@@ -167,11 +173,18 @@ impl Req<'_> {
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
-    /// Rejects parameters outside `allowed`.
+    /// Rejects parameters other than those `T` declares ([`params`]) and `fields` when the route
+    /// takes it.
+    pub fn accept<T: utoipa::IntoParams>(&self) -> Result<(), Problem> {
+        let names = params::names::<T>();
+        self.only(&names.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+    /// Rejects parameters outside `allowed` (and `fields`, when the route takes it).
     pub fn only(&self, allowed: &[&str]) -> Result<(), Problem> {
         for (k, _) in &self.query {
             if !allowed.contains(&k.as_str()) {
-                let list = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
+                let accepted: Vec<&str> = allowed.iter().copied().chain(self.takes_fields.then_some("fields")).collect();
+                let list = if accepted.is_empty() { "none".to_string() } else { accepted.join(", ") };
                 return Err(Problem::bad_param(k, format!("unknown query parameter {k:?}; this route accepts: {list}")));
             }
         }
@@ -209,50 +222,50 @@ pub(crate) fn find(segments: &[&str]) -> Option<&'static Route> {
 /// in `/v1` is deprecated.
 pub const DEPRECATIONS: &[(&str, &str, &str, &str)] = &[];
 
-/// Keeps the `fields` members of a JSON answer: of each `items[]` element when the answer is a
-/// list, else of the object itself. A field no member has is a 400 (in a list: no element has
-/// it; an empty list accepts any).
-fn project_fields(resp: warp::reply::Response, fields: &str) -> Result<warp::reply::Response, Problem> {
-    let list: Vec<&str> = fields.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+/// The `fields=` of a request to a route projecting `members`: the names, checked against the
+/// members. An empty list or a name that is not a member is a 400.
+fn requested_fields(fields: &str, members: &[String]) -> Result<Vec<String>, Problem> {
+    let list: Vec<String> = fields.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
     if list.is_empty() {
         return Err(Problem::bad_param("fields", "fields must name at least one field"));
     }
-    let (parts, body) = resp.into_parts();
-    let body = futures::executor::block_on(warp::hyper::body::to_bytes(body)).map_err(|e| Problem::internal(&e))?;
-    let mut v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Problem::internal(&e))?;
-    let keep = |o: &mut serde_json::Map<String, serde_json::Value>| o.retain(|k, _| list.contains(&k.as_str()));
-    let unknown = |known: &dyn Fn(&str) -> bool| -> Result<(), Problem> {
-        match list.iter().find(|f| !known(f)) {
-            Some(f) => Err(Problem::bad_param("fields", format!("unknown field {f:?}"))),
-            None => Ok(()),
-        }
-    };
-    match v.as_object_mut() {
-        Some(o) if o.get("items").is_some_and(|i| i.is_array()) => {
-            let items = o.get_mut("items").and_then(|i| i.as_array_mut()).map(std::mem::take).unwrap_or_default();
-            if !items.is_empty() {
-                unknown(&|f| items.iter().any(|i| i.get(f).is_some()))?;
-            }
-            let items = items
-                .into_iter()
-                .map(|mut i| {
-                    if let Some(o) = i.as_object_mut() {
-                        keep(o);
-                    }
-                    i
-                })
-                .collect();
-            o.insert("items".into(), serde_json::Value::Array(items));
-        }
-        Some(o) => {
-            unknown(&|f| o.contains_key(f))?;
-            keep(o);
-        }
-        None => return Err(Problem::bad_param("fields", "this answer has no fields to choose from")),
+    if let Some(name) = list.iter().find(|f| !members.contains(f)) {
+        return Err(Problem::bad_param("fields", format!("unknown field {name:?}; known: {}", members.join(", "))));
     }
-    let mut r = warp::reply::Response::from_parts(parts, serde_json::to_vec(&v).unwrap_or_default().into());
-    r.headers_mut().remove(warp::http::header::CONTENT_LENGTH);
-    Ok(r)
+    Ok(list)
+}
+
+/// Keeps the `fields` members of an answer: of each `items[]` element when the answer is a
+/// list, else of the object itself.
+fn project(v: &mut serde_json::Value, fields: &[String]) {
+    let keep = |o: &mut serde_json::Map<String, serde_json::Value>| o.retain(|k, _| fields.contains(k));
+    match v.as_object_mut() {
+        Some(o) if o.get("items").is_some_and(serde_json::Value::is_array) => {
+            for item in o.get_mut("items").and_then(serde_json::Value::as_array_mut).into_iter().flatten() {
+                if let Some(o) = item.as_object_mut() {
+                    keep(o);
+                }
+            }
+        }
+        Some(o) => keep(o),
+        None => {}
+    }
+}
+
+/// A typed answer as JSON: members in name order (every answer has always been written through
+/// a `serde_json::Value`). A value serde cannot write is a 500, never an empty answer.
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Problem> {
+    serde_json::to_value(v).map_err(|e| Problem::internal(&e))
+}
+
+/// A typed answer (a view of [`views`]) as served: written as JSON ([`to_json`]), then only the
+/// request's `fields` kept ([`Req::fields`]).
+pub(crate) fn view<T: serde::Serialize>(req: &Req<'_>, v: &T) -> Result<warp::reply::Response, Problem> {
+    let mut v = to_json(v)?;
+    if let Some(fields) = &req.fields {
+        project(&mut v, fields);
+    }
+    Ok(json(&v))
 }
 
 /// Answers one request.
@@ -284,14 +297,21 @@ pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str, hea
         Ok(q) => q,
         Err(e) => return ((*template).into(), Problem::bad_param("query", format!("malformed query string: {e}")).at(path).response()),
     };
-    let fields = if route.method == "GET" && matches!(route.projection, Projection::Generic(_)) {
-        let f = query.iter().find(|(k, _)| k == "fields").map(|(_, v)| v.clone());
-        query.retain(|(k, _)| k != "fields");
-        f
-    } else {
-        None
+    // `fields=`: taken off the query (the handlers never see it) and checked against the
+    // members of the route's answer; [`view`] applies it.
+    let fields = match route.projection {
+        Projection::Fields(members) => {
+            let f = query.iter().find(|(k, _)| k == "fields").map(|(_, v)| v.clone());
+            query.retain(|(k, _)| k != "fields");
+            match f.map(|f| requested_fields(&f, &members())).transpose() {
+                Ok(f) => f,
+                Err(p) => return ((*template).into(), p.at(path).response()),
+            }
+        }
+        Projection::None => None,
     };
-    let req = Req { segments, query, path, headers, body };
+    let takes_fields = matches!(route.projection, Projection::Fields(_));
+    let req = Req { segments, query, path, headers, body, fields, takes_fields };
     if let Err(refused) = route.auth.check(state, &req) {
         return ((*template).into(), *refused);
     }
@@ -301,9 +321,6 @@ pub fn route(state: &ApiState, method: &Method, path: &str, raw_query: &str, hea
     };
     if resp.status().is_success() && !resp.headers().contains_key(warp::http::header::CACHE_CONTROL) {
         resp.headers_mut().insert(warp::http::header::CACHE_CONTROL, warp::http::HeaderValue::from_static(route.cache_control.header()));
-    }
-    if let Some(f) = fields.filter(|_| resp.status() == StatusCode::OK) {
-        resp = project_fields(resp, &f).unwrap_or_else(|p| p.at(path).response());
     }
     if let Some((_, deprecation, sunset, successor)) = DEPRECATIONS.iter().find(|d| d.0 == *template) {
         let h = resp.headers_mut();
@@ -433,13 +450,14 @@ pub fn serve(
 }
 
 /// A JSON 200 response.
-pub fn json<T: serde::Serialize>(v: &T) -> warp::reply::Response {
+pub fn json(v: &serde_json::Value) -> warp::reply::Response {
     json_status(v, StatusCode::OK)
 }
 
 /// A JSON response with a status.
-pub fn json_status<T: serde::Serialize>(v: &T, status: StatusCode) -> warp::reply::Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+pub fn json_status(v: &serde_json::Value, status: StatusCode) -> warp::reply::Response {
+    // A `Value`'s maps have string keys and its numbers are finite: writing it cannot fail.
+    let body = serde_json::to_vec(v).expect("a JSON value is always written");
     let mut r = warp::reply::Response::new(body.into());
     *r.status_mut() = status;
     r.headers_mut().insert("content-type", warp::http::HeaderValue::from_static("application/json"));

@@ -1,8 +1,9 @@
 //! The OpenAPI 3.1 document of the API (`GET /v1/openapi.json`) and its explorer (`/v1/docs`).
 //!
-//! The document is generated from the code: the domain types the handlers serialize carry
-//! `#[derive(utoipa::ToSchema)]`, the JSON the handlers assemble around them is described by the
-//! view types below, and the operations by the route table ([`super::routes::ROUTES`]: each
+//! The document is generated from the code: the types the handlers serialize carry
+//! `#[derive(utoipa::ToSchema)]` (the domain types, the views of [`super::views`] that flatten
+//! them, the problem documents of [`super::problem`], the inbound event of [`super::ingest`]),
+//! and the operations come from the route table ([`super::routes::ROUTES`]: each
 //! route's [`Doc`], projection and auth; `tests/openapi.rs` checks the document
 //! against a running govflow and fuzzes the API with it). Page sizes come from the running
 //! configuration, so `limit` is documented with the bounds the handlers enforce.
@@ -10,13 +11,12 @@
 //! The explorer is Swagger UI from `utoipa-swagger-ui`, whose `vendored` feature embeds the
 //! distribution files at build time: nothing is fetched at build or run time.
 
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, ParameterStyle, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
@@ -26,18 +26,18 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 use warp::http::HeaderValue;
 
-use super::problem::Problem;
+use super::ingest::InboundGovernanceEvent;
+use super::problem::{Problem, ValidationProblem};
 use super::routes::{route_of, CacheControl, Projection, Route, ROUTES};
 use super::views::{
-    CacheInvalidation, DelegatePage, ExecutionStatus, GovernanceAchievements, GovernanceBenefits, GovernanceEventPage, Health, Ready, Stats, Status,
-    WeightBreakdown,
+    CacheInvalidation, DelegatePage, ExecutionStatus, GovernanceAchievements, GovernanceBenefits, GovernanceEventPage, Health, ProposalDetailView,
+    ProposalPage, Ready, Stats, Status, VotePage, VotingPowerView,
 };
 use super::{ApiState, Req};
 use crate::config::HttpConfig;
 pub use crate::domain::schema::{Timestamp, Uint256, Uuid};
 use crate::domain::schema::{ADDRESS_IN, UINT256_IN};
-use crate::domain::{ClockMode, HistoryEntry, Proposal, ProposalStatus, UserVotingPower, Vote};
-use crate::store::VoteCounts;
+use crate::domain::ProposalStatus;
 
 type Resp = Result<warp::reply::Response, Problem>;
 
@@ -46,46 +46,11 @@ pub const DOCUMENT_PATH: &str = "/v1/openapi.json";
 /// Where the explorer is served.
 pub const EXPLORER_PATH: &str = "/v1/docs";
 
-const CURSOR: &str = "^[A-Za-z0-9_-]+$";
-const RFC3339_IN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|\\+00:00)$";
-
 // ---------------------------------------------------------------------------------------------
-// Views: the JSON the handlers build around the domain types.
+// Schemas.
 
 fn reference(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
-}
-
-fn described(schema: RefOr<Schema>, description: &str) -> RefOr<Schema> {
-    match schema {
-        RefOr::Ref(mut r) => {
-            r.description = description.into();
-            RefOr::Ref(r)
-        }
-        RefOr::T(Schema::Object(mut o)) => {
-            o.description = Some(description.into());
-            RefOr::T(Schema::Object(o))
-        }
-        other => other,
-    }
-}
-
-fn boolean(description: &str) -> RefOr<Schema> {
-    ObjectBuilder::new().schema_type(Type::Boolean).description(Some(description)).into()
-}
-
-/// The derived object schema of `T` with extra properties, as a handler extends it.
-fn extended<T: PartialSchema>(description: &str, extra: Vec<(&str, RefOr<Schema>)>) -> RefOr<Schema> {
-    match T::schema() {
-        RefOr::T(Schema::Object(mut o)) => {
-            for (name, schema) in extra {
-                o.properties.insert(name.to_string(), schema);
-            }
-            o.description = Some(description.into());
-            RefOr::T(Schema::Object(o))
-        }
-        other => other,
-    }
 }
 
 fn push<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
@@ -93,205 +58,23 @@ fn push<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
     T::schemas(out);
 }
 
-/// A proposal in a list (`GET /v1/proposals`).
-pub struct ProposalSummary;
-
-impl PartialSchema for ProposalSummary {
-    fn schema() -> RefOr<Schema> {
-        extended::<Proposal>("A proposal as listed. Without `fields` every property is present; with `fields` only those named.", proposal_extras())
+/// A view that flattens a domain type (`#[serde(flatten)]`, derived as an `allOf` of the
+/// inlined parts) as the one object it is on the wire: the parts' properties and required
+/// members together, described as the view. Other schemas are left as derived.
+fn merged(schema: RefOr<Schema>) -> RefOr<Schema> {
+    let RefOr::T(Schema::AllOf(all)) = schema else { return schema };
+    let parts: Vec<RefOr<Schema>> = all.items.iter().cloned().map(merged).collect();
+    if !parts.iter().all(|p| matches!(p, RefOr::T(Schema::Object(_)))) {
+        return RefOr::T(Schema::AllOf(all));
     }
-}
-impl ToSchema for ProposalSummary {
-    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
-        Proposal::schemas(out);
-        push::<ClockMode>(out);
-        push::<Uint256>(out);
+    let mut object = ObjectBuilder::new().schema_type(Type::Object).description(all.description.clone()).build();
+    for part in parts {
+        if let RefOr::T(Schema::Object(o)) = part {
+            object.properties.extend(o.properties);
+            object.required.extend(o.required);
+        }
     }
-}
-
-fn proposal_extras() -> Vec<(&'static str, RefOr<Schema>)> {
-    vec![
-        ("totalVotes", described(reference("Uint256"), "For + against + abstain.")),
-        ("provisional", boolean("True while the last change is newer than the finalized block (`chain.confirmations`): a reorg may still undo it.")),
-        ("clockMode", described(reference("ClockMode"), "The governor's clock: `startBlock`/`endBlock` are block numbers or unix seconds.")),
-    ]
-}
-
-/// A proposal with its history and vote counters (`GET /v1/proposals/{proposalId}`).
-pub struct ProposalDetail;
-
-impl PartialSchema for ProposalDetail {
-    fn schema() -> RefOr<Schema> {
-        let mut extra = proposal_extras();
-        extra.push(("history", ArrayBuilder::new().items(reference("HistoryEntry")).description(Some("Status changes, oldest first.")).into()));
-        extra.push(("voteCounts", described(reference("VoteCounts"), "Vote records per support (counts of records, not weights).")));
-        extended::<Proposal>("A proposal with its status history. Without `fields` every property is present; with `fields` only those named.", extra)
-    }
-}
-impl ToSchema for ProposalDetail {
-    fn name() -> Cow<'static, str> {
-        "Proposal".into()
-    }
-    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
-        ProposalSummary::schemas(out);
-        push::<HistoryEntry>(out);
-        push::<VoteCounts>(out);
-    }
-}
-
-/// A vote as served.
-pub struct VoteView;
-
-impl PartialSchema for VoteView {
-    fn schema() -> RefOr<Schema> {
-        extended::<Vote>(
-            "A vote record. Without `fields` every property is present; with `fields` only those named.",
-            vec![
-                ("provisional", boolean("True while the vote's block is newer than the finalized block.")),
-                ("weightBreakdown", described(reference("WeightBreakdown"), "The voter's weight at the proposal's snapshot, part by part.")),
-            ],
-        )
-    }
-}
-impl ToSchema for VoteView {
-    fn name() -> Cow<'static, str> {
-        "Vote".into()
-    }
-    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
-        Vote::schemas(out);
-        push::<WeightBreakdown>(out);
-    }
-}
-
-/// Voting power as served.
-pub struct VotingPowerView;
-
-impl PartialSchema for VotingPowerView {
-    fn schema() -> RefOr<Schema> {
-        extended::<UserVotingPower>(
-            "An account's voting power, part by part. Without `fields` every property is present; with `fields` only those named.",
-            vec![("provisional", boolean("True while `blockNumber` is newer than the finalized block."))],
-        )
-    }
-}
-impl ToSchema for VotingPowerView {
-    fn name() -> Cow<'static, str> {
-        "VotingPower".into()
-    }
-    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
-        UserVotingPower::schemas(out);
-    }
-}
-
-/// A page of proposals.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct ProposalPage {
-    /// The proposals of this page.
-    items: Vec<ProposalSummary>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
-    next_cursor: Option<String>,
-}
-
-/// A page of votes.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct VotePage {
-    /// The votes of this page.
-    items: Vec<VoteView>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
-    next_cursor: Option<String>,
-}
-
-/// A governance-related event another system sends (`POST /v1/events/governance`). Members
-/// may be absent or null when optional; any other member is refused (400).
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct InboundGovernanceEvent {
-    /// Idempotency key, the event's `Nats-Msg-Id` on the bus: a second event with the same id
-    /// (within the bus's deduplication window) is not published again. Without it, the id is a
-    /// UUID v5 of the event's canonical JSON, so an identical retry gets the same id (and two
-    /// identical events without `id` or `occurredAt` count once).
-    #[schema(pattern = "^[A-Za-z0-9:._-]{1,128}$", min_length = 1, max_length = 128, example = "forum-4711")]
-    id: Option<String>,
-    /// What happened: two or more dot-separated lower-case names (an open set), e.g.
-    /// `forum.post_created`, `proposal.discussed`. Published on
-    /// `govflow.<chainId>.inbound.<kind with . as _>`.
-    #[schema(pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$", max_length = 64, example = "forum.post_created")]
-    kind: String,
-    /// The account the event is about: 0x and 40 hex digits, any case (published in lower case).
-    #[schema(pattern = "^0[xX][0-9a-fA-F]{40}$", example = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8")]
-    account: String,
-    /// The proposal the event is about, if any: a uint256 as a decimal string.
-    #[schema(pattern = "^[0-9]{1,78}$", example = "42")]
-    proposal_id: Option<String>,
-    /// The sending system.
-    #[schema(min_length = 1, max_length = 64, example = "forum")]
-    source: String,
-    /// When it happened, RFC 3339 (any offset; published in UTC). 1970 to 9999, no leap seconds.
-    #[schema(format = DateTime, example = "2026-01-31T12:00:00Z")]
-    occurred_at: Option<String>,
-    /// Kind-specific data: a JSON object of at most 16 KiB serialised (default `{}`).
-    #[schema(value_type = Option<Object>)]
-    data: Option<Value>,
-}
-
-/// A 422 problem: every invalid member of the request body.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct ValidationProblem {
-    /// `tag:govflow,2026:problem/invalid-event`.
-    #[schema(pattern = "^tag:govflow,2026:problem/[a-z-]+$", example = "tag:govflow,2026:problem/invalid-event")]
-    r#type: String,
-    /// Short summary of the kind.
-    title: String,
-    /// The HTTP status (422).
-    #[schema(minimum = 400, maximum = 599)]
-    status: u16,
-    /// Every reason, joined.
-    detail: String,
-    /// The request path.
-    instance: Option<String>,
-    /// Each invalid member and why.
-    invalid_params: Vec<InvalidParam>,
-}
-
-/// One invalid member of a request body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct InvalidParam {
-    /// The member.
-    #[schema(example = "account")]
-    name: String,
-    /// What is wrong with it.
-    reason: String,
-}
-
-/// An error (RFC 9457 problem details), served as `application/problem+json`.
-#[derive(ToSchema)]
-#[schema(as = Problem)]
-#[allow(dead_code)]
-struct ProblemDoc {
-    /// Stable id of the error kind: `tag:govflow,2026:problem/<kind>`.
-    #[schema(pattern = "^tag:govflow,2026:problem/[a-z-]+$", example = "tag:govflow,2026:problem/invalid-parameter")]
-    r#type: String,
-    /// Short summary of the kind.
-    title: String,
-    /// The HTTP status.
-    #[schema(minimum = 400, maximum = 599)]
-    status: u16,
-    /// What went wrong this time.
-    detail: String,
-    /// The offending query or path parameter (400s).
-    parameter: Option<String>,
-    /// The request path.
-    instance: Option<String>,
+    RefOr::T(Schema::Object(object))
 }
 
 /// The governance event and feed item schemas of `schema/`, as components: one schema for the
@@ -308,8 +91,9 @@ fn versioned_event_schemas() -> Vec<(&'static str, Value)> {
     vec![("GovernanceEvent", event), ("GovernanceFeedItem", feed_item_schema())]
 }
 
+/// A schema of `schema/` (built into the binary; the unit tests parse each) as a component.
 fn adapt(text: &str, defs: &[(&str, &str)]) -> Value {
-    let mut v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let mut v: Value = serde_json::from_str(text).expect("the schemas of schema/ are JSON");
     if let Value::Object(o) = &mut v {
         o.remove("$schema");
         o.remove("$id");
@@ -319,7 +103,8 @@ fn adapt(text: &str, defs: &[(&str, &str)]) -> Value {
     for (from, to) in defs {
         s = s.replace(from, to);
     }
-    serde_json::from_str(&s).unwrap_or(Value::Null)
+    // Replacing one reference by another inside strings keeps the text JSON.
+    serde_json::from_str(&s).expect("a JSON text with references renamed is JSON")
 }
 
 fn feed_item_schema() -> Value {
@@ -349,7 +134,8 @@ const REQUESTS: &[&str] = &["InboundGovernanceEvent"];
 // ---------------------------------------------------------------------------------------------
 // Operations.
 
-/// A parameter of an operation.
+/// A path parameter of an operation, or one the document fills in itself (the query
+/// parameters are declared by the `IntoParams` structs of [`super::params`]).
 #[derive(Clone, Copy)]
 pub enum P {
     /// `{proposalId}`.
@@ -358,42 +144,10 @@ pub enum P {
     Account,
     /// `{asset}`.
     Asset,
-    /// `limit`.
+    /// `limit`, with the running configuration's bounds.
     Limit,
-    /// `cursor`.
-    Cursor,
-    /// `order`.
-    Order,
-    /// `fields`, with the names the handler accepts.
-    Fields(&'static [&'static str]),
-    /// `fields` projected by the router (`http::route`): the members of the answer, or of each
-    /// `items[]` element of a list, as the schema names them.
-    FieldsOf(fn() -> Vec<String>),
-    /// Another query parameter.
-    Q(&'static str, &'static str, K),
-}
-
-/// The kind of a query parameter's value.
-#[derive(Clone, Copy)]
-pub enum K {
-    /// A non-negative 64-bit integer.
-    U64,
-    /// A uint256, decimal or 0x hex.
-    Uint256,
-    /// An address.
-    Address,
-    /// Unix seconds or an RFC 3339 UTC time.
-    Time,
-    /// One of these strings.
-    Enum(&'static [&'static str]),
-    /// A comma-separated list of statuses.
-    Statuses,
-    /// A comma-separated list of uint256 (decimal or 0x hex).
-    Uint256s,
-    /// A comma-separated list of addresses.
-    Addresses,
-    /// A comma-separated list of these strings.
-    Enums(&'static [&'static str]),
+    /// `fields`: these members of the answer, or of each `items[]` element of a list.
+    Fields(fn() -> Vec<String>),
 }
 
 /// What a route answers when it succeeds.
@@ -427,8 +181,10 @@ pub struct Doc {
     pub summary: &'static str,
     /// What it does.
     pub description: &'static str,
-    /// Its path and query parameters but `fields`.
+    /// Its path parameters.
     pub params: &'static [P],
+    /// Its query parameters but `fields` ([`super::params`]).
+    pub query: fn() -> Vec<Parameter>,
     /// What it answers when it succeeds.
     pub ok: Ok,
     /// When the route answers 404, if it can.
@@ -450,9 +206,10 @@ pub const EXPLORER_ASSETS: &[&str] = &[
     "oauth2-redirect.html",
 ];
 
-/// The property names of a derived object schema (the members `fields=` may name).
+/// The property names of a view's derived schema, flattened parts included (the members
+/// `fields=` may name), in name order.
 pub(crate) fn members<T: PartialSchema>() -> Vec<String> {
-    match T::schema() {
+    match merged(T::schema()) {
         RefOr::T(Schema::Object(o)) => o.properties.keys().cloned().collect(),
         _ => Vec::new(),
     }
@@ -465,14 +222,6 @@ pub(crate) fn feed_item_members() -> Vec<String> {
 
 fn str_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
-}
-
-fn u64_schema() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
-        .minimum(Some(0))
-        .maximum(Some(u64::MAX as usize))
 }
 
 fn comma_list(items: RefOr<Schema>) -> ArrayBuilder {
@@ -504,51 +253,13 @@ fn parameter(p: P, http: &HttpConfig) -> Parameter {
                 .into(),
             false,
         ),
-        P::Cursor => (
-            "cursor",
-            ParameterIn::Query,
-            "`nextCursor` of the previous page, with the same sort and order (opaque).".into(),
-            str_schema().pattern(Some(CURSOR)).into(),
-            false,
-        ),
-        P::Order => (
-            "order",
-            ParameterIn::Query,
-            "Direction (default `desc`).".into(),
-            str_schema().enum_values(Some(["desc", "asc"])).default(Some(json!("desc"))).into(),
-            false,
-        ),
-        P::Fields(names) => (
-            "fields",
-            ParameterIn::Query,
-            "Return only these top-level fields (comma-separated).".into(),
-            comma_list(str_schema().enum_values(Some(names.iter().copied())).into()).into(),
-            true,
-        ),
-        P::FieldsOf(members) => (
+        P::Fields(members) => (
             "fields",
             ParameterIn::Query,
             "Return only these members (comma-separated): of the answer, or of each element of `items` for a list.".into(),
             comma_list(str_schema().enum_values(Some(members())).into()).into(),
             true,
         ),
-        P::Q(name, description, kind) => {
-            let (schema, list): (RefOr<Schema>, bool) = match kind {
-                K::U64 => (u64_schema().into(), false),
-                K::Uint256 => (str_schema().pattern(Some(UINT256_IN)).into(), false),
-                K::Address => (str_schema().pattern(Some(ADDRESS_IN)).into(), false),
-                K::Time => (
-                    AnyOfBuilder::new().item(u64_schema()).item(str_schema().pattern(Some(RFC3339_IN)).examples([json!("2026-01-31T12:00:00Z")])).into(),
-                    false,
-                ),
-                K::Enum(values) => (str_schema().enum_values(Some(values.iter().copied())).into(), false),
-                K::Statuses => (comma_list(reference("ProposalStatus")).into(), true),
-                K::Uint256s => (comma_list(str_schema().pattern(Some(UINT256_IN)).into()).into(), true),
-                K::Addresses => (comma_list(str_schema().pattern(Some(ADDRESS_IN)).into()).into(), true),
-                K::Enums(values) => (comma_list(str_schema().enum_values(Some(values.iter().copied())).into()).into(), true),
-            };
-            (name, ParameterIn::Query, description.to_string(), schema, list)
-        }
     };
     let mut b = ParameterBuilder::new()
         .name(name)
@@ -583,10 +294,13 @@ fn operation(route: &Route, http: &HttpConfig) -> Operation {
     for p in op.params {
         b = b.parameter(parameter(*p, http));
     }
-    match route.projection {
-        Projection::None => {}
-        Projection::Members(names) => b = b.parameter(parameter(P::Fields(names), http)),
-        Projection::Generic(members) => b = b.parameter(parameter(P::FieldsOf(members), http)),
+    let query = (op.query)();
+    for q in &query {
+        // The page size's bounds and default are the running configuration's.
+        b = b.parameter(if q.name == "limit" { parameter(P::Limit, http) } else { q.clone() });
+    }
+    if let Projection::Fields(members) = route.projection {
+        b = b.parameter(parameter(P::Fields(members), http));
     }
     if let Some(scheme) = route.auth.scheme() {
         b = b
@@ -654,7 +368,7 @@ fn operation(route: &Route, http: &HttpConfig) -> Operation {
     if revalidated(route) {
         b = b.response("304", response_ref("NotModified"));
     }
-    if op.strict || !op.params.is_empty() || !matches!(route.projection, Projection::None) {
+    if op.strict || !op.params.is_empty() || !query.is_empty() || !matches!(route.projection, Projection::None) {
         b = b.response("400", response_ref("BadRequest"));
     }
     if let Some(d) = op.not_found {
@@ -741,7 +455,7 @@ pub fn openapi(http: &HttpConfig) -> OpenApi {
     }
     let mut schemas = Vec::new();
     push::<ProposalPage>(&mut schemas);
-    push::<ProposalDetail>(&mut schemas);
+    push::<ProposalDetailView>(&mut schemas);
     push::<VotePage>(&mut schemas);
     push::<ExecutionStatus>(&mut schemas);
     push::<Stats>(&mut schemas);
@@ -753,14 +467,14 @@ pub fn openapi(http: &HttpConfig) -> OpenApi {
     push::<Status>(&mut schemas);
     push::<Health>(&mut schemas);
     push::<Ready>(&mut schemas);
-    push::<ProblemDoc>(&mut schemas);
+    push::<Problem>(&mut schemas);
     push::<ProposalStatus>(&mut schemas);
     push::<CacheInvalidation>(&mut schemas);
     push::<InboundGovernanceEvent>(&mut schemas);
     push::<super::ingest::InboundAccepted>(&mut schemas);
     push::<ValidationProblem>(&mut schemas);
     let components = ComponentsBuilder::new()
-        .schemas_from_iter(schemas)
+        .schemas_from_iter(schemas.into_iter().map(|(name, schema)| (name, merged(schema))))
         .response(
             "NotModified",
             ResponseBuilder::new().description("Not Modified: the `If-None-Match` of the request names the answer's current `ETag`.").build(),
@@ -822,7 +536,8 @@ pub fn openapi(http: &HttpConfig) -> OpenApi {
 
 /// The document as served: [`openapi`] with the closed objects and the versioned event schemas.
 pub fn document_json(http: &HttpConfig) -> Value {
-    let mut doc = serde_json::to_value(openapi(http)).unwrap_or(Value::Null);
+    // Strings, maps with string keys and JSON values: writing the document cannot fail.
+    let mut doc = serde_json::to_value(openapi(http)).expect("the OpenAPI document is always written");
     if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
         for (name, schema) in schemas.iter_mut() {
             close(name, schema);

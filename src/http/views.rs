@@ -10,7 +10,103 @@ use utoipa::ToSchema;
 use crate::domain::achievement::FeedItem;
 use crate::domain::achievement::GovernanceEvent;
 use crate::domain::schema::{Timestamp, Uint256};
-use crate::domain::{Address, ClockMode, HexBytes, ProposalStatus, TimelockOperation, B256};
+use crate::domain::{Address, ClockMode, HexBytes, HistoryEntry, Proposal, ProposalStatus, TimelockOperation, UserVotingPower, Vote, B256};
+use crate::store::VoteCounts;
+
+// As listed by `GET /v1/proposals` and pushed as the websocket's `proposal.updated`. One-line doc
+// comments here: they are the document's descriptions.
+/// A proposal as listed. Without `fields` every property is present; with `fields` only those named.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ProposalSummary)]
+pub struct ProposalView {
+    // The proposal's own members (no doc comment: it would wrap the inlined schema in a `oneOf`).
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub proposal: Proposal,
+    /// For + against + abstain.
+    #[schema(value_type = Uint256)]
+    pub total_votes: String,
+    /// True while the last change is newer than the finalized block (`chain.confirmations`): a reorg may still undo it.
+    pub provisional: bool,
+    /// The governor's clock: `startBlock`/`endBlock` are block numbers or unix seconds.
+    pub clock_mode: ClockMode,
+}
+
+impl ProposalView {
+    /// The proposal as served; `provisional` as the caller reads the finalized block.
+    pub fn new(proposal: Proposal, clock_mode: ClockMode, provisional: bool) -> Self {
+        ProposalView { total_votes: proposal.total_votes().to_string(), proposal, provisional, clock_mode }
+    }
+}
+
+// `GET /v1/proposals/{proposalId}`.
+/// A proposal with its status history. Without `fields` every property is present; with `fields` only those named.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Proposal)]
+pub struct ProposalDetailView {
+    // The proposal as listed.
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub summary: ProposalView,
+    /// Status changes, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Vote records per support (counts of records, not weights).
+    pub vote_counts: VoteCounts,
+}
+
+/// A page of proposals.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProposalPage {
+    /// The proposals of this page.
+    pub items: Vec<ProposalView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
+    pub next_cursor: Option<String>,
+}
+
+/// A vote record. Without `fields` every property is present; with `fields` only those named.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Vote)]
+pub struct VoteView {
+    // The record's own members.
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub vote: Vote,
+    /// True while the vote's block is newer than the finalized block.
+    pub provisional: bool,
+    /// The voter's weight at the proposal's snapshot, part by part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = WeightBreakdown)]
+    pub weight_breakdown: Option<WeightBreakdown>,
+}
+
+/// A page of votes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VotePage {
+    /// The votes of this page.
+    pub items: Vec<VoteView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(pattern = "^[A-Za-z0-9_-]+$")]
+    pub next_cursor: Option<String>,
+}
+
+/// An account's voting power, part by part. Without `fields` every property is present; with `fields` only those named.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = VotingPower)]
+pub struct VotingPowerView {
+    // The parts.
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub power: UserVotingPower,
+    /// True while `blockNumber` is newer than the finalized block.
+    pub provisional: bool,
+}
 
 /// The voter's weight at a proposal's snapshot, part by part.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -28,6 +124,17 @@ pub struct WeightBreakdown {
     /// What the governor counts: token votes plus the NFT bonus.
     #[schema(value_type = Uint256)]
     pub total_weight: String,
+}
+
+impl From<&UserVotingPower> for WeightBreakdown {
+    fn from(vp: &UserVotingPower) -> Self {
+        WeightBreakdown {
+            base_weight: vp.base_weight.to_string(),
+            delegated_weight: vp.delegated_weight.to_string(),
+            nft_bonus: vp.nft_bonus.to_string(),
+            total_weight: vp.total_weight.to_string(),
+        }
+    }
 }
 
 /// An account ranked by the weight the governor counts now. Without `fields` every property is

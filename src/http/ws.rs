@@ -58,9 +58,9 @@ use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Reply};
 
 use super::problem::Problem;
-use super::{api, ApiState};
+use super::{api, views, ApiState};
 use crate::config::WebsocketConfig;
-use crate::domain::{parse_u256, Address, ClockMode, UserVotingPower, U256};
+use crate::domain::{parse_u256, Address, ClockMode, Proposal, UserVotingPower, U256};
 use crate::metrics as m;
 use crate::streams::changes::{Change, Update};
 
@@ -768,18 +768,24 @@ fn clock_mode(state: &ApiState) -> ClockMode {
     state.store.info().ok().flatten().map_or(ClockMode::BlockNumber, |i| i.clock_mode)
 }
 
-fn set_provisional(mut v: Value, provisional: bool) -> Value {
-    if let Value::Object(o) = &mut v {
-        o.insert("provisional".into(), Value::Bool(provisional));
+/// A view as a message's `data`: the REST shape of the same object, written as the REST answers
+/// are (through a `Value`: members in name order). A view serde cannot write is logged and its
+/// message not sent.
+fn message_data<T: serde::Serialize>(v: &T) -> Option<Arc<str>> {
+    match serde_json::to_value(v) {
+        Ok(v) => Some(v.to_string().into()),
+        Err(e) => {
+            tracing::error!(target: "websocket", error = %e, "cannot write a message");
+            None
+        }
     }
-    v
 }
 
-fn power_json(account: Address, p: &crate::domain::AccountPower, mode: ClockMode, fin: u64) -> (Value, bool) {
+fn power_view(account: Address, p: &crate::domain::AccountPower, mode: ClockMode, fin: u64) -> views::VotingPowerView {
     let tp = if mode == ClockMode::BlockNumber { p.block_number } else { p.timestamp };
     let vp = UserVotingPower::from_power(account, p, p.block_number, tp);
     let provisional = vp.block_number > fin;
-    (set_provisional(serde_json::to_value(&vp).unwrap_or(Value::Null), provisional), provisional)
+    views::VotingPowerView { power: vp, provisional }
 }
 
 fn status_json(state: &ApiState, indexed: u64, fin: u64) -> Arc<str> {
@@ -822,8 +828,9 @@ fn build_committed(state: &ApiState, u: &Update, want: &Wanted) -> Vec<Outgoing>
                 if !want.proposal(&id) || last_state.get(&id) != Some(&i) {
                     continue;
                 }
-                let provisional = p.updated_block > fin;
-                let data: Arc<str> = set_provisional(api::proposal_json(state, p, mode), provisional).to_string().into();
+                let view = api::proposal_view(Proposal::clone(p), mode, fin);
+                let provisional = view.provisional;
+                let Some(data) = message_data(&view) else { continue };
                 if want.proposals {
                     out.push(Outgoing { topic: Topic::Proposals, kind: Kind::ProposalUpdated, provisional, restored: false, data: data.clone() });
                 }
@@ -838,9 +845,9 @@ fn build_committed(state: &ApiState, u: &Update, want: &Wanted) -> Vec<Outgoing>
                     continue;
                 }
                 let snapshot = *snapshots.entry(v.proposal_id).or_insert_with(|| state.store.proposal(&v.proposal_id).ok().flatten().map(|p| p.start_block));
-                let Ok(j) = api::vote_json(state, v, snapshot.map(|s| (s, mode))) else { continue };
-                let provisional = v.block_number > fin;
-                let data: Arc<str> = set_provisional(j, provisional).to_string().into();
+                let Ok(view) = api::vote_view(state, v, snapshot.map(|s| (s, mode)), fin) else { continue };
+                let provisional = view.provisional;
+                let Some(data) = message_data(&view) else { continue };
                 if on_proposal {
                     out.push(Outgoing { topic: Topic::Proposal(v.proposal_id), kind: Kind::VoteCast, provisional, restored: false, data: data.clone() });
                 }
@@ -852,8 +859,9 @@ fn build_committed(state: &ApiState, u: &Update, want: &Wanted) -> Vec<Outgoing>
                 if !want.account.contains(account) {
                     continue;
                 }
-                let (j, provisional) = power_json(*account, power, mode, fin);
-                out.push(Outgoing { topic: Topic::Account(*account), kind: Kind::PowerChanged, provisional, restored: false, data: j.to_string().into() });
+                let view = power_view(*account, power, mode, fin);
+                let Some(data) = message_data(&view) else { continue };
+                out.push(Outgoing { topic: Topic::Account(*account), kind: Kind::PowerChanged, provisional: view.provisional, restored: false, data });
             }
         }
     }
@@ -874,8 +882,9 @@ fn build_restored(state: &ApiState, undone: &Touched, fresh: &Touched, want: &Wa
     for id in ids {
         let (kind, provisional, data): (Kind, bool, Arc<str>) = match state.store.proposal(id) {
             Ok(Some(p)) => {
-                let provisional = p.updated_block > fin;
-                (Kind::ProposalUpdated, provisional, set_provisional(api::proposal_json(state, &p, mode), provisional).to_string().into())
+                let view = api::proposal_view(p, mode, fin);
+                let Some(data) = message_data(&view) else { continue };
+                (Kind::ProposalUpdated, view.provisional, data)
             }
             Ok(None) => (Kind::ProposalRemoved, false, json!({ "proposalId": id.to_string() }).to_string().into()),
             Err(e) => {
@@ -900,8 +909,9 @@ fn build_restored(state: &ApiState, undone: &Touched, fresh: &Touched, want: &Wa
                 continue;
             }
         };
-        let (j, provisional) = power_json(*a, &power, mode, fin);
-        out.push(Outgoing { topic: Topic::Account(*a), kind: Kind::PowerChanged, provisional, restored: true, data: j.to_string().into() });
+        let view = power_view(*a, &power, mode, fin);
+        let Some(data) = message_data(&view) else { continue };
+        out.push(Outgoing { topic: Topic::Account(*a), kind: Kind::PowerChanged, provisional: view.provisional, restored: true, data });
     }
     if want.status {
         out.push(Outgoing { topic: Topic::Status, kind: Kind::Status, provisional: false, restored: false, data: status_json(state, void_above, fin) });

@@ -89,7 +89,7 @@ impl Inner {
     async fn stage<'b>(&self, batch: &'b Batch) -> Result<Plan<'b>, StoreError> {
         let mut plan = Plan::default();
         for m in &batch.mutations {
-            if let Some(p) = plan.mutation(m) {
+            if let Some(p) = plan.mutation(m)? {
                 let id = u256_be(&p.proposal_id);
                 let old = match plan.staged_status(&id) {
                     Some(s) => s,

@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet};
 
 use super::feed::outbox_bucket;
 use super::tables::{
-    b, enc, i, some, Key, Val, Vals, T_ACCOUNT, T_BY_CREATED, T_BY_PROPOSER, T_BY_STATUS, T_HISTORY, T_META, T_OUTBOX, T_OUTBOX_BY_ACCOUNT, T_POWER,
+    b, enc, i, json_enc, some, Key, Val, Vals, T_ACCOUNT, T_BY_CREATED, T_BY_PROPOSER, T_BY_STATUS, T_HISTORY, T_META, T_OUTBOX, T_OUTBOX_BY_ACCOUNT, T_POWER,
     T_PROPOSALS, T_STREAKS, T_TIMELOCK, T_VOTES_BY_PV, T_VOTES_BY_VOTER,
 };
 use crate::domain::{u256_be, Address, Proposal, Vote};
-use crate::store::Mutation;
+use crate::store::{Mutation, StoreError};
 
 /// Writes of one batch: the last write of a key wins, keys keep their first-write order.
 #[derive(Default)]
@@ -83,11 +83,12 @@ impl<'b> Plan<'b> {
     }
 
     /// Stages a mutation; a proposal is handed back instead, as its index rows depend on its
-    /// stored status (the caller reads it, then calls [`Plan::proposal`]).
-    pub(super) fn mutation(&mut self, m: &'b Mutation) -> Option<&'b Proposal> {
+    /// stored status (the caller reads it, then calls [`Plan::proposal`]). An outbox event
+    /// whose JSON cannot be written fails the commit rather than storing an empty row.
+    pub(super) fn mutation(&mut self, m: &'b Mutation) -> Result<Option<&'b Proposal>, StoreError> {
         let st = &mut self.rows;
         match m {
-            Mutation::Proposal(p) => return Some(p),
+            Mutation::Proposal(p) => return Ok(Some(p)),
             Mutation::History(h) => {
                 let k = vec![b(&u256_be(&h.proposal_id)), Val::I(i(h.block_number)), Val::T(h.status as u8 as i8)];
                 st.put(T_HISTORY, k, vec![some(Val::B(enc(h)))]);
@@ -115,11 +116,11 @@ impl<'b> Plan<'b> {
                 if *achievement {
                     st.put(T_OUTBOX_BY_ACCOUNT, vec![b(&event.account.0), b(&k)], vec![]);
                 }
-                let body = serde_json::to_string(event.as_ref()).unwrap_or_default();
+                let body = json_enc("outbox", event.as_ref())?;
                 st.put(T_OUTBOX, vec![Val::I(outbox_bucket(event.block_number)), b(&k)], vec![some(Val::S(body))]);
             }
             Mutation::Streak { voter, streak } => st.put(T_STREAKS, vec![b(&voter.0)], vec![some(Val::B(enc(streak)))]),
         }
-        None
+        Ok(None)
     }
 }
