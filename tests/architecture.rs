@@ -35,6 +35,9 @@ const WRAPPED: &[(&str, &[&str])] = &[
     ("warp", &["http"]),
     // The testkit drives a dev chain, and the demo plays its story, with ethers, as a wallet would.
     ("ethers", &["chain", "testkit", "demo"]),
+    // The event bindings (`sol!`) and their types stay in the decoder.
+    ("alloy_sol_types", &["streams"]),
+    ("alloy_primitives", &["streams"]),
 ];
 
 /// Rooms that may name only the listed rooms of the crate, whatever their floor.
