@@ -5,7 +5,7 @@
 //! decode (bounds-checked: a malformed log is an error, never a panic) and maps the result to
 //! [`GovEvent`], the domain's view of every event govflow understands.
 
-use alloy_sol_types::{SolEvent, TopicList};
+use alloy_sol_types::{SolEvent, SolType, TopicList};
 
 use crate::domain::{Address, B256, U256};
 
@@ -349,14 +349,24 @@ fn topic_address(t: &B256, name: &'static str) -> Result<Address, DecodeError> {
     Ok(Address(a))
 }
 
-/// Decodes `log` with the binding `E` after checking its topic count. Indexed values are read
-/// from the topics by the callers (with their checks), so the binding sees the topics only to
-/// check the signature.
-fn binding<E: SolEvent>(log: &RawLog, name: &'static str) -> Result<E, DecodeError> {
+/// The body (non-indexed parameters) of `log` as the binding `E` declares it, after checking
+/// its topic count. Topic 0 has already chosen `E`; indexed values are read from the topics by
+/// the callers, with their own checks, so only the data goes through the ABI decoder.
+fn body<'a, E: SolEvent>(log: &'a RawLog, name: &'static str) -> Result<<E::DataTuple<'a> as SolType>::RustType, DecodeError> {
     if log.topics.len() != <E::TopicList as TopicList>::COUNT {
         return Err(DecodeError::Topics(name));
     }
-    E::decode_raw_log(log.topics.iter().map(|t| alloy_primitives::B256::from(t.0)), &log.data).map_err(|_| DecodeError::Data(name))
+    E::abi_decode_data(&log.data).map_err(|_| DecodeError::Data(name))
+}
+
+/// An indexed `uint256` that must fit a u64 (a call index).
+fn topic_u64(t: &B256, name: &'static str) -> Result<u64, DecodeError> {
+    if t.0[..24].iter().any(|b| *b != 0) {
+        return Err(DecodeError::Data(name));
+    }
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&t.0[24..]);
+    Ok(u64::from_be_bytes(w))
 }
 
 /// Decodes one log.
@@ -364,119 +374,101 @@ pub fn decode(log: &RawLog) -> Result<(GovEvent, EventMeta), DecodeError> {
     let t0 = log.topics.first().ok_or(DecodeError::NoTopics)?;
     let kind = kind_of(t0).ok_or(DecodeError::Unknown)?;
     let name = kind.name();
-    let setting = |setting, old, new| GovEvent::SettingChanged { setting, old: u256(old), new: u256(new) };
+    let topic = |i: usize| &log.topics[i];
+    let setting = |setting, (old, new): (alloy_primitives::U256, alloy_primitives::U256)| GovEvent::SettingChanged { setting, old: u256(old), new: u256(new) };
     let ev = match kind {
         Kind::ProposalCreated => {
-            let e: Governor::ProposalCreated = binding(log, name)?;
+            let (proposal_id, proposer, targets, values, signatures, calldatas, vote_start, vote_end, description) =
+                body::<Governor::ProposalCreated>(log, name)?;
             GovEvent::ProposalCreated {
-                proposal_id: u256(e.proposalId),
-                proposer: addr(e.proposer),
-                targets: e.targets.into_iter().map(addr).collect(),
-                values: e.values.into_iter().map(u256).collect(),
-                signatures: e.signatures,
-                calldatas: e.calldatas.into_iter().map(Vec::from).collect(),
-                vote_start: to_u64(e.voteStart, name)?,
-                vote_end: to_u64(e.voteEnd, name)?,
-                description: e.description,
+                proposal_id: u256(proposal_id),
+                proposer: addr(proposer),
+                targets: targets.into_iter().map(addr).collect(),
+                values: values.into_iter().map(u256).collect(),
+                signatures,
+                calldatas: calldatas.into_iter().map(Vec::from).collect(),
+                vote_start: to_u64(vote_start, name)?,
+                vote_end: to_u64(vote_end, name)?,
+                description,
             }
         }
         Kind::VoteCast => {
-            let e: Governor::VoteCast = binding(log, name)?;
-            GovEvent::VoteCast {
-                voter: topic_address(&log.topics[1], name)?,
-                proposal_id: u256(e.proposalId),
-                support: e.support,
-                weight: u256(e.weight),
-                reason: e.reason,
-                params: None,
-            }
+            let (proposal_id, support, weight, reason) = body::<Governor::VoteCast>(log, name)?;
+            GovEvent::VoteCast { voter: topic_address(topic(1), name)?, proposal_id: u256(proposal_id), support, weight: u256(weight), reason, params: None }
         }
         Kind::VoteCastWithParams => {
-            let e: Governor::VoteCastWithParams = binding(log, name)?;
+            let (proposal_id, support, weight, reason, params) = body::<Governor::VoteCastWithParams>(log, name)?;
             GovEvent::VoteCast {
-                voter: topic_address(&log.topics[1], name)?,
-                proposal_id: u256(e.proposalId),
-                support: e.support,
-                weight: u256(e.weight),
-                reason: e.reason,
-                params: Some(e.params.into()),
+                voter: topic_address(topic(1), name)?,
+                proposal_id: u256(proposal_id),
+                support,
+                weight: u256(weight),
+                reason,
+                params: Some(params.into()),
             }
         }
-        Kind::ProposalCanceled => GovEvent::ProposalCanceled { proposal_id: u256(binding::<Governor::ProposalCanceled>(log, name)?.proposalId) },
-        Kind::ProposalExecuted => GovEvent::ProposalExecuted { proposal_id: u256(binding::<Governor::ProposalExecuted>(log, name)?.proposalId) },
+        Kind::ProposalCanceled => GovEvent::ProposalCanceled { proposal_id: u256(body::<Governor::ProposalCanceled>(log, name)?.0) },
+        Kind::ProposalExecuted => GovEvent::ProposalExecuted { proposal_id: u256(body::<Governor::ProposalExecuted>(log, name)?.0) },
         Kind::ProposalQueued => {
-            let e: Governor::ProposalQueued = binding(log, name)?;
-            GovEvent::ProposalQueued { proposal_id: u256(e.proposalId), eta: to_u64(e.etaSeconds, name)? }
+            let (proposal_id, eta) = body::<Governor::ProposalQueued>(log, name)?;
+            GovEvent::ProposalQueued { proposal_id: u256(proposal_id), eta: to_u64(eta, name)? }
         }
         Kind::ProposalExtended => {
-            let e: Governor::ProposalExtended = binding(log, name)?;
-            GovEvent::ProposalExtended { proposal_id: u256(e.proposalId), extended_deadline: e.extendedDeadline }
+            let (extended_deadline,) = body::<Governor::ProposalExtended>(log, name)?;
+            GovEvent::ProposalExtended { proposal_id: U256::from_big_endian(&topic(1).0), extended_deadline }
         }
-        Kind::VotingDelaySet => {
-            let e: Governor::VotingDelaySet = binding(log, name)?;
-            setting(Setting::VotingDelay, e.oldVotingDelay, e.newVotingDelay)
-        }
-        Kind::VotingPeriodSet => {
-            let e: Governor::VotingPeriodSet = binding(log, name)?;
-            setting(Setting::VotingPeriod, e.oldVotingPeriod, e.newVotingPeriod)
-        }
-        Kind::ProposalThresholdSet => {
-            let e: Governor::ProposalThresholdSet = binding(log, name)?;
-            setting(Setting::ProposalThreshold, e.oldProposalThreshold, e.newProposalThreshold)
-        }
-        Kind::QuorumNumeratorUpdated => {
-            let e: Governor::QuorumNumeratorUpdated = binding(log, name)?;
-            setting(Setting::QuorumNumerator, e.oldQuorumNumerator, e.newQuorumNumerator)
-        }
-        Kind::MinDelayChange => {
-            let e: Timelock::MinDelayChange = binding(log, name)?;
-            setting(Setting::TimelockMinDelay, e.oldDuration, e.newDuration)
-        }
+        Kind::VotingDelaySet => setting(Setting::VotingDelay, body::<Governor::VotingDelaySet>(log, name)?),
+        Kind::VotingPeriodSet => setting(Setting::VotingPeriod, body::<Governor::VotingPeriodSet>(log, name)?),
+        Kind::ProposalThresholdSet => setting(Setting::ProposalThreshold, body::<Governor::ProposalThresholdSet>(log, name)?),
+        Kind::QuorumNumeratorUpdated => setting(Setting::QuorumNumerator, body::<Governor::QuorumNumeratorUpdated>(log, name)?),
+        Kind::MinDelayChange => setting(Setting::TimelockMinDelay, body::<Timelock::MinDelayChange>(log, name)?),
         Kind::TimelockChange => {
-            let e: Governor::TimelockChange = binding(log, name)?;
-            GovEvent::TimelockChange { old: addr(e.oldTimelock), new: addr(e.newTimelock) }
+            let (old, new) = body::<Governor::TimelockChange>(log, name)?;
+            GovEvent::TimelockChange { old: addr(old), new: addr(new) }
         }
         Kind::CallScheduled => {
-            let e: Timelock::CallScheduled = binding(log, name)?;
-            GovEvent::CallScheduled { id: B256(e.id.0), index: to_u64(e.index, name)?, target: addr(e.target), delay: to_u64(e.delay, name)? }
+            let (target, _value, _data, _predecessor, delay) = body::<Timelock::CallScheduled>(log, name)?;
+            GovEvent::CallScheduled { id: *topic(1), index: topic_u64(topic(2), name)?, target: addr(target), delay: to_u64(delay, name)? }
         }
         Kind::CallExecuted => {
-            let e: Timelock::CallExecuted = binding(log, name)?;
-            GovEvent::CallExecuted { id: B256(e.id.0), index: to_u64(e.index, name)? }
+            body::<Timelock::CallExecuted>(log, name)?;
+            GovEvent::CallExecuted { id: *topic(1), index: topic_u64(topic(2), name)? }
         }
-        Kind::Cancelled => GovEvent::Cancelled { id: B256(binding::<Timelock::Cancelled>(log, name)?.id.0) },
-        Kind::CallSalt => GovEvent::CallSalt { id: B256(binding::<Timelock::CallSalt>(log, name)?.id.0) },
+        Kind::Cancelled => {
+            body::<Timelock::Cancelled>(log, name)?;
+            GovEvent::Cancelled { id: *topic(1) }
+        }
+        Kind::CallSalt => {
+            body::<Timelock::CallSalt>(log, name)?;
+            GovEvent::CallSalt { id: *topic(1) }
+        }
         Kind::DelegateChanged => {
-            binding::<VotesToken::DelegateChanged>(log, name)?;
-            GovEvent::DelegateChanged {
-                delegator: topic_address(&log.topics[1], name)?,
-                from: topic_address(&log.topics[2], name)?,
-                to: topic_address(&log.topics[3], name)?,
-            }
+            body::<VotesToken::DelegateChanged>(log, name)?;
+            GovEvent::DelegateChanged { delegator: topic_address(topic(1), name)?, from: topic_address(topic(2), name)?, to: topic_address(topic(3), name)? }
         }
         Kind::DelegateVotesChanged => {
-            let e: VotesToken::DelegateVotesChanged = binding(log, name)?;
-            GovEvent::DelegateVotesChanged { delegate: topic_address(&log.topics[1], name)?, previous: u256(e.previousVotes), new: u256(e.newVotes) }
+            let (previous, new) = body::<VotesToken::DelegateVotesChanged>(log, name)?;
+            GovEvent::DelegateVotesChanged { delegate: topic_address(topic(1), name)?, previous: u256(previous), new: u256(new) }
         }
         // ERC-721 `Transfer` has the ERC-20 signature with the token id indexed: four topics.
         Kind::Transfer if log.topics.len() == 4 => {
-            let e: AchievementNft::Transfer = binding(log, name)?;
-            GovEvent::NftTransfer { from: topic_address(&log.topics[1], name)?, to: topic_address(&log.topics[2], name)?, token_id: u256(e.tokenId) }
+            body::<AchievementNft::Transfer>(log, name)?;
+            GovEvent::NftTransfer { from: topic_address(topic(1), name)?, to: topic_address(topic(2), name)?, token_id: U256::from_big_endian(&topic(3).0) }
         }
         Kind::Transfer => {
-            let e: VotesToken::Transfer = binding(log, name)?;
-            GovEvent::Transfer { from: topic_address(&log.topics[1], name)?, to: topic_address(&log.topics[2], name)?, value: u256(e.value) }
+            let (value,) = body::<VotesToken::Transfer>(log, name)?;
+            GovEvent::Transfer { from: topic_address(topic(1), name)?, to: topic_address(topic(2), name)?, value: u256(value) }
         }
         Kind::GovernanceWeightBonusChanged => {
-            let e: BenefitExecutor::GovernanceWeightBonusChanged = binding(log, name)?;
-            GovEvent::BonusChanged { account: topic_address(&log.topics[1], name)?, previous: u256(e.previousBonus), new: u256(e.newBonus) }
+            let (previous, new) = body::<BenefitExecutor::GovernanceWeightBonusChanged>(log, name)?;
+            GovEvent::BonusChanged { account: topic_address(topic(1), name)?, previous: u256(previous), new: u256(new) }
         }
         Kind::SpecialBenefitsChanged => {
-            let e: BenefitExecutor::SpecialBenefitsChanged = binding(log, name)?;
+            let (fee_discount_bps, priority_boost) = body::<BenefitExecutor::SpecialBenefitsChanged>(log, name)?;
             GovEvent::BenefitsChanged {
-                account: topic_address(&log.topics[1], name)?,
-                fee_discount_bps: u256(e.feeDiscountBps),
-                priority_boost: u256(e.priorityBoost),
+                account: topic_address(topic(1), name)?,
+                fee_discount_bps: u256(fee_discount_bps),
+                priority_boost: u256(priority_boost),
             }
         }
     };
