@@ -259,6 +259,12 @@ async fn conventions_on_real_answers() {
     for item in a["items"].as_array().unwrap() {
         assert_eq!(keys(item), vec!["proposalId", "status"], "{item}");
     }
+    // `history` and `voteCounts` (detail members) have always been accepted on the list, where
+    // items have none: still accepted, still nothing.
+    let a = get(&gf, "/v1/proposals?fields=history,status", &[]).await.json();
+    for item in a["items"].as_array().unwrap() {
+        assert_eq!(keys(item), vec!["status"], "{item}");
+    }
     let a = get(&gf, &format!("/v1/proposals/{p1}?fields=forVotes"), &[]).await.json();
     assert_eq!(a.as_object().unwrap().len(), 1);
     let a = get(&gf, "/v1/proposals/stats?fields=proposals,votes", &[]).await.json();

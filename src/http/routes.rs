@@ -77,7 +77,9 @@ pub const ROUTES: &[Route] = &[
         cached: true,
         cache_control: CacheControl::Public,
         auth: Auth::None,
-        projection: Projection::Fields(openapi::members::<views::ProposalView>),
+        // The detail's members: `/v1` has always accepted `history` and `voteCounts` here (list
+        // items simply have none), and accepted names are never withdrawn within a version.
+        projection: Projection::Fields(openapi::members::<views::ProposalDetailView>),
         doc: Doc {
             id: "listProposals",
             tag: "proposals",
