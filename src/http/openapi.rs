@@ -208,16 +208,24 @@ pub const EXPLORER_ASSETS: &[&str] = &[
 
 /// The property names of a view's derived schema, flattened parts included (the members
 /// `fields=` may name), in name order.
-pub(crate) fn members<T: PartialSchema>() -> Vec<String> {
-    match merged(T::schema()) {
-        RefOr::T(Schema::Object(o)) => o.properties.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
+/// Built once per type: the router asks on every request with `fields=`.
+pub(crate) fn members<T: PartialSchema + 'static>() -> Vec<String> {
+    static MEMBERS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<std::any::TypeId, Vec<String>>>> = std::sync::OnceLock::new();
+    let cache = MEMBERS.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(std::any::TypeId::of::<T>())
+        .or_insert_with(|| match merged(T::schema()) {
+            RefOr::T(Schema::Object(o)) => o.properties.keys().cloned().collect(),
+            _ => Vec::new(),
+        })
+        .clone()
 }
 
-/// The members of a feed item (`schema/governance-feed-item.v1.json`).
+/// The members of a feed item (`schema/governance-feed-item.v1.json`), read once.
 pub(crate) fn feed_item_members() -> Vec<String> {
-    feed_item_schema()["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    static MEMBERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    MEMBERS.get_or_init(|| feed_item_schema()["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()).clone()
 }
 
 fn str_schema() -> ObjectBuilder {
